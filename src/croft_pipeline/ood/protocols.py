@@ -1,0 +1,54 @@
+"""The two open-set protocols of DESIGN.md §5: ``deploy`` and ``paper``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from croft_pipeline.ood.metrics import _scores, auroc, threshold_at_tpr
+
+
+def deploy_threshold(id_scores, tpr: float = 0.95) -> float:
+    """The score threshold that keeps ``tpr`` of the ID validation samples (``score >= t``).
+
+    ``calibrate`` calls this on ID validation data only, never on test data.
+    """
+    return threshold_at_tpr(id_scores, tpr)
+
+
+def apply_threshold(scores, threshold: float) -> np.ndarray:
+    """``True`` where a sample is accepted as in-distribution (``score >= threshold``)."""
+    return np.asarray(scores, dtype=np.float64) >= threshold
+
+
+def deploy_protocol(threshold: float, id_scores, ood_scores) -> dict[str, float]:
+    """The TPR on ID and the FPR on OOD that a fixed (calibrated) threshold actually gets."""
+    ids, oods = finite_scores(id_scores, "ID scores"), finite_scores(ood_scores, "OOD scores")
+    return {
+        "threshold": float(threshold),
+        "tpr": float(apply_threshold(ids, threshold).mean()),
+        "fpr": float(apply_threshold(oods, threshold).mean()),
+    }
+
+
+def paper_protocol(reference_scores, reference_correct, ood_scores) -> dict[str, float]:
+    """The official code's rule (CROFT_SPEC §4.1/4.2).
+
+    Keep the correctly classified reference samples, threshold = 5th percentile of their scores
+    (``np.percentile``, linear interpolation), FPR = share of open-set scores strictly above it,
+    AUROC = correct reference (positive) vs open-set.
+    """
+    reference = finite_scores(reference_scores, "reference scores")
+    correct = np.asarray(reference_correct, dtype=bool).reshape(-1)
+    if correct.size != reference.size:
+        raise ValueError(f"{correct.size} correctness flags for {reference.size} reference scores")
+    if not correct.any():
+        raise ValueError("paper protocol: no correctly classified reference sample")
+    kept = reference[correct]
+    oods = finite_scores(ood_scores, "OOD scores")
+    threshold = float(np.percentile(kept, 5))
+    return {
+        "threshold": threshold,
+        "fpr": float(np.mean(oods > threshold)),
+        "auroc": auroc(kept, oods),
+        "n_reference_correct": int(kept.size),
+    }

@@ -1,0 +1,119 @@
+"""A registry of OOD scores; every score is higher for more in-distribution samples.
+
+Each score is ``fn(inputs: ScoreInputs, **params) -> np.ndarray [N]`` (float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a score may look at, for N samples.
+
+    ``logits`` ``[N, K]`` include the model's logit scale (``logit_scale * cos`` for CLIP-style
+    heads); ``embeddings`` ``[N, D]`` are the method's adapted image features and ``bank``
+    ``[M, D]`` the ID training features (both only needed by KNN).
+    """
+
+    logits: np.ndarray
+    logit_scale: float = 1.0
+    embeddings: np.ndarray | None = None
+    bank: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        logits = np.asarray(self.logits)
+        if logits.ndim != 2 or logits.shape[1] == 0:
+            raise ValueError(f"logits must be [N, K] with K >= 1, got shape {logits.shape}")
+        if not np.isfinite(logits).all():
+            raise ValueError("logits contain non-finite values")
+        if not (np.isfinite(self.logit_scale) and self.logit_scale > 0):
+            raise ValueError(f"logit_scale must be a positive finite number, got {self.logit_scale}")
+
+
+def _logits(inputs: ScoreInputs) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(inputs.logits), dtype=torch.float64)
+
+
+def energy(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
+    """Negative free energy ``T * logsumexp(logits / T)`` (CROFT_SPEC 1.5 with T = 1)."""
+    _check_positive("temperature", temperature)
+    return (temperature * torch.logsumexp(_logits(inputs) / temperature, dim=1)).numpy()
+
+
+def max_softmax(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
+    """Maximum softmax probability (MSP) of ``logits / T``."""
+    _check_positive("temperature", temperature)
+    return torch.softmax(_logits(inputs) / temperature, dim=1).max(dim=1).values.numpy()
+
+
+def max_logit(inputs: ScoreInputs) -> np.ndarray:
+    """Largest logit."""
+    return _logits(inputs).max(dim=1).values.numpy()
+
+
+def mcm(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
+    """MCM: max softmax of the cosine similarities ``logits / logit_scale`` divided by ``T``."""
+    _check_positive("temperature", temperature)
+    cosine = _logits(inputs) / inputs.logit_scale
+    return torch.softmax(cosine / temperature, dim=1).max(dim=1).values.numpy()
+
+
+def knn(inputs: ScoreInputs, k: int = 1, batch_size: int = 4096) -> np.ndarray:
+    """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalised)."""
+    if inputs.embeddings is None or inputs.bank is None:
+        raise ValueError("the knn score needs embeddings and an ID feature bank")
+    queries = _normalise(inputs.embeddings, "embeddings")
+    bank = _normalise(inputs.bank, "bank")
+    if queries.shape[1] != bank.shape[1]:
+        raise ValueError(f"embedding dim {queries.shape[1]} != bank dim {bank.shape[1]}")
+    if queries.shape[0] != np.asarray(inputs.logits).shape[0]:
+        raise ValueError("embeddings and logits have a different number of rows")
+    if not 1 <= k <= bank.shape[0]:
+        raise ValueError(f"k must be in [1, {bank.shape[0]}] (the bank size), got {k}")
+    kth = [
+        torch.cdist(queries[start : start + batch_size], bank)
+        .topk(k, dim=1, largest=False)
+        .values[:, -1]
+        for start in range(0, queries.shape[0], batch_size)
+    ]
+    return (-torch.cat(kth)).numpy() if kth else np.zeros(0)
+
+
+SCORES: dict[str, Callable[..., np.ndarray]] = {
+    "energy": energy,
+    "msp": max_softmax,
+    "max_logit": max_logit,
+    "mcm": mcm,
+    "knn": knn,
+}
+
+
+def score_names() -> list[str]:
+    return sorted(SCORES)
+
+
+def compute_score(name: str, inputs: ScoreInputs, **params) -> np.ndarray:
+    """The score ``name`` of every sample (higher = more in-distribution)."""
+    if name not in SCORES:
+        raise KeyError(f"unknown OOD score {name!r}; known: {score_names()}")
+    return np.asarray(SCORES[name](inputs, **params), dtype=np.float64)
+
+
+def _normalise(features: np.ndarray, what: str) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    if tensor.ndim != 2:
+        raise ValueError(f"{what} must be [N, D], got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{what} contain non-finite values")
+    return tensor / tensor.norm(dim=1, keepdim=True).clamp_min(1e-10)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")

@@ -1,0 +1,39 @@
+"""Shared fixtures: one tiny end-to-end run of the real pipelines, reused by many tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import croft_pipeline  # noqa: F401  (offline defaults before anything else loads)
+from tests.kedro_harness import make_project_copy, run_pipeline
+from tests.network_guard import loopback_only
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    project: Path
+    network_attempts: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """The whole default pipeline, run once in the `test` environment with the network cut."""
+    project = make_project_copy(tmp_path_factory.mktemp("tiny_project"))
+    with loopback_only() as attempts:
+        run_pipeline(project, "__default__", env="test")
+    return TinyRun(project=project, network_attempts=tuple(attempts))
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tiny_run) -> Path:
+    """The project copy of :func:`tiny_run` (all pipeline outputs are under its data/)."""
+    return tiny_run.project
+
+
+@pytest.fixture
+def fresh_project(tmp_path) -> Path:
+    """An empty project copy (conf only) for a test that runs pipelines itself."""
+    return make_project_copy(tmp_path / "project")

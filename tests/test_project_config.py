@@ -1,0 +1,47 @@
+"""The committed configuration keeps the project offline, quiet and tracked in one place."""
+
+from pathlib import Path
+
+import yaml
+
+from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_telemetry_is_off_in_what_we_ship():
+    assert yaml.safe_load((ROOT / ".telemetry").read_text()) == {"consent": False}
+    dvc_config = (ROOT / ".dvc" / "config").read_text()
+    assert "analytics = false" in dvc_config
+    assert "check_update = false" in dvc_config
+
+
+def test_mlflow_tracks_to_sqlite_in_the_project_root():
+    config = yaml.safe_load((ROOT / "conf" / "base" / "mlflow.yml").read_text())
+    assert config["server"]["mlflow_tracking_uri"] == "sqlite:///mlflow.db"
+    assert config["tracking"]["experiment"]["name"] == "croft-pipeline"
+
+
+def test_registry_names_the_five_pipelines_and_default_chains_them():
+    pipelines = register_pipelines()
+    assert set(pipelines) == {*PIPELINE_ORDER, "__default__"}
+    default_nodes = {node.name for node in pipelines["__default__"].nodes}
+    for name in PIPELINE_ORDER:
+        assert pipelines[name].nodes, f"pipeline {name} has no nodes"
+        assert {node.name for node in pipelines[name].nodes} <= default_nodes
+
+
+def test_dvc_yaml_is_the_generated_one():
+    from croft_pipeline.dvc_stages import render
+
+    assert (ROOT / "dvc.yaml").read_text() == render(ROOT), (
+        "dvc.yaml is stale: run `python -m croft_pipeline.dvc_stages`"
+    )
+
+
+def test_dvc_stages_mirror_the_kedro_pipelines():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(PIPELINE_ORDER)
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"kedro run --pipeline={name}"
+        assert stage.get("outs") or stage.get("metrics"), f"stage {name} declares no outputs"
