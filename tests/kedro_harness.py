@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import chdir
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -29,6 +31,7 @@ def make_project_copy(target: Path) -> Path:
     shutil.copytree(REPO_ROOT / "conf", target / "conf", dirs_exist_ok=True)
     for name in PROJECT_FILES:
         shutil.copy2(REPO_ROOT / name, target / name)
+    (target / "src").mkdir(exist_ok=True)  # bootstrap_project wants the source dir to exist
     for layer in DATA_LAYERS:
         (target / "data" / layer).mkdir(parents=True, exist_ok=True)
     return target
@@ -42,5 +45,12 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run one registered pipeline of the project copy, as `kedro run --pipeline` would."""
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, extra_params=extra_params) as session:
-        return session.run(pipeline_names=[pipeline])
+    try:
+        with (
+            chdir(project),  # as `kedro run` in the project root
+            KedroSession.create(project_path=project, env=env, runtime_params=extra_params) as session,
+        ):
+            return session.run(pipeline_names=[pipeline])
+    finally:
+        while mlflow.active_run() is not None:  # kedro-mlflow leaves its run open in-process
+            mlflow.end_run()

@@ -13,15 +13,23 @@ class NetworkBlocked(OSError):
 
 
 def _is_loopback(address) -> bool:
-    if isinstance(address, str):  # AF_UNIX path
-        return True
-    host = address[0] if isinstance(address, tuple) else address
+    """True for a loopback (host, port) tuple or a loopback host name / address."""
+    host = address[0] if isinstance(address, tuple) else str(address)
     if host in ("localhost", ""):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name that is not localhost
+
+
+def _is_ip_literal(host) -> bool:
+    """A numeric address needs no name lookup: it is blocked at connect instead."""
+    try:
+        ipaddress.ip_address(host if isinstance(host, str) else host.decode())
+    except (ValueError, AttributeError):
+        return False
+    return True
 
 
 @contextmanager
@@ -42,7 +50,7 @@ def loopback_only() -> Iterator[list[str]]:
         return connect
 
     def getaddrinfo(host, *args, **kwargs):
-        if host is not None and not _is_loopback(host if isinstance(host, str) else str(host)):
+        if host is not None and not _is_loopback(host) and not _is_ip_literal(host):
             attempts.append(f"getaddrinfo({host!r})")
             raise socket.gaierror(socket.EAI_NONAME, f"name lookup blocked in tests: {host!r}")
         return original_getaddrinfo(host, *args, **kwargs)

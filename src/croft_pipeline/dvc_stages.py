@@ -29,8 +29,12 @@ METRICS_FILES = {"data/08_reporting/metrics.json"}
 
 
 def _filepath(entry: dict[str, Any]) -> str | None:
-    if "filepath" in entry:
-        return str(entry["filepath"])
+    """The file (``filepath``) or folder (``path``, partitioned datasets) an entry stores."""
+    if "ProjectDir" in str(entry.get("type", "")):
+        return None  # the project folder itself, not data
+    for key in ("filepath", "path"):
+        if key in entry:
+            return str(entry[key])
     inner = entry.get("dataset")
     return _filepath(inner) if isinstance(inner, dict) else None
 
@@ -45,24 +49,27 @@ def _catalog_paths(conf_dir: Path) -> dict[str, str]:
 
 
 def _param_sources(conf_dir: Path) -> dict[str, str]:
-    """Top-level parameter key -> the base parameter file that defines it."""
+    """Top-level parameter key -> the base parameter file that defines it (project-relative)."""
     sources = {}
     for path in sorted((conf_dir / "base").glob("parameters*.yml")):
         for key in yaml.safe_load(path.read_text()) or {}:
-            sources[key] = path.as_posix()
+            sources[key] = path.relative_to(conf_dir.parent).as_posix()
     return sources
 
 
 def _extra_outs(conf_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Folders that nodes fill directly (rendered images, the embedding cache)."""
+    """Files and folders that nodes write directly: rendered images, checkpoint, cache."""
     loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
     params = loader["parameters"]
-    extra: dict[str, list[dict[str, Any]]] = {}
-    rendered = params.get("ingest", {}).get("emojishift", {}).get("output_roots", {})
-    extra["ingest"] = [{path: {"persist": False}} for path in sorted(set(rendered.values()))]
+    ingest = params.get("ingest", {})
+    rendered = ingest.get("roots", {}) if ingest.get("source") == "emojishift" else {}
+    checkpoint = params.get("pretrain", {}).get("checkpoint")
     cache_dir = params.get("embed", {}).get("cache_dir")
-    extra["embed"] = [{cache_dir: {"persist": True}}] if cache_dir else []
-    return extra
+    return {
+        "ingest": sorted(set(rendered.values())),
+        "pretrain": [checkpoint] if checkpoint else [],
+        "embed": [{cache_dir: {"persist": True}}] if cache_dir else [],
+    }
 
 
 def build_stages(project_root: Path) -> dict[str, Any]:

@@ -62,7 +62,9 @@ class FeatureTable:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         if "keys" not in metadata:
-            raise ValueError(f"{path}: not a FeatureTable file (no 'keys' in its safetensors header)")
+            raise ValueError(
+                f"{path}: not a FeatureTable file (no 'keys' in its safetensors header)"
+            )
         tensors = load_file(str(path))
         return cls(
             keys=json.loads(metadata["keys"]),

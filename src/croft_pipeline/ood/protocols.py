@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from croft_pipeline.ood.metrics import _scores, auroc, threshold_at_tpr
+from croft_pipeline.ood.metrics import auroc, finite_scores, threshold_at_tpr
 
 
 def deploy_threshold(id_scores, tpr: float = 0.95) -> float:

@@ -33,7 +33,9 @@ class ScoreInputs:
         if not np.isfinite(logits).all():
             raise ValueError("logits contain non-finite values")
         if not (np.isfinite(self.logit_scale) and self.logit_scale > 0):
-            raise ValueError(f"logit_scale must be a positive finite number, got {self.logit_scale}")
+            raise ValueError(
+                f"logit_scale must be a positive finite number, got {self.logit_scale}"
+            )
 
 
 def _logits(inputs: ScoreInputs) -> torch.Tensor:
@@ -65,7 +67,10 @@ def mcm(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
 
 
 def knn(inputs: ScoreInputs, k: int = 1, batch_size: int = 4096) -> np.ndarray:
-    """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalised)."""
+    """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalised).
+
+    The official script negates the squared distance: same ranking, same threshold-free metrics.
+    """
     if inputs.embeddings is None or inputs.bank is None:
         raise ValueError("the knn score needs embeddings and an ID feature bank")
     queries = _normalise(inputs.embeddings, "embeddings")

@@ -1,0 +1,185 @@
+"""Embedding throughput and cache benefit of the embed pipeline's core (croft_pipeline.clip).
+
+(a) ``throughput_ratio``: images/s of ``embed_views`` (decode files in DataLoader workers,
+    centre view, encode, write cache chunks) on a cold cache, divided by images/s of the model's
+    bare forward pass on the same images pre-decoded into one tensor (same model, same batch).
+(b) ``warm_speedup``: wall time of that cold run divided by a second run with nothing changed
+    (every row comes from the cache).
+
+    python benchmarks/bench_embed.py                  # writes benchmarks/results/embed.{json,md}
+    python benchmarks/bench_embed.py --threads 1 --workers 1 --out /tmp/embed
+
+Images: every PNG under ``--images`` (default: the rendered EmojiShift downstream root,
+data/01_raw/emojishift; it is rendered into benchmarks/.work/ first when absent). Model: the
+``clip`` block of conf/base/parameters_clip.yml, with random weights when its checkpoint does not
+exist yet (throughput does not depend on the weights). One run each, as the issue asks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from croft_pipeline.clip.backend import encode_pixels, load_clip, torch_threads
+from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
+from croft_pipeline.clip.views import CENTER
+from croft_pipeline.data.images import load_rgb
+from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / ".work"
+
+
+def find_images(folder: Path, limit: int | None) -> list[ImageRef]:
+    if not any(folder.rglob("*.png")):
+        folder = render_emojishift()
+    paths = sorted(folder.rglob("*.png"))[:limit]
+    return [ImageRef(sha256_file(path), path) for path in paths]
+
+
+def render_emojishift() -> Path:
+    from croft_pipeline.data.emojishift import render_emojishift as render
+
+    params = yaml.safe_load((ROOT / "conf/base/parameters_ingest.yml").read_text())["ingest"]
+    target = WORK / "emojishift"
+    render(params["emojishift"], target, WORK / "emojishift_pretrain")
+    return target
+
+
+def bare_forward(loaded, images: list[ImageRef], batch_size: int) -> float:
+    """Images/s of encode_pixels on pre-decoded, preprocessed tensors (one warm-up batch)."""
+    pixels = torch.stack([loaded.preprocess_eval(load_rgb(ref.path)) for ref in images])
+    with torch.inference_mode(), loaded.autocast():
+        encode_pixels(loaded, pixels[:batch_size])
+        started = time.perf_counter()
+        for start in range(0, len(pixels), batch_size):
+            encode_pixels(loaded, pixels[start : start + batch_size])
+        seconds = time.perf_counter() - started
+    return len(pixels) / seconds
+
+
+def timed_embed(loaded, images, cache: Path, settings: EmbedSettings) -> float:
+    started = time.perf_counter()
+    embed_views(loaded, images, loaded.view_recipe(CENTER), 1, cache, settings)
+    return time.perf_counter() - started
+
+
+def machine() -> dict:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=ROOT / "data/01_raw/emojishift")
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: embed.batch_size")
+    parser.add_argument("--workers", type=int, default=None, help="default: embed.num_workers")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/embed")
+    args = parser.parse_args()
+
+    clip = yaml.safe_load((ROOT / "conf/base/parameters_clip.yml").read_text())["clip"]
+    embed = yaml.safe_load((ROOT / "conf/base/parameters_embed.yml").read_text())["embed"]
+    settings = EmbedSettings(
+        batch_size=args.batch_size or int(embed["batch_size"]),
+        chunk_rows=int(embed["chunk_rows"]),
+        num_workers=int(embed["num_workers"]) if args.workers is None else args.workers,
+        progress=False,
+    )
+    checkpoint = ROOT / clip["pretrained"]
+    pretrained = str(checkpoint) if checkpoint.is_file() else None
+    info = machine()
+    with torch_threads(args.threads if args.threads is not None else clip.get("num_threads")):
+        loaded = load_clip(
+            clip["model_name"], pretrained, device=args.device, precision=clip["precision"]
+        )
+        images = find_images(args.images, args.limit)
+        cache = WORK / "embed_cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        bare = bare_forward(loaded, images, settings.batch_size)
+        cold = timed_embed(loaded, images, cache, settings)
+        warm = timed_embed(loaded, images, cache, settings)
+        threads = torch.get_num_threads()
+    shutil.rmtree(cache, ignore_errors=True)
+    result = {
+        "throughput_ratio": round(len(images) / cold / bare, 3),
+        "warm_speedup": round(cold / warm, 1),
+        "images": len(images),
+        "bare_forward_images_per_s": round(bare, 1),
+        "embed_cold_images_per_s": round(len(images) / cold, 1),
+        "embed_cold_seconds": round(cold, 3),
+        "embed_warm_seconds": round(warm, 3),
+        "model_name": clip["model_name"],
+        "weights": "trained checkpoint" if pretrained else "random (checkpoint absent)",
+        "precision": clip["precision"],
+        "device": str(loaded.device),
+        "batch_size": settings.batch_size,
+        "chunk_rows": settings.chunk_rows,
+        "num_workers": settings.num_workers,
+        "torch_threads": threads,
+        "machine": {**info, "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
+        "command": " ".join(
+            ["python", *map(shlex.quote, [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])]
+        ),
+        "targets": {"throughput_ratio": ">= 0.8", "warm_speedup": ">= 20"},
+    }
+    write_results(result, args.out)
+    print(json.dumps(result, indent=2))
+
+
+def write_results(result: dict, out: Path) -> None:
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(result, indent=2) + "\n").encode())
+    m = result["machine"]
+    lines = [
+        "# Embedding benchmark",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, device {result['device']}; "
+        f"1-min load average {m['load_average_1min_at_start']} at start, {m['load_average_1min_at_end']} at end "
+        "(the machine is shared).  ",
+        f"Model: {result['model_name']} ({result['weights']}, {result['precision']}), batch {result['batch_size']}, "
+        f"{result['num_workers']} DataLoader workers, {result['torch_threads']} torch threads; "
+        f"{result['images']} EmojiShift PNG images, centre view.",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| (a) embed images/s (cold cache, decode + encode + write) | {result['embed_cold_images_per_s']} | |",
+        f"| (a) bare forward images/s (pre-decoded tensors) | {result['bare_forward_images_per_s']} | |",
+        f"| (a) throughput_ratio | **{result['throughput_ratio']}** | >= 0.8 |",
+        f"| (b) cold run / warm run (s) | {result['embed_cold_seconds']} / {result['embed_warm_seconds']} | |",
+        f"| (b) warm_speedup | **{result['warm_speedup']}x** | >= 20x |",
+        "",
+    ]
+    atomic_write_bytes(out.with_suffix(".md"), "\n".join(lines).encode())
+
+
+if __name__ == "__main__":
+    main()

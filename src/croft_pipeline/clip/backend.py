@@ -1,0 +1,344 @@
+"""Kedro-free CLIP backend over open_clip: load a model, encode images and class prompts.
+
+``pretrained`` is a hub tag (e.g. ``openai``; needs the network, or weights already in the local
+cache), a local checkpoint path (``.safetensors`` preferred, ``.pt``/``.bin`` loaded with
+``weights_only=True``), or ``None`` for random weights (seeded, for benchmarks and tests).
+Every failure to set up a model is a :class:`ClipLoadError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.factory import load_state_dict
+from open_clip.pretrained import download_pretrained, get_pretrained_cfg, is_pretrained_cfg
+from PIL import Image
+
+from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
+from croft_pipeline.clip.model_configs import register_project_configs
+from croft_pipeline.clip.views import AUGMENT, CENTER, ViewRecipe, preprocess_signature
+from croft_pipeline.io_utils import sha256_file
+
+PRECISIONS = ("fp32", "bf16")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+RANDOM_INIT_SEED = 0
+
+
+@dataclass
+class LoadedClip:
+    """A frozen CLIP model ready to encode, with its preprocessing, tokenizer and identity."""
+
+    model: torch.nn.Module
+    preprocess_eval: Callable[[Image.Image], torch.Tensor]
+    preprocess_train: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    identity: dict[str, Any]  # model_name, pretrained, checkpoint_sha256, precision
+    preprocess_cfg: dict[str, Any]
+    device: torch.device
+    precision: str
+    embed_dim: int
+
+    @property
+    def model_key(self) -> str:
+        """Short content hash of the model identity (cache folder name)."""
+        keyed = {
+            key: self.identity[key] for key in ("model_name", "checkpoint_sha256", "precision")
+        }
+        if keyed["checkpoint_sha256"] is None:
+            keyed["pretrained"] = self.identity["pretrained"]
+        text = json.dumps(keyed, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def logit_scale(self) -> float:
+        """``exp(logit_scale)`` of the model (the temperature CLIP's logits use)."""
+        return float(self.model.logit_scale.detach().exp().item())
+
+    def view_recipe(self, kind: str = CENTER, **augment: Any) -> ViewRecipe:
+        """The recipe for centre (``kind="center"``) or seeded augmented views of this model."""
+        return ViewRecipe(
+            kind=kind, preprocess=preprocess_signature(self.preprocess_cfg), **augment
+        )
+
+    def autocast(self) -> AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when present, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ClipLoadError(f"device {device!r} asked for, but CUDA is not available: use 'auto'")
+    return resolved
+
+
+@contextmanager
+def torch_threads(count: int | str | None) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads; ``"auto"``: :func:`free_cores`; None: as is.
+
+    On a CPU that other processes keep busy, fewer threads are much faster (OpenMP threads spin
+    while they wait for each other: two threads on two busy cores ran ~25x slower than one).
+    """
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(free_cores() if count == "auto" else int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def free_cores() -> int:
+    """Cores not busy with other work: CPU count minus the 1-minute load average, at least 1."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+def load_clip(
+    model_name: str,
+    pretrained: str | os.PathLike | None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    base_dir: str | os.PathLike | None = None,
+) -> LoadedClip:
+    """Load an open_clip model, frozen and in eval mode; relative checkpoint paths use ``base_dir``."""
+    if precision not in PRECISIONS:
+        raise ClipLoadError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_model_name(model_name)
+    checkpoint = resolve_pretrained(model_name, pretrained, base_dir)
+    tag = str(pretrained) if _is_tag(model_name, pretrained) else None
+    target = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)  # random weights (pretrained=None) are reproducible
+        model, _, preprocess_eval = _create_model(model_name, checkpoint, tag)
+    model = model.to(target).eval().requires_grad_(False)
+    model.visual.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN, cuDNN)
+    preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
+    identity = {
+        "model_name": model_name,
+        "pretrained": None if pretrained in (None, "") else str(pretrained),
+        "checkpoint_sha256": None if checkpoint is None else checkpoint_sha256(checkpoint),
+        "precision": precision,
+    }
+    augmented = ViewRecipe(kind=AUGMENT, preprocess=preprocess_signature(preprocess_cfg))
+    return LoadedClip(
+        model=model,
+        preprocess_eval=preprocess_eval,
+        preprocess_train=_unseeded(augmented),
+        tokenizer=open_clip.get_tokenizer(model_name),
+        identity=identity,
+        preprocess_cfg=preprocess_cfg,
+        device=target,
+        precision=precision,
+        embed_dim=int(open_clip.get_model_config(model_name.replace("/", "-"))["embed_dim"]),
+    )
+
+
+def check_model_name(model_name: str) -> None:
+    """Raise a :class:`ClipLoadError` naming close matches unless open_clip knows the model."""
+    register_project_configs()
+    known = open_clip.list_models()
+    if model_name.replace("/", "-") in known:
+        return
+    close = difflib.get_close_matches(model_name, known, n=5, cutoff=0.5)
+    hint = f" Did you mean one of {close}?" if close else ""
+    raise ClipLoadError(
+        f"unknown CLIP model name {model_name!r}.{hint} Use a name from open_clip.list_models() "
+        f"or add a JSON model config to src/croft_pipeline/model_configs/."
+    )
+
+
+def resolve_pretrained(
+    model_name: str, pretrained: str | os.PathLike | None, base_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The checkpoint file for ``pretrained`` (a tag is fetched or found in the local cache)."""
+    if pretrained is None or str(pretrained) in ("", "none", "random"):
+        return None
+    name = model_name.replace("/", "-")
+    if _is_tag(model_name, pretrained):
+        return _hub_checkpoint(name, str(pretrained))
+    path = Path(pretrained)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_file():
+        return path
+    if _looks_like_path(str(pretrained)):
+        raise MissingCheckpointError(
+            f"CLIP checkpoint {str(path)!r} does not exist. For the project's default model run "
+            f"`kedro run --pipeline=pretrain` first; otherwise point clip.pretrained at an existing "
+            f"checkpoint file or a hub tag."
+        )
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    raise ClipLoadError(
+        f"pretrained={str(pretrained)!r} is neither a hub tag of {model_name!r} "
+        f"(known tags: {tags or 'none'}) nor an existing checkpoint file."
+    )
+
+
+def _is_tag(model_name: str, pretrained: str | os.PathLike | None) -> bool:
+    return pretrained is not None and is_pretrained_cfg(
+        model_name.replace("/", "-"), str(pretrained)
+    )
+
+
+def checkpoint_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def _hub_checkpoint(model_name: str, tag: str) -> Path:
+    cfg = get_pretrained_cfg(model_name, tag)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    if offline and not cfg.get("hf_hub") and not cfg.get("file"):
+        raise _offline_error(model_name, tag, "the tag has no HF-hub mirror")
+    try:
+        return Path(download_pretrained(cfg))
+    except Exception as error:  # hub/network errors come in many types
+        if offline:
+            raise _offline_error(model_name, tag, type(error).__name__) from error
+        raise ClipLoadError(
+            f"could not fetch weights for {model_name!r} pretrained={tag!r}: {error}"
+        ) from error
+
+
+def _offline_error(model_name: str, tag: str, reason: str) -> ClipLoadError:
+    return ClipLoadError(
+        f"pretrained={tag!r} for {model_name!r} needs a download, but HF_HUB_OFFLINE=1 and the "
+        f"weights are not in the local cache ({reason}). Either run once with network and "
+        f"HF_HUB_OFFLINE=0 to fill the cache, or set clip.pretrained to a local checkpoint path."
+    )
+
+
+def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
+    """(model, train transform, eval transform); a local checkpoint is checked against the config."""
+    if tag is not None or checkpoint is None:
+        return open_clip.create_model_and_transforms(model_name, pretrained=tag)
+    created = open_clip.create_model_and_transforms(
+        model_name, pretrained=None, pretrained_text=False
+    )
+    try:
+        open_clip.load_checkpoint(created[0], str(checkpoint), strict=True, weights_only=True)
+    except (RuntimeError, AssertionError, KeyError, ValueError) as error:
+        raise ClipLoadError(
+            f"checkpoint {str(checkpoint)!r} does not fit the architecture {model_name!r} "
+            f"({_mismatch(created[0], checkpoint) or error}). Was it trained for another model "
+            f"config? Set clip.model_name to the checkpoint's architecture, or re-run pretrain."
+        ) from error
+    return created
+
+
+def _mismatch(model: torch.nn.Module, checkpoint: Path) -> str:
+    """A short description of how a checkpoint's tensors differ from the model's."""
+    try:
+        state = load_state_dict(str(checkpoint), weights_only=True)
+    except Exception:  # unreadable: the caller reports the original error
+        return ""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    resized = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    parts = [
+        f"{len(items)} {label}, e.g. {items[0]!r}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", resized),
+        )
+        if items
+    ]
+    return "; ".join(parts)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)
+
+
+def _unseeded(recipe: ViewRecipe) -> Callable[[Image.Image], torch.Tensor]:
+    def transform(image: Image.Image) -> torch.Tensor:
+        return recipe(image, view=int(torch.randint(0, 2**31 - 1, ()).item()))
+
+    return transform
+
+
+def encode_images(
+    loaded: LoadedClip,
+    images: Sequence[Image.Image] | torch.Tensor,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Raw (unnormalised) image features ``[N, D]`` float32 on CPU.
+
+    ``images`` are PIL images (the model's centre preprocessing is applied) or an already
+    preprocessed ``[N, 3, S, S]`` tensor.
+    """
+    if not isinstance(images, torch.Tensor):
+        images = torch.stack([loaded.preprocess_eval(image) for image in images])
+    outputs = []
+    with torch.inference_mode(), loaded.autocast():
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            outputs.append(encode_pixels(loaded, batch))
+    return torch.cat(outputs) if outputs else torch.empty(0, loaded.embed_dim)
+
+
+def encode_pixels(loaded: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
+    """Raw image features of one preprocessed batch ``[B, 3, S, S]`` (call under inference mode)."""
+    pixels = pixels.to(loaded.device, non_blocking=True).contiguous(
+        memory_format=torch.channels_last
+    )
+    return loaded.model.encode_image(pixels).float().cpu()
+
+
+def encode_texts(loaded: LoadedClip, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """Raw (unnormalised) text features ``[N, D]`` float32 on CPU."""
+    outputs = []
+    with torch.inference_mode(), loaded.autocast():
+        for start in range(0, len(texts), batch_size):
+            tokens = loaded.tokenizer(list(texts[start : start + batch_size])).to(loaded.device)
+            outputs.append(loaded.model.encode_text(tokens).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0, loaded.embed_dim)
+
+
+def encode_class_prompts(
+    loaded: LoadedClip, classnames: Sequence[str], templates: str | Sequence[str]
+) -> torch.Tensor:
+    """Class text features ``[K, D]`` (CROFT_SPEC 1.3).
+
+    One template: the raw ``encode_text`` output. Several: per class, encode every template,
+    L2-normalise each, average, L2-normalise again. Underscores in class names become spaces.
+    """
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    if not templates or any("{}" not in template for template in templates):
+        raise ValueError(f"templates must be non-empty and each contain '{{}}': {templates}")
+    names = [name.replace("_", " ") for name in classnames]
+    prompts = [template.format(name) for name in names for template in templates]
+    features = encode_texts(loaded, prompts).view(len(names), len(templates), -1)
+    if len(templates) == 1:
+        return features[:, 0]
+    features = torch.nn.functional.normalize(features, dim=-1).mean(dim=1)
+    return torch.nn.functional.normalize(features, dim=-1)

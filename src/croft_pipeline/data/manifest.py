@@ -1,0 +1,179 @@
+"""The manifest: one row per usable image, and the ``ingest_skipped`` table for every other file."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from croft_pipeline.data.discovery import Found, Skipped, discover
+from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+
+MANIFEST_COLUMNS = [
+    "root", "path", "sha256", "domain", "class_name", "label", "role", "group",
+    "width", "height", "mode",
+]  # fmt: skip
+SKIPPED_COLUMNS = ["root", "path", "reason"]
+ROLES = ("id", "openset", "pretrain")
+SOURCE_ROLES = ("auto", "id", "openset", "pretrain")
+
+
+@dataclass
+class ClassNaming:
+    """Folder name -> class name: per-domain map, then global map, then underscores to spaces."""
+
+    class_names: dict[str, str] = field(default_factory=dict)
+    class_names_by_domain: dict[str, dict[str, str]] = field(default_factory=dict)
+    underscores_to_spaces: bool = True
+
+    def __call__(self, domain: str, folder: str) -> str:
+        by_domain = (self.class_names_by_domain or {}).get(domain, {})
+        if folder in by_domain:
+            return str(by_domain[folder])
+        if folder in (self.class_names or {}):
+            return str(self.class_names[folder])
+        return folder.replace("_", " ") if self.underscores_to_spaces else folder
+
+
+@dataclass
+class Candidate:
+    found: Found
+    class_name: str
+    role: str  # "auto" until classes are resolved
+
+
+def infer_id_classes(candidates: list[Candidate], openset: list[str]) -> list[str]:
+    """Without a configured list: the classes present in every domain of the ``auto`` sources."""
+    domains_of: dict[str, set[str]] = defaultdict(set)
+    for c in candidates:
+        if c.role == "auto" and c.class_name not in openset:
+            domains_of[c.class_name].add(c.found.domain)
+    all_domains = set().union(*domains_of.values()) if domains_of else set()
+    return sorted(name for name, doms in domains_of.items() if doms == all_domains)
+
+
+def _assign_role(candidate: Candidate, id_classes: list[str], openset: list[str]) -> str | None:
+    if candidate.role != "auto":
+        return candidate.role
+    if candidate.class_name in id_classes:
+        return "id"
+    if candidate.class_name in openset:
+        return "openset"
+    return None
+
+
+def _unassigned_reason(candidate: Candidate, candidates: list[Candidate]) -> str:
+    domains = sorted({c.found.domain for c in candidates if c.class_name == candidate.class_name})
+    all_domains = sorted({c.found.domain for c in candidates if c.role == "auto"})
+    if len(domains) < len(all_domains):
+        return (
+            f"class {candidate.class_name!r} is in {len(domains)} of {len(all_domains)} domains "
+            f"({', '.join(domains)}); it is neither configured nor in every domain"
+        )
+    return f"class {candidate.class_name!r} is neither an ID nor an open-set class"
+
+
+def group_of(domain: str, path: str, sha256: str, pattern: re.Pattern | None) -> str:
+    """Images that must share a split: ``<domain>/<match>`` of ``group_pattern``, else sha256."""
+    if pattern is not None:
+        match = pattern.match(Path(path).stem)
+        if match:
+            return f"{domain}/{match.group('group')}"
+    return sha256
+
+
+def build_manifest(
+    sources: list[dict],
+    root_dirs: dict[str, Path],
+    dataset: dict,
+    decode: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Discover, name, decode and label every image. Returns (manifest, skipped, id_classes)."""
+    decode = decode or {}
+    naming = ClassNaming(
+        dataset.get("class_names") or {},
+        dataset.get("class_names_by_domain") or {},
+        dataset.get("underscores_to_spaces", True),
+    )
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
+    for source in sources:
+        role = source.get("role", "auto")
+        if role not in SOURCE_ROLES:
+            raise ValueError(f"source {source}: role must be one of {SOURCE_ROLES}")
+        if source["root"] not in root_dirs:
+            raise ValueError(f"source root {source['root']!r} is not in roots {sorted(root_dirs)}")
+        found, skips = discover(
+            source["root"],
+            root_dirs[source["root"]],
+            source.get("layout", "domains"),
+            source.get("domain"),
+            tuple(decode.get("metadata_files", ())),
+        )
+        skipped += skips
+        candidates += [Candidate(f, naming(f.domain, f.folder), role) for f in found]
+
+    openset = list(dataset.get("openset_classes") or [])
+    id_classes = list(dataset.get("id_classes") or infer_id_classes(candidates, openset))
+    overlap = sorted(set(id_classes) & set(openset))
+    if overlap:
+        raise ValueError(f"classes {overlap} are configured as both ID and open-set")
+
+    pattern = re.compile(dataset["group_pattern"]) if dataset.get("group_pattern") else None
+    max_pixels = int(decode.get("max_pixels", DEFAULT_MAX_PIXELS))
+    rows = []
+    for candidate in tqdm(candidates, desc="decode images", unit="img", mininterval=2):
+        f = candidate.found
+        role = _assign_role(candidate, id_classes, openset)
+        if role is None:
+            skipped.append(Skipped(f.root, f.path, _unassigned_reason(candidate, candidates)))
+            continue
+        try:
+            info = inspect_image(root_dirs[f.root] / f.path, max_pixels)
+        except ImageDecodeError as error:
+            skipped.append(Skipped(f.root, f.path, str(error)))
+            continue
+        rows.append(
+            {
+                "root": f.root,
+                "path": f.path,
+                "sha256": info.sha256,
+                "domain": f.domain,
+                "class_name": candidate.class_name,
+                "label": id_classes.index(candidate.class_name) if role == "id" else -1,
+                "role": role,
+                "group": group_of(f.domain, f.path, info.sha256, pattern),
+                "width": info.width,
+                "height": info.height,
+                "mode": info.mode,
+            }
+        )
+    manifest, duplicates = drop_duplicates(pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
+    skipped_table = pd.DataFrame(
+        [(s.root, s.path, s.reason) for s in skipped], columns=SKIPPED_COLUMNS
+    )
+    skipped_table = pd.concat([skipped_table, duplicates], ignore_index=True)
+    return manifest, skipped_table.sort_values(["root", "path"], ignore_index=True), id_classes
+
+
+def drop_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep one row per sha256 (ID before open-set before pretraining); list the others."""
+    order = manifest.assign(_role=manifest["role"].map({r: i for i, r in enumerate(ROLES)}))
+    order = order.sort_values(["_role", "root", "path"], kind="stable")
+    first = order.drop_duplicates("sha256")
+    dupes = order[order.duplicated("sha256")]
+    kept = first.set_index("sha256")
+    reasons = [
+        f"duplicate of {kept.at[sha, 'root']}:{kept.at[sha, 'path']} (same sha256)"
+        for sha in dupes["sha256"]
+    ]
+    skipped = pd.DataFrame(
+        {"root": dupes["root"].values, "path": dupes["path"].values, "reason": reasons},
+        columns=SKIPPED_COLUMNS,
+    )
+    result = first.drop(columns="_role").sort_values(["role", "root", "path"], ignore_index=True)
+    return result.astype({"label": "int64", "width": "int64", "height": "int64"}), skipped

@@ -1,0 +1,90 @@
+"""Fit one method per grid point and keep the one with the best ID-validation accuracy."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from croft_pipeline.methods.base import (
+    EvalSet,
+    FitReport,
+    LogFn,
+    Method,
+    NonFiniteLossError,
+    TrainSet,
+    build_method,
+    no_log,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Selected:
+    """The kept fit, its full configuration, and one row per grid point tried."""
+
+    method: Method
+    config: dict[str, Any]
+    report: FitReport
+    grid: list[dict[str, Any]] = field(default_factory=list)
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of ``grid`` (sorted keys); ``[{}]`` for an empty grid."""
+    keys = sorted(grid)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(grid[k] for k in keys))
+    ]
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    """``lambda2_10`` style label of a grid point (an MLflow-safe metric prefix)."""
+    return "_".join(
+        f"{key}_{value:g}" if isinstance(value, float | int) else f"{key}_{value}"
+        for key, value in point.items()
+    )
+
+
+def fit_selected(
+    name: str,
+    config: Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    text_features: Tensor,
+    logit_scale: float,
+    seed: int,
+    train: TrainSet,
+    val: EvalSet,
+    log_for: Callable[[dict[str, Any]], LogFn] = lambda point: no_log,
+) -> Selected:
+    """Fit ``name`` at every grid point; keep the best ID-validation accuracy (first on ties).
+
+    A grid point whose training diverges (:class:`NonFiniteLossError`) is recorded and skipped;
+    if every point diverges, the last error is raised.
+    """
+    best: Selected | None = None
+    rows: list[dict[str, Any]] = []
+    error: NonFiniteLossError | None = None
+    for point in grid_points(grid):
+        method = build_method(name, {**config, **point}, text_features, logit_scale, seed)
+        try:
+            report = method.fit(train, val, log_for(point))
+        except NonFiniteLossError as exc:
+            logger.warning("%s seed %d %s: %s", name, seed, point, exc)
+            rows.append({**point, "error": str(exc)})
+            error = exc
+            continue
+        rows.append(
+            {**point, "val_accuracy": report.best_val_accuracy, "best_epoch": report.best_epoch}
+        )
+        if best is None or report.best_val_accuracy > best.report.best_val_accuracy:
+            best = Selected(method, {**config, **point}, report)
+    if best is None:
+        raise error if error is not None else ValueError(f"{name}: empty grid")
+    best.grid = rows
+    return best

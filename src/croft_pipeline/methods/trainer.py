@@ -1,0 +1,176 @@
+"""The shared training loop: per-epoch LR schedule, one cached view per image, best-val epoch.
+
+CROFT_SPEC.md §3.1: SGD, cosine schedule stepped per epoch after a constant warm-up epoch;
+the epoch kept is the one with the best ID-validation accuracy (the first one on ties).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import abstractmethod
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from croft_pipeline.methods.base import (
+    EvalSet,
+    FitReport,
+    LogFn,
+    Method,
+    NonFiniteLossError,
+    TrainSet,
+    accuracy,
+    no_log,
+)
+
+OPTIM_KEYS = frozenset(
+    {"lr", "momentum", "weight_decay", "epochs", "warmup_epochs", "warmup_lr", "batch_size"}
+)
+
+
+def lr_at_epoch(
+    epoch: int, *, lr: float, epochs: int, warmup_epochs: int, warmup_lr: float
+) -> float:
+    """Constant ``warmup_lr`` for the warm-up epochs, then cosine from ``lr`` over ``epochs``.
+
+    With one warm-up epoch: e=0 -> warmup_lr; e>=1 -> lr * (1 + cos(pi (e-1) / epochs)) / 2
+    (Dassl's ConstantWarmupScheduler with WARMUP_RECOUNT around CosineAnnealingLR(T_max=epochs)).
+    """
+    if epoch < warmup_epochs:
+        return float(warmup_lr)
+    return float(lr) * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / epochs)) / 2.0
+
+
+def batch_indices(order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Batches of ``order``; the last partial batch is dropped when a full one exists (Dassl)."""
+    n_batches = max(1, len(order) // batch_size)
+    for b in range(n_batches):
+        yield order[b * batch_size : (b + 1) * batch_size]
+
+
+class TrainableMethod(Method):
+    """A method trained by SGD with the shared loop; subclasses define the step."""
+
+    config_keys = Method.config_keys | OPTIM_KEYS
+
+    def __init__(
+        self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
+    ):
+        super().__init__(config, text_features, logit_scale, seed)
+        for key, least in (("epochs", 1), ("batch_size", 1), ("warmup_epochs", 0)):
+            if int(config[key]) < least:
+                raise ValueError(f"{self.name}: {key} must be >= {least}, got {config[key]}")
+
+    def _make_optimizers(self) -> None:
+        """One SGD per parameter group returned by :meth:`_param_groups` (CRoFT has two)."""
+        self.optimizers = [
+            torch.optim.SGD(
+                params,
+                lr=float(self.config["lr"]),
+                momentum=float(self.config["momentum"]),
+                weight_decay=float(self.config["weight_decay"]),
+            )
+            for params in self._param_groups()
+        ]
+
+    def _param_groups(self) -> list[list[torch.nn.Parameter]]:
+        return [list(self.module.parameters())]
+
+    def _prepare(self, train: TrainSet) -> None:
+        """Hook run once before training (e.g. build a cache from the training set)."""
+
+    @abstractmethod
+    def _train_step(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """One batch: backward and optimizer steps; returns (loss terms, training logits)."""
+
+    def _step_all(self, loss: Tensor, retain_graph: bool = False) -> None:
+        """Zero every optimizer, backpropagate ``loss``, step every optimizer (Dassl's update)."""
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=False)
+        loss.backward(retain_graph=retain_graph)
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def _set_lr(self, lr: float) -> None:
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def fit(self, train: TrainSet, val: EvalSet, log: LogFn = no_log) -> FitReport:
+        start = time.perf_counter()
+        self._prepare(train)
+        self._make_optimizers()
+        features = train.features.to(self.device, torch.float32)
+        labels = train.labels.to(self.device, torch.long)
+        val_x = val.features.to(self.device, torch.float32)
+        val_y = val.labels.to(self.device, torch.long)
+        sampler = torch.Generator().manual_seed(self.seed)  # CPU: the same draws on any device
+        n, n_views = features.shape[:2]
+        epochs = int(self.config["epochs"])
+        best = (-1, -math.inf, self.state_dict())
+        history: list[dict[str, float]] = []
+        for epoch in tqdm(range(epochs), desc=f"{self.name} seed {self.seed}", leave=False):
+            lr = lr_at_epoch(
+                epoch,
+                lr=self.config["lr"],
+                epochs=epochs,
+                warmup_epochs=int(self.config["warmup_epochs"]),
+                warmup_lr=self.config["warmup_lr"],
+            )
+            self._set_lr(lr)
+            views = torch.randint(n_views, (n,), generator=sampler).to(self.device)
+            order = torch.randperm(n, generator=sampler).to(self.device)
+            x_epoch = features[torch.arange(n, device=self.device), views]
+            sums: dict[str, float] = defaultdict(float)
+            correct = seen = 0
+            self.module.train()
+            for step, idx in enumerate(batch_indices(order, int(self.config["batch_size"]))):
+                terms, logits = self._guarded_step(x_epoch[idx], labels[idx], epoch, step)
+                for key, value in terms.items():
+                    sums[key] += value
+                correct += int((logits.argmax(1) == labels[idx]).sum())
+                seen += len(idx)
+            with torch.no_grad():
+                self.module.eval()
+                val_acc = accuracy(self._logits(val_x), val_y)
+            record = {key: value / (step + 1) for key, value in sums.items()}
+            record.update(train_accuracy=correct / seen, val_accuracy=val_acc, lr=lr)
+            history.append(record)
+            log(epoch, record)
+            if val_acc > best[1]:
+                best = (epoch, val_acc, self.state_dict())
+        self.load_state_dict(best[2])
+        return FitReport(
+            best_epoch=best[0],
+            best_val_accuracy=best[1],
+            epochs_run=epochs,
+            history=history,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _guarded_step(
+        self, x: Tensor, y: Tensor, epoch: int, step: int
+    ) -> tuple[dict[str, float], Tensor]:
+        """Run a step; on a non-finite term or weight, restore the pre-step weights and raise."""
+        last_good = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        terms, logits = self._train_step(x, y)
+        values = {key: float(value.detach()) for key, value in terms.items()}
+        bad = next(((k, v) for k, v in values.items() if not math.isfinite(v)), None)
+        if bad is None:
+            bad = next(
+                (
+                    (f"parameter {name}", math.nan)
+                    for name, p in self.module.named_parameters()
+                    if not bool(torch.isfinite(p).all())
+                ),
+                None,
+            )
+        if bad is not None:
+            self.module.load_state_dict(last_good)
+            raise NonFiniteLossError(self.name, epoch, step, bad[0], bad[1])
+        return values, logits.detach()

@@ -1,0 +1,235 @@
+"""Evaluate a predictions table (docs/CONTRACTS.md) into long metric tables, Kedro-free.
+
+``score_predictions`` turns logits/embeddings into one OOD score column per registered score;
+``evaluate_scores`` computes, per (method, seed), accuracy, threshold-free detection metrics,
+the ``deploy`` rates at the calibrated threshold and the ``paper`` protocol; ``summarise`` takes
+mean ± std (numpy ``std``, ddof = 0) over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from croft_pipeline.ood.metrics import finite_scores, ood_metrics
+from croft_pipeline.ood.protocols import apply_threshold, paper_protocol
+from croft_pipeline.ood.scores import ScoreInputs, compute_score
+
+RESULT_COLUMNS = ["method", "seed", "shift", "metric", "value"]
+DOMAIN_COLUMNS = ["method", "seed", "shift", "domain", "n", "accuracy"]
+PREDICTION_COLUMNS = ("method", "seed", "split", "sha256", "domain", "label", "logits", "embedding")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to compute; built from ``params:evaluate`` by :meth:`from_params`."""
+
+    scores: dict[str, dict[str, Any]] = field(default_factory=lambda: {"energy": {}})
+    tpr: float = 0.95
+    splits: dict[str, str] = field(
+        default_factory=lambda: {
+            "id": "test_id",
+            "covariate": "test_covariate",
+            "openset": "test_openset",
+        }
+    )
+    knn_bank_split: str = "train"
+    paper_score: str = "energy"
+    paper_reference: str = "covariate"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EvaluationConfig:
+        paper = params.get("paper", {})
+        return cls(
+            scores={
+                name: dict(p or {}) for name, p in params.get("scores", {"energy": {}}).items()
+            },
+            tpr=float(params.get("tpr", 0.95)),
+            splits=dict(params.get("splits", cls().splits)),
+            knn_bank_split=params.get("knn_bank_split", "train"),
+            paper_score=paper.get("score", "energy"),
+            paper_reference=paper.get("reference", "covariate"),
+        )
+
+
+def score_column(name: str) -> str:
+    return f"score_{name}"
+
+
+def score_predictions(
+    predictions: pd.DataFrame, logit_scale: float, config: EvaluationConfig
+) -> pd.DataFrame:
+    """One row per evaluated sample with ``predicted``, ``correct`` and a column per score."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise ValueError(f"predictions table lacks columns {missing} (docs/CONTRACTS.md)")
+    parts = [
+        _score_group(group, logit_scale, config)
+        for _, group in predictions.groupby(["method", "seed"], sort=True)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _score_group(group: pd.DataFrame, logit_scale: float, config: EvaluationConfig) -> pd.DataFrame:
+    method, seed = group["method"].iloc[0], group["seed"].iloc[0]
+    where = f"predictions of {method}, seed {seed}"
+    rows = group[group["split"].isin(set(config.splits.values()))]
+    if rows.empty:
+        raise ValueError(
+            f"{where}: no rows of the evaluated splits {sorted(config.splits.values())}"
+        )
+    bank = group[group["split"] == config.knn_bank_split]
+    logits = _stack(rows["logits"], f"logits in {where}")
+    inputs = ScoreInputs(
+        logits=logits,
+        logit_scale=logit_scale,
+        embeddings=_stack(rows["embedding"], f"embeddings in {where}"),
+        bank=_stack(bank["embedding"], f"bank embeddings in {where}") if len(bank) else None,
+    )
+    out = rows[["method", "seed", "split", "sha256", "domain", "label"]].copy()
+    out["predicted"] = logits.argmax(axis=1)
+    out["correct"] = out["predicted"].to_numpy() == out["label"].to_numpy()
+    for name, params in config.scores.items():
+        try:
+            out[score_column(name)] = compute_score(name, inputs, **params)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"score {name!r} on {where}: {error}") from error
+    return out
+
+
+def _stack(column: pd.Series, what: str) -> np.ndarray:
+    lengths = {len(row) for row in column}
+    if len(lengths) != 1:
+        raise ValueError(f"{what}: rows of different lengths {sorted(lengths)}")
+    array = np.asarray(np.stack(column.to_numpy()), dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: non-finite values")
+    return array
+
+
+def evaluate_scores(
+    sample_scores: pd.DataFrame,
+    calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    config: EvaluationConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long tables ``results`` (RESULT_COLUMNS) and ``domain_results`` (DOMAIN_COLUMNS)."""
+    rows: list[dict[str, Any]] = []
+    domain_rows: list[dict[str, Any]] = []
+    for (method, seed), group in sample_scores.groupby(["method", "seed"], sort=True):
+        by_shift = {
+            shift: group[group["split"] == split]
+            for shift, split in config.splits.items()
+            if (group["split"] == split).any()
+        }
+        threshold = _calibrated_threshold(calibration, method, seed)
+        for shift, values in _group_metrics(by_shift, threshold, config):
+            rows += [
+                {"method": method, "seed": int(seed), "shift": shift, "metric": k, "value": v}
+                for k, v in values.items()
+            ]
+        for shift in ("id", "covariate"):
+            if shift in by_shift:
+                domain_rows += _domain_rows(by_shift[shift], method, int(seed), shift)
+    return (
+        pd.DataFrame(rows, columns=RESULT_COLUMNS),
+        pd.DataFrame(domain_rows, columns=DOMAIN_COLUMNS),
+    )
+
+
+def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, config):
+    """``(shift, {metric: value})`` pairs for one method and seed."""
+    for shift in ("id", "covariate"):
+        if shift in by_shift:
+            yield shift, {"accuracy": float(by_shift[shift]["correct"].mean())}
+    openset = by_shift.get("openset")
+    if openset is None:
+        return
+    if "id" in by_shift:
+        for name in config.scores:
+            column = score_column(name)
+            metrics = ood_metrics(by_shift["id"][column], openset[column], config.tpr)
+            yield "openset", {f"{name}_{metric}": value for metric, value in metrics.items()}
+    if threshold is not None:
+        yield from _deploy_metrics(by_shift, openset, threshold)
+    reference = by_shift.get(config.paper_reference)
+    if reference is not None and reference["correct"].any():
+        column = score_column(config.paper_score)
+        paper = paper_protocol(reference[column], reference["correct"], openset[column])
+        yield "openset", {"paper_fpr95": paper["fpr"], "paper_auroc": paper["auroc"]}
+
+
+def _deploy_metrics(by_shift: dict[str, pd.DataFrame], openset: pd.DataFrame, threshold: dict):
+    """The share accepted as ID at the calibrated threshold, applied unchanged to every test set."""
+    column, value = score_column(threshold["score"]), threshold["threshold"]
+    if column not in openset.columns:
+        raise ValueError(f"calibrated score {threshold['score']!r} is not among evaluate.scores")
+    for shift in ("id", "covariate"):
+        if shift in by_shift:
+            yield shift, {"deploy_tpr": accepted_share(by_shift[shift][column], value)}
+    yield (
+        "openset",
+        {"deploy_fpr": accepted_share(openset[column], value), "deploy_threshold": value},
+    )
+
+
+def accepted_share(scores, threshold: float) -> float:
+    return float(apply_threshold(finite_scores(scores, "scores"), threshold).mean())
+
+
+def _calibrated_threshold(calibration, method: str, seed) -> dict | None:
+    entry = calibration.get(method, {}).get(str(int(seed)))
+    if entry is None:
+        return None
+    return {"score": entry.get("score", "energy"), "threshold": float(entry["threshold"])}
+
+
+def _domain_rows(frame: pd.DataFrame, method: str, seed: int, shift: str) -> list[dict[str, Any]]:
+    per_domain = frame.groupby("domain", sort=True)["correct"].agg(["size", "mean"])
+    return [
+        {
+            "method": method,
+            "seed": seed,
+            "shift": shift,
+            "domain": str(domain),
+            "n": int(row["size"]),
+            "accuracy": float(row["mean"]),
+        }
+        for domain, row in per_domain.iterrows()
+    ]
+
+
+def summarise(
+    results: pd.DataFrame, keys: tuple[str, ...] = ("method", "shift", "metric")
+) -> pd.DataFrame:
+    """Mean and std (ddof = 0) over seeds of a long table's ``value`` column."""
+    grouped = results.groupby(list(keys), sort=True)["value"]
+    summary = grouped.agg(mean="mean", std=lambda v: float(np.std(v)), n_seeds="count")
+    return summary.reset_index()
+
+
+def non_finite_metrics(summary: pd.DataFrame) -> list[str]:
+    """``method/shift/metric`` of every summary row whose mean or std is not finite."""
+    bad = ~np.isfinite(summary["mean"].astype(float)) | ~np.isfinite(summary["std"].astype(float))
+    return [f"{r.method}/{r.shift}/{r.metric}" for r in summary[bad].itertuples()]
+
+
+def metrics_document(summary: pd.DataFrame, domain_summary: pd.DataFrame) -> dict[str, Any]:
+    """A flat-ish JSON document of finite numbers for DVC: ``{method: {shift/metric: mean}}``."""
+    document: dict[str, dict[str, float]] = {}
+    for row in summary.itertuples():
+        entry = document.setdefault(row.method, {})
+        _put_finite(entry, f"{row.shift}/{row.metric}", row.mean)
+        _put_finite(entry, f"{row.shift}/{row.metric}_std", row.std)
+    for row in domain_summary.itertuples():
+        _put_finite(document.setdefault(row.method, {}), f"domain/{row.domain}/accuracy", row.mean)
+    return document
+
+
+def _put_finite(entry: dict[str, float], key: str, value: float) -> None:
+    if math.isfinite(float(value)):
+        entry[key] = round(float(value), 6)

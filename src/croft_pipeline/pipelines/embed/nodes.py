@@ -1,0 +1,132 @@
+"""Thin Kedro nodes of the embed pipeline; the logic lives in croft_pipeline.clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from croft_pipeline.clip.backend import (
+    LoadedClip,
+    encode_class_prompts,
+    load_clip,
+    torch_threads,
+)
+from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
+from croft_pipeline.clip.views import AUGMENT, CENTER
+from croft_pipeline.data.discovery import image_file
+from croft_pipeline.features import FeatureTable
+
+
+def embed_center_views(
+    splits: pd.DataFrame,
+    clip_model_spec: dict[str, Any],
+    dataset_roots: dict[str, str],
+    project_dir: str,
+    clip: dict[str, Any],
+    embed: dict[str, Any],
+) -> FeatureTable:
+    """One centre view (V = 1) for every image in ``splits``, keyed by sha256."""
+    return _embed(splits, CENTER, 1, clip_model_spec, dataset_roots, project_dir, clip, embed)
+
+
+def embed_train_views(
+    splits: pd.DataFrame,
+    clip_model_spec: dict[str, Any],
+    dataset_roots: dict[str, str],
+    project_dir: str,
+    clip: dict[str, Any],
+    embed: dict[str, Any],
+) -> FeatureTable:
+    """``embed.n_views`` seeded augmented views for every image that is ``train`` in any seed."""
+    train = splits[splits["split"] == "train"]
+    return _embed(
+        train,
+        AUGMENT,
+        int(embed["n_views"]),
+        clip_model_spec,
+        dataset_roots,
+        project_dir,
+        clip,
+        embed,
+    )
+
+
+def embed_class_prompts(
+    id_classes: list[str], clip_model_spec: dict[str, Any], project_dir: str, clip: dict[str, Any]
+) -> FeatureTable:
+    """Class text features (label order); ``meta["logit_scale"]`` = exp(logit_scale)."""
+    loaded = _load(clip_model_spec, project_dir, clip)
+    features = encode_class_prompts(loaded, id_classes, clip["templates"])
+    meta = {
+        **loaded.identity,
+        "templates": list(_templates(clip)),
+        "logit_scale": loaded.logit_scale,
+        "view": "text",
+    }
+    return FeatureTable(keys=list(id_classes), features=features[:, None, :], meta=meta)
+
+
+def _embed(rows, kind, n_views, spec, dataset_roots, project_dir, clip, embed) -> FeatureTable:
+    loaded = _load(spec, project_dir, clip)
+    recipe = loaded.view_recipe(kind, **(_augment_args(embed) if kind == AUGMENT else {}))
+    unique = rows.drop_duplicates("sha256")
+    images = [
+        ImageRef(sha256, image_file(dataset_roots, project_dir, root, path))
+        for sha256, root, path in zip(unique["sha256"], unique["root"], unique["path"], strict=True)
+    ]
+    settings = EmbedSettings(
+        batch_size=int(embed.get("batch_size", 128)),
+        chunk_rows=int(embed.get("chunk_rows", 512)),
+        num_workers=int(embed.get("num_workers", 2)),
+    )
+    with torch_threads(clip.get("num_threads")):
+        keys, features = embed_views(
+            loaded, images, recipe, n_views, Path(project_dir) / embed["cache_dir"], settings
+        )
+    meta = {
+        **loaded.identity,
+        "model_key": loaded.model_key,
+        "preprocessing": recipe.describe(),
+        "recipe_key": recipe.key(),
+        "view": kind,
+        "n_views": n_views,
+    }
+    return FeatureTable(keys=keys, features=features, meta=meta)
+
+
+def _load(spec: dict[str, Any], project_dir: str, clip: dict[str, Any]) -> LoadedClip:
+    """The model of ``clip_model_spec``; an error if its checkpoint changed since pretrain."""
+    loaded = load_clip(
+        spec["model_name"],
+        spec["pretrained"],
+        clip.get("device"),
+        clip.get("precision", "fp32"),
+        base_dir=project_dir,
+    )
+    expected = spec.get("checkpoint_sha256")
+    if expected and loaded.identity["checkpoint_sha256"] != expected:
+        raise ValueError(
+            f"the checkpoint {spec['pretrained']!r} changed since clip_model_spec was written "
+            f"(sha256 {expected[:12]}... expected): re-run `kedro run --pipeline=pretrain`"
+        )
+    return loaded
+
+
+def _augment_args(embed: dict[str, Any]) -> dict[str, Any]:
+    augment = embed.get("augment") or {}
+    args: dict[str, Any] = {}
+    for key in ("scale", "ratio"):
+        if key in augment:
+            args[key] = tuple(float(v) for v in augment[key])
+    if "flip" in augment:
+        args["flip"] = bool(augment["flip"])
+    if "seed" in augment:
+        args["seed"] = int(augment["seed"])
+    return args
+
+
+def _templates(clip: dict[str, Any]) -> list[str]:
+    templates = clip["templates"]
+    return [templates] if isinstance(templates, str) else list(templates)

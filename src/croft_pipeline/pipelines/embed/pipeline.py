@@ -1,0 +1,39 @@
+"""embed: centre-view features for every split image, A views per train image, class prompts."""
+
+from kedro.pipeline import Node, Pipeline
+
+from croft_pipeline.pipelines.embed import nodes
+
+IMAGE_INPUTS = [
+    "splits",
+    "clip_model_spec",
+    "dataset_roots",
+    "project_dir",
+    "params:clip",
+    "params:embed",
+]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.embed_center_views,
+                IMAGE_INPUTS,
+                "image_features_center",
+                name="embed_center_views",
+            ),
+            Node(
+                nodes.embed_train_views,
+                IMAGE_INPUTS,
+                "image_features_train_views",
+                name="embed_train_views",
+            ),
+            Node(
+                nodes.embed_class_prompts,
+                ["id_classes", "clip_model_spec", "project_dir", "params:clip"],
+                "text_features",
+                name="embed_class_prompts",
+            ),
+        ]
+    )

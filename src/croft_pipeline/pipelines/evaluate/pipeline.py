@@ -1,0 +1,80 @@
+"""evaluate: score -> metrics -> summary -> plots -> report -> MLflow; register the model."""
+
+from kedro.pipeline import Node, Pipeline
+
+from croft_pipeline.pipelines.evaluate import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.score_samples,
+                ["predictions", "train_summary", "params:evaluate"],
+                "evaluation_scores",
+                name="score_evaluation_samples",
+            ),
+            Node(
+                nodes.compute_metrics,
+                ["evaluation_scores", "calibration", "params:evaluate"],
+                ["evaluation_results", "evaluation_domain_results"],
+                name="compute_evaluation_metrics",
+            ),
+            Node(
+                nodes.summarise_metrics,
+                ["evaluation_results", "evaluation_domain_results"],
+                ["evaluation_summary", "evaluation_domain_summary", "evaluation_metrics"],
+                name="summarise_evaluation_metrics",
+            ),
+            Node(
+                nodes.render_plots,
+                [
+                    "evaluation_scores",
+                    "evaluation_domain_summary",
+                    "calibration",
+                    "params:evaluate",
+                ],
+                "evaluation_plots",
+                name="render_evaluation_plots",
+            ),
+            Node(
+                nodes.render_report,
+                [
+                    "evaluation_summary",
+                    "evaluation_domain_summary",
+                    "evaluation_plots",
+                    "params:evaluate",
+                ],
+                "evaluation_report",
+                name="render_evaluation_report",
+            ),
+            Node(
+                nodes.log_to_mlflow,
+                [
+                    "evaluation_results",
+                    "evaluation_summary",
+                    "evaluation_metrics",
+                    "evaluation_plots",
+                    "evaluation_report",
+                ],
+                None,
+                name="log_evaluation_to_mlflow",
+            ),
+            Node(
+                nodes.register_model,
+                [
+                    "train_summary",
+                    "calibration",
+                    "text_features",
+                    "clip_model_spec",
+                    "adapter_weights",
+                    "evaluation_summary",
+                    "project_dir",
+                    "params:clip",
+                    "params:evaluate",
+                ],
+                "model_registration",
+                name="register_served_model",
+            ),
+        ]
+    )

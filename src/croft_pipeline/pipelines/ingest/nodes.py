@@ -1,0 +1,104 @@
+"""Thin Kedro nodes of the ingest pipeline; the logic lives in croft_pipeline.data / .validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from croft_pipeline.data.discovery import resolve_root
+from croft_pipeline.data.emojishift import build_pretrain_pairs, class_names, render_emojishift
+from croft_pipeline.data.manifest import build_manifest
+from croft_pipeline.data.splits import make_splits
+from croft_pipeline.validation import DataValidationError, validate_ingest
+
+
+def _root_dirs(params: dict, project_dir: str) -> dict[str, Path]:
+    return {name: resolve_root(project_dir, path) for name, path in params["roots"].items()}
+
+
+def _dataset(params: dict) -> dict:
+    """The dataset block, with EmojiShift's class lists when it leaves them unset."""
+    dataset = dict(params["dataset"])
+    if params["source"] == "emojishift":
+        for key in ("id_classes", "openset_classes"):
+            dataset[key] = dataset.get(key) or class_names(params["emojishift"], key)
+    return dataset
+
+
+def render_dataset(params: dict, project_dir: str) -> dict[str, Any]:
+    """Render EmojiShift into its roots (idempotent), or check a user's roots exist."""
+    roots = _root_dirs(params, project_dir)
+    if params["source"] == "emojishift":
+        missing = {"main", "pretrain"} - set(roots)
+        if missing:
+            raise ValueError(
+                f"EmojiShift renders into ingest.roots main and pretrain; missing {missing}"
+            )
+        return render_emojishift(params["emojishift"], roots["main"], roots["pretrain"])
+    if params["source"] != "folder":
+        raise ValueError(
+            f"ingest.source must be 'emojishift' or 'folder', not {params['source']!r}"
+        )
+    used = {source["root"] for source in params["sources"]}
+    missing = {n: str(p) for n, p in roots.items() if n in used and not p.is_dir()}
+    if missing:
+        raise FileNotFoundError(f"dataset roots not found (set ingest.roots): {missing}")
+    return {"dataset": "folder", "roots": {name: str(path) for name, path in roots.items()}}
+
+
+def build_manifest_table(
+    render_receipt: dict, params: dict, project_dir: str
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Manifest candidate, the skipped-files table and the ordered ID classes."""
+    del render_receipt  # an input only so that Kedro runs the render step first
+    return build_manifest(
+        params["sources"], _root_dirs(params, project_dir), _dataset(params), params["decode"]
+    )
+
+
+def build_splits(manifest: pd.DataFrame, params: dict, seeds: list[int]) -> pd.DataFrame:
+    dataset, splits = params["dataset"], params["splits"]
+    return make_splits(
+        manifest,
+        seeds,
+        heldout_domain=dataset["heldout_domain"],
+        shots=int(splits["shots"]),
+        val_per_class=int(splits["val_per_class"]),
+        source_domains=dataset.get("source_domains"),
+        openset_max_per_class=splits.get("openset_max_per_class"),
+    )
+
+
+def build_pretrain_pairs_table(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
+    templates = (params.get("emojishift") or {}).get("caption_templates") or ["{name}"]
+    return build_pretrain_pairs(manifest, templates)
+
+
+def validate_data(
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    id_classes: list[str],
+    params: dict,
+    project_dir: str,
+) -> dict[str, Any]:
+    """The full GX result as JSON (saved even when it failed; the next node stops the run)."""
+    return validate_ingest(
+        manifest, splits, id_classes, _dataset(params), params, _root_dirs(params, project_dir)
+    )
+
+
+def publish_validated(
+    report: dict[str, Any],
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    pretrain_pairs: pd.DataFrame,
+    id_classes: list[str],
+    params: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], dict[str, str]]:
+    """Release the validated tables to the catalog, or stop the run before anything downstream."""
+    if not report["success"]:
+        raise DataValidationError(report["failure_message"])
+    roots = {name: str(path) for name, path in params["roots"].items()}
+    return manifest, splits, pretrain_pairs, id_classes, roots

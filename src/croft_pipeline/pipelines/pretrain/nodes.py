@@ -1,0 +1,120 @@
+"""Thin Kedro nodes of the pretrain pipeline; the logic lives in croft_pipeline.clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from croft_pipeline.clip.backend import load_clip, torch_threads
+from croft_pipeline.clip.default_model import (
+    ensure_checkpoint,
+    is_project_checkpoint,
+    pretrain_config,
+)
+from croft_pipeline.clip.zeroshot import zero_shot_accuracy
+from croft_pipeline.data.discovery import image_file
+from croft_pipeline.tracking import metric_logger
+
+ZERO_SHOT_METRIC = "clip_zero_shot_acc"
+
+
+def pretrain_clip(
+    pretrain_pairs: pd.DataFrame,
+    dataset_roots: dict[str, str],
+    project_dir: str,
+    clip: dict[str, Any],
+    pretrain: dict[str, Any],
+) -> dict[str, Any]:
+    """Train the default CLIP into ``pretrain.checkpoint`` (or reuse it); a report as JSON.
+
+    Trains nothing when ``clip.pretrained`` is a hub tag or another checkpoint.
+    """
+    if not is_project_checkpoint(clip.get("pretrained"), pretrain["checkpoint"], project_dir):
+        return {
+            "trained": False,
+            "reused": False,
+            "reason": "clip.pretrained is a hub tag or an external checkpoint",
+        }
+    if pretrain_pairs.empty:
+        raise ValueError(
+            "pretrain_pairs is empty: the default CLIP needs EmojiShift image-caption pairs (ingest.source: emojishift)"
+        )
+    config = pretrain_config(pretrain)
+    paths = [
+        image_file(dataset_roots, project_dir, root, path)
+        for root, path in zip(pretrain_pairs["root"], pretrain_pairs["path"], strict=True)
+    ]
+    with torch_threads(clip.get("num_threads")):
+        return ensure_checkpoint(
+            clip["model_name"],
+            paths,
+            pretrain_pairs["sha256"].tolist(),
+            pretrain_pairs["caption"].tolist(),
+            Path(project_dir) / pretrain["checkpoint"],
+            config,
+            device=clip.get("device"),
+            force=bool(pretrain.get("force", False)),
+            log=metric_logger("clip_"),
+        )
+
+
+def describe_clip_model(
+    pretrain_report: dict[str, Any],
+    splits: pd.DataFrame,
+    id_classes: list[str],
+    dataset_roots: dict[str, str],
+    project_dir: str,
+    clip: dict[str, Any],
+    pretrain: dict[str, Any],
+) -> dict[str, Any]:
+    """The model spec embed and serving load: name, pretrained, checkpoint sha256, zero-shot accuracy."""
+    loaded = load_clip(
+        clip["model_name"],
+        clip["pretrained"],
+        clip.get("device"),
+        clip.get("precision", "fp32"),
+        base_dir=project_dir,
+    )
+    spec = {
+        **loaded.identity,
+        "trained_here": bool(pretrain_report.get("trained") or pretrain_report.get("reused")),
+    }
+    if pretrain_report.get("trained") or pretrain_report.get("reused"):
+        expected = pretrain_report["checkpoint_sha256"]
+        if loaded.identity["checkpoint_sha256"] != expected:
+            raise ValueError(
+                f"clip.pretrained {clip['pretrained']!r} is not the checkpoint the pretrain node wrote (sha256 {expected[:12]}...)"
+            )
+    evaluation = pretrain.get("zero_shot") or {}
+    if evaluation.get("enabled", True):
+        rows = _zero_shot_rows(splits, evaluation.get("splits", ["test_id", "test_covariate"]))
+        paths = [
+            image_file(dataset_roots, project_dir, root, path)
+            for root, path in zip(rows["root"], rows["path"], strict=True)
+        ]
+        accuracy = zero_shot_accuracy(
+            loaded,
+            paths,
+            rows["label"].tolist(),
+            rows["domain"].tolist(),
+            id_classes,
+            clip["templates"],
+        )
+        spec["zero_shot_accuracy"] = accuracy
+        spec["zero_shot_images"] = len(rows)
+        spec["chance_accuracy"] = 1.0 / len(id_classes)
+        metric_logger(f"{ZERO_SHOT_METRIC}_")(0, accuracy)
+    return spec
+
+
+def _zero_shot_rows(splits: pd.DataFrame, split_names: list[str]) -> pd.DataFrame:
+    """ID images of the given splits, one row per image (the first seed's splits)."""
+    first_seed = splits["seed"].min()
+    rows = splits[
+        (splits["seed"] == first_seed) & splits["split"].isin(split_names) & (splits["label"] >= 0)
+    ]
+    if rows.empty:
+        raise ValueError(f"no ID images in splits {split_names} for the zero-shot check")
+    return rows.drop_duplicates("sha256").sort_values(["domain", "sha256"])

@@ -1,0 +1,190 @@
+"""Thin nodes of the train pipeline; the logic lives in :mod:`croft_pipeline.methods`."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from croft_pipeline import tracking
+from croft_pipeline.features import FeatureTable
+from croft_pipeline.methods import (
+    METHODS,
+    EvalSet,
+    LogFn,
+    Selected,
+    TrainSet,
+    build_method,
+    cpu_threads,
+    fit_selected,
+)
+from croft_pipeline.methods.data import (
+    centre_features,
+    class_text_features,
+    eval_set,
+    resolve_config,
+    seed_rows,
+    train_set,
+)
+from croft_pipeline.methods.selection import point_label
+from croft_pipeline.ood import ScoreInputs, compute_score, deploy_threshold
+
+PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
+ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "label"]
+
+
+def partition_id(method: str, seed: int) -> str:
+    """Adapter weights live at ``<adapter_dir>/<method>/seed_<seed>.safetensors``."""
+    return f"{method}/seed_{seed}"
+
+
+def fit_methods(
+    splits: pd.DataFrame,
+    image_features_center: FeatureTable,
+    image_features_train_views: FeatureTable,
+    text_features: FeatureTable,
+    id_classes: list[str],
+    params: dict[str, Any],
+    seeds: list[int],
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Fit every method of ``params.methods`` for every seed (grid point chosen on ID val).
+
+    Returns the adapter weights by partition (``<method>/seed_<s>``) and ``train_summary``.
+    """
+    text, logit_scale = class_text_features(text_features, id_classes)
+    configs = {name: resolve_config(params, name) for name in params["methods"]}  # names checked
+    methods = {
+        name: {
+            "mode": getattr(METHODS[name], "mode", None),
+            "grid": dict(params.get("grids", {}).get(name) or {}),
+            "seeds": {},
+        }
+        for name in configs
+    }
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+    with cpu_threads(params.get("cpu_threads")):
+        for seed in seeds:
+            train = train_set(splits, seed, image_features_train_views)
+            val = eval_set(splits, seed, "val", image_features_center)
+            for name, entry in methods.items():
+                selected = _fit_tracked(
+                    name, configs[name], entry, seed, text, logit_scale, train, val
+                )
+                weights[partition_id(name, seed)] = selected.method.state_dict()
+                entry["seeds"][str(seed)] = {
+                    "config": selected.config,
+                    "best_epoch": selected.report.best_epoch,
+                    "best_val_accuracy": selected.report.best_val_accuracy,
+                    "fit_seconds": round(selected.report.seconds, 3),
+                    "grid": selected.grid,
+                    "adapter": f"{params['adapter_dir']}/{partition_id(name, seed)}.safetensors",
+                }
+    summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
+    return weights, summary
+
+
+def _fit_tracked(
+    name: str,
+    config: dict[str, Any],
+    entry: dict[str, Any],
+    seed: int,
+    text: torch.Tensor,
+    logit_scale: float,
+    train: TrainSet,
+    val: EvalSet,
+) -> Selected:
+    """One method and seed, in its own nested MLflow run."""
+    tags = {"method": name, "seed": str(seed), "mode": str(entry["mode"])}
+    with tracking.child_run(f"{name}/seed_{seed}", tags=tags):
+        tracking.log_params({"method": name, "seed": seed, **config, "grid": entry["grid"]})
+        several = any(len(values) > 1 for values in entry["grid"].values())
+        selected = fit_selected(
+            name, config, entry["grid"], text, logit_scale, seed, train, val, _grid_logger(several)
+        )
+        _log_selected(selected, relog_history=several)
+    return selected
+
+
+def _grid_logger(several: bool) -> Callable[[dict[str, Any]], LogFn]:
+    """Per-epoch metrics of each grid point, prefixed by the point when there are several."""
+    return lambda point: tracking.metric_logger(f"{point_label(point)}/" if several else "")
+
+
+def _log_selected(selected: Selected, relog_history: bool) -> None:
+    """The kept fit's resolved configuration and weights (and, after a grid search, its
+    per-epoch values without prefix) in the active MLflow run."""
+    if not tracking.tracking_active():
+        return
+    log = tracking.metric_logger("")
+    for epoch, record in enumerate(selected.report.history if relog_history else []):
+        log(epoch, record)
+    log(
+        max(selected.report.best_epoch, 0), {"best_val_accuracy": selected.report.best_val_accuracy}
+    )
+    tracking.log_json_artifact(selected.config, "config.json")
+    tracking.log_json_artifact(selected.grid, "grid.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "adapter.safetensors"
+        save_file(selected.method.state_dict(), str(path))
+        tracking.log_file_artifact(path)
+
+
+def predict_splits(
+    splits: pd.DataFrame,
+    image_features_center: FeatureTable,
+    text_features: FeatureTable,
+    adapter_weights: Mapping[str, Any],
+    train_summary: dict[str, Any],
+) -> pd.DataFrame:
+    """The ``predictions`` table: logits and adapted embedding of every split row (centre view).
+
+    Each method is rebuilt from its summary entry and saved weights, as serving does.
+    """
+    text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
+    frames = []
+    for name, entry in train_summary["methods"].items():
+        for seed, run in entry["seeds"].items():
+            method = build_method(name, run["config"], text, logit_scale, int(seed))
+            stored = adapter_weights[partition_id(name, int(seed))]
+            method.load_state_dict(stored() if callable(stored) else stored)
+            rows = seed_rows(splits, int(seed))
+            rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
+            features = centre_features(rows, image_features_center)
+            frame = rows[ROW_COLUMNS].reset_index(drop=True)
+            frame.insert(0, "seed", int(seed))
+            frame.insert(0, "method", name)
+            frame["logits"] = list(method.logits(features).numpy())
+            frame["embedding"] = list(method.embed(features).numpy())
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def calibrate(
+    predictions: pd.DataFrame, train_summary: dict[str, Any], params: dict[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The open-set threshold per method and seed, at the set TPR on ID validation only."""
+    score, tpr = params["calibration"]["score"], float(params["calibration"]["tpr"])
+    calibration: dict[str, dict[str, dict[str, Any]]] = {}
+    for (name, seed), rows in predictions.groupby(["method", "seed"], sort=True):
+        group, bank = rows[rows["split"] == "val"], rows[rows["split"] == "train"]
+        inputs = ScoreInputs(
+            logits=np.stack(group["logits"].to_numpy()),
+            logit_scale=float(train_summary["logit_scale"]),
+            embeddings=np.stack(group["embedding"].to_numpy()),
+            bank=np.stack(bank["embedding"].to_numpy()) if len(bank) else None,  # for knn
+        )
+        scores = compute_score(score, inputs)
+        threshold = deploy_threshold(scores, tpr)
+        calibration.setdefault(name, {})[str(seed)] = {
+            "score": score,
+            "threshold": threshold,
+            "val_tpr": float(np.mean(scores >= threshold)),
+            "n_val": int(len(scores)),
+        }
+    return calibration

@@ -1,0 +1,44 @@
+"""train: fit every method per seed -> predictions on every split -> calibrate the threshold."""
+
+from kedro.pipeline import Node, Pipeline
+
+from croft_pipeline.pipelines.train import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.fit_methods,
+                [
+                    "splits",
+                    "image_features_center",
+                    "image_features_train_views",
+                    "text_features",
+                    "id_classes",
+                    "params:train",
+                    "params:seeds",
+                ],
+                ["adapter_weights", "train_summary"],
+                name="fit_methods",
+            ),
+            Node(
+                nodes.predict_splits,
+                [
+                    "splits",
+                    "image_features_center",
+                    "text_features",
+                    "adapter_weights",
+                    "train_summary",
+                ],
+                "predictions",
+                name="predict_splits",
+            ),
+            Node(
+                nodes.calibrate,
+                ["predictions", "train_summary", "params:train"],
+                "calibration",
+                name="calibrate",
+            ),
+        ]
+    )

@@ -1,0 +1,104 @@
+"""Matplotlib figures (Agg backend) rendered to PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+SHIFT_STYLE = {
+    "id": ("ID test", "tab:blue"),
+    "covariate": ("covariate shift", "tab:orange"),
+    "openset": ("open-set (semantic shift)", "tab:red"),
+}
+
+
+def to_png(figure: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def score_histograms(
+    scores_by_method: Mapping[str, Mapping[str, np.ndarray]],
+    score: str = "energy",
+    thresholds: Mapping[str, float] | None = None,
+    bins: int = 40,
+) -> dict[str, bytes]:
+    """Per method, the score histograms of ID, covariate-shifted and open-set samples.
+
+    ``scores_by_method[method][shift]`` holds the scores (seeds pooled); a calibrated threshold
+    (mean over seeds) is drawn as a dashed line when given.
+    """
+    pngs = {}
+    for method, by_shift in scores_by_method.items():
+        figure, axes = plt.subplots(figsize=(6, 3.6))
+        pooled = np.concatenate([np.asarray(v, float) for v in by_shift.values()])
+        edges = np.histogram_bin_edges(pooled, bins=bins) if pooled.size else bins
+        for shift, values in by_shift.items():
+            label, colour = SHIFT_STYLE.get(shift, (shift, None))
+            axes.hist(values, bins=edges, alpha=0.45, density=True, label=label, color=colour)
+        if thresholds and method in thresholds:
+            axes.axvline(thresholds[method], color="black", linestyle="--", label="threshold")
+        axes.set(title=f"{method}: {score} (higher = more ID)", xlabel=score, ylabel="density")
+        axes.legend(fontsize=8)
+        pngs[f"{score}_hist_{method}"] = to_png(figure)
+    return pngs
+
+
+def roc_curve_plot(
+    id_vs_ood: Mapping[str, tuple[np.ndarray, np.ndarray]], score: str = "energy"
+) -> bytes:
+    """ROC curves (ID positive) of every method for one score."""
+    figure, axes = plt.subplots(figsize=(5, 5))
+    for method, (id_scores, ood_scores) in id_vs_ood.items():
+        labels = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
+        fpr, tpr, _ = roc_curve(labels, np.r_[id_scores, ood_scores])
+        axes.plot(fpr, tpr, label=method)
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
+    axes.set(
+        title=f"ROC, {score}: ID test (positive) vs open-set",
+        xlabel="false positive rate (open-set accepted)",
+        ylabel="true positive rate (ID accepted)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    axes.legend(fontsize=8, loc="lower right")
+    return to_png(figure)
+
+
+def domain_accuracy_plot(domain_summary: pd.DataFrame) -> bytes:
+    """Grouped bars: accuracy per domain (x) and method (colour), error bars = std over seeds."""
+    labels = [f"{d}\n({s})" for s, d in _ordered_domains(domain_summary)]
+    methods = sorted(domain_summary["method"].unique())
+    width = 0.8 / max(len(methods), 1)
+    figure, axes = plt.subplots(figsize=(max(5, 1.3 * len(labels) + 2), 3.8))
+    positions = np.arange(len(labels))
+    for index, method in enumerate(methods):
+        rows = domain_summary[domain_summary["method"] == method].set_index(["shift", "domain"])
+        keys = _ordered_domains(domain_summary)
+        means = [rows["mean"].get(key, np.nan) for key in keys]
+        stds = [rows["std"].get(key, 0.0) for key in keys]
+        axes.bar(positions + index * width, means, width, yerr=stds, label=method, capsize=2)
+    axes.set_xticks(positions + width * (len(methods) - 1) / 2, labels, fontsize=8)
+    axes.set(ylabel="accuracy", ylim=(0, 1), title="Accuracy per domain")
+    axes.legend(fontsize=7, ncols=2)
+    return to_png(figure)
+
+
+def _ordered_domains(domain_summary: pd.DataFrame) -> list[tuple[str, str]]:
+    pairs = domain_summary[["shift", "domain"]].drop_duplicates()
+    order = {"id": 0, "covariate": 1}
+    return sorted(map(tuple, pairs.to_numpy()), key=lambda p: (order.get(p[0], 2), p[1]))

@@ -1,0 +1,104 @@
+"""Assemble an evaluation's plots and report page from its tables (Kedro-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from croft_pipeline.ood.evaluation import score_column
+from croft_pipeline.reporting.html import render_report
+from croft_pipeline.reporting.plots import domain_accuracy_plot, roc_curve_plot, score_histograms
+from croft_pipeline.reporting.tables import detection_table, domain_table, summary_table
+
+CONVENTION = (
+    "Convention: every OOD score is higher for more in-distribution samples; ID is the positive "
+    "class. fpr95 = share of open-set samples accepted at the threshold that keeps 95% of ID test "
+    "samples; auroc, aupr_in (ID positive), aupr_out (open-set positive) use ID test vs open-set. "
+    "deploy_*: the energy threshold calibrated at 95% TPR on ID validation data, applied unchanged "
+    "to every test set. paper_*: the official rule (5th percentile of correctly classified "
+    "covariate-shift samples; AUROC correct covariate vs open-set). Cells: mean ± std over seeds "
+    "(numpy std, ddof 0)."
+)
+
+SHORT_CONVENTION = "higher score = more ID; ID is the positive class; mean ± std over seeds"
+
+
+def build_plots(
+    sample_scores: pd.DataFrame,
+    domain_summary: pd.DataFrame,
+    calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    splits: Mapping[str, str],
+    score: str = "energy",
+    bins: int = 40,
+) -> dict[str, bytes]:
+    """PNG bytes by name: score histograms per method, ROC curves, accuracy per domain."""
+    column = score_column(score)
+    by_method: dict[str, dict[str, np.ndarray]] = {}
+    for method, group in sample_scores.groupby("method", sort=True):
+        by_method[method] = {
+            shift: group.loc[group["split"] == split, column].to_numpy()
+            for shift, split in splits.items()
+            if (group["split"] == split).any()
+        }
+    thresholds = _mean_thresholds(calibration, score)
+    plots = score_histograms(by_method, score, thresholds, bins)
+    pairs = {
+        m: (s["id"], s["openset"]) for m, s in by_method.items() if {"id", "openset"} <= set(s)
+    }
+    if pairs:
+        plots[f"roc_{score}"] = roc_curve_plot(pairs, score)
+    if not domain_summary.empty:
+        plots["accuracy_per_domain"] = domain_accuracy_plot(domain_summary)
+    return plots
+
+
+def _mean_thresholds(calibration, score: str) -> dict[str, float]:
+    return {
+        method: float(np.mean([float(e["threshold"]) for e in seeds.values()]))
+        for method, seeds in calibration.items()
+        if seeds and all(e.get("score", "energy") == score for e in seeds.values())
+    }
+
+
+def build_report(
+    summary: pd.DataFrame,
+    domain_summary: pd.DataFrame,
+    plots: Mapping[str, bytes],
+    title: str,
+    extra_notes: list[str] | None = None,
+) -> str:
+    """The self-contained HTML page with the run's tables and plots."""
+    tables = {
+        "summary-table": (
+            f"Results: method × shift × metric ({SHORT_CONVENTION})",
+            summary_table(summary),
+        ),
+        "detection-table": (
+            f"Open-set detection by OOD score, ID test vs open-set ({SHORT_CONVENTION})",
+            detection_table(summary),
+        ),
+        "domain-table": (
+            "Accuracy per domain (mean ± std over seeds)",
+            domain_table(domain_summary),
+        ),
+    }
+    ordered = sorted(plots, key=lambda name: (_plot_rank(name), name))
+    captions = {name: (_caption(name), plots[name]) for name in ordered}
+    return render_report(title, [CONVENTION, *(extra_notes or [])], tables, captions)
+
+
+def _plot_rank(name: str) -> int:
+    """Score histograms first (the paper's figure), then ROC curves, then the rest."""
+    return 0 if "_hist_" in name else 1 if name.startswith("roc_") else 2
+
+
+def _caption(name: str) -> str:
+    if "_hist_" in name:
+        score, method = name.split("_hist_", 1)
+        return f"{score} distribution of ID, covariate-shifted and open-set test data: {method}"
+    if name.startswith("roc_"):
+        return f"ROC curves ({name[4:]}), ID test vs open-set"
+    return name.replace("_", " ")

@@ -1,0 +1,89 @@
+"""Wide, human-readable tables (mean ± std over seeds) from the long summaries."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+from croft_pipeline.ood.scores import SCORES
+
+SHIFT_ORDER = {"id": 0, "covariate": 1, "openset": 2}
+DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
+_DETECTION = re.compile(
+    rf"^(?P<score>{'|'.join(map(re.escape, SCORES))})_(?P<metric>{'|'.join(DETECTION_METRICS)})$"
+)
+
+
+def format_mean_std(mean: float, std: float, n_seeds: int, digits: int = 3) -> str:
+    """``0.812 ± 0.014`` (std only when there is more than one seed); ``nan`` stays visible."""
+    if not math.isfinite(mean):
+        return "nan"
+    if n_seeds > 1:
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def _cells(summary: pd.DataFrame) -> pd.Series:
+    return pd.Series(
+        [
+            format_mean_std(m, s, n)
+            for m, s, n in zip(summary["mean"], summary["std"], summary["n_seeds"], strict=True)
+        ],
+        index=summary.index,
+        dtype=object,
+    )
+
+
+def _wide(summary: pd.DataFrame, index: list[str], columns: list[str]) -> pd.DataFrame:
+    """Pivot to index × columns, keeping the order in which the columns first appear."""
+    if summary.empty:
+        return pd.DataFrame()
+    cells = summary.assign(cell=_cells(summary))
+    order = list(dict.fromkeys(zip(*(cells[k] for k in columns), strict=True)))
+    wide = cells.pivot(index=index, columns=columns, values="cell")
+    if len(columns) > 1:
+        wide = wide.reindex(columns=pd.MultiIndex.from_tuples(order, names=columns))
+    else:
+        wide = wide.reindex(columns=[key[0] for key in order])
+    return wide.fillna("–")
+
+
+def _sorted_by_shift(frame: pd.DataFrame, *keys: str) -> pd.DataFrame:
+    rank = frame["shift"].map(SHIFT_ORDER).fillna(len(SHIFT_ORDER))
+    return frame.assign(_rank=rank).sort_values(["_rank", *keys]).drop(columns="_rank")
+
+
+def _split_detection(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    parts = summary["metric"].str.extract(_DETECTION)
+    is_detection = parts["score"].notna()
+    detection = summary[is_detection].assign(score=parts["score"], measure=parts["metric"])
+    return summary[~is_detection], detection
+
+
+def summary_table(summary: pd.DataFrame, headline_score: str = "energy") -> pd.DataFrame:
+    """Method × (shift, metric): accuracy, ``headline_score`` detection, deploy and paper rows."""
+    if summary.empty:
+        return pd.DataFrame()
+    other, detection = _split_detection(summary)
+    headline = pd.concat([other, detection[detection["score"] == headline_score]])
+    headline = headline.drop(columns=["score", "measure"], errors="ignore")
+    return _wide(_sorted_by_shift(headline, "metric"), ["method"], ["shift", "metric"])
+
+
+def detection_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """(Method, score) × detection metric of open-set vs ID test, every registered score."""
+    if summary.empty:
+        return pd.DataFrame()
+    _, detection = _split_detection(summary)
+    measure_rank = detection["measure"].map({m: i for i, m in enumerate(DETECTION_METRICS)})
+    detection = detection.assign(_r=measure_rank).sort_values(["_r", "method", "score"])
+    return _wide(detection.drop(columns="_r"), ["method", "score"], ["measure"])
+
+
+def domain_table(domain_summary: pd.DataFrame) -> pd.DataFrame:
+    """Method × (shift, domain) accuracy, cells ``mean ± std``."""
+    if domain_summary.empty:
+        return pd.DataFrame()
+    return _wide(_sorted_by_shift(domain_summary, "domain"), ["method"], ["shift", "domain"])

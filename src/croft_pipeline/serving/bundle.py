@@ -1,0 +1,147 @@
+"""The files a served model consists of, written and read without pickle.
+
+Artifacts: ``config`` (JSON), ``text_features`` and ``adapter`` (safetensors), and, for a model
+whose CLIP weights are a local file, ``clip_checkpoint`` (that file, bundled as is).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from croft_pipeline.io_utils import atomic_write, atomic_write_bytes
+from croft_pipeline.serving.predictor import CroftPredictor
+
+BUNDLE_FORMAT = 1
+CONFIG_KEYS = (
+    "model_name",
+    "pretrained",
+    "precision",
+    "method",
+    "method_config",
+    "seed",
+    "logit_scale",
+    "class_names",
+    "threshold",
+    "score",
+    "device",
+)
+
+
+def write_bundle(
+    out_dir: str | os.PathLike,
+    config: Mapping[str, Any],
+    text_features: torch.Tensor,
+    adapter_state: Mapping[str, torch.Tensor],
+    checkpoint: str | os.PathLike | None = None,
+) -> dict[str, str]:
+    """Write the bundle files into ``out_dir``; returns the MLflow ``artifacts`` mapping.
+
+    ``config`` holds CONFIG_KEYS; ``pretrained`` is a hub tag, or ignored when ``checkpoint``
+    (a local CLIP weights file) is given: the file then travels with the model.
+    """
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"serving bundle config lacks {missing}")
+    if text_features.ndim != 2 or text_features.shape[0] != len(config["class_names"]):
+        raise ValueError(
+            f"text features {tuple(text_features.shape)} do not match "
+            f"{len(config['class_names'])} class names"
+        )
+    out = Path(out_dir)
+    document = {
+        **{key: config[key] for key in CONFIG_KEYS},
+        "format": BUNDLE_FORMAT,
+        "embed_dim": int(text_features.shape[1]),
+        "bundled_checkpoint": checkpoint is not None,
+    }
+    artifacts = {
+        "config": atomic_write_bytes(out / "config.json", json.dumps(document, indent=2).encode()),
+        "text_features": _save_tensors(
+            out / "text_features.safetensors", {"text_features": text_features}
+        ),
+        "adapter": _save_tensors(out / "adapter.safetensors", adapter_state),
+    }
+    if checkpoint is not None:
+        artifacts["clip_checkpoint"] = Path(checkpoint)
+    return {name: str(path) for name, path in artifacts.items()}
+
+
+def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> Path:
+    ready = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(ready, str(tmp)))
+
+
+def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:
+    config = json.loads(Path(artifacts["config"]).read_text())
+    if config.get("format") != BUNDLE_FORMAT:
+        raise ValueError(
+            f"{artifacts['config']}: serving bundle format {config.get('format')!r}, "
+            f"this code reads format {BUNDLE_FORMAT}"
+        )
+    return config
+
+
+def build_method(
+    config: Mapping[str, Any], text_features: torch.Tensor, state: dict, device: str = "auto"
+):
+    """Rebuild a fitted method from its name, config, text features and state dict."""
+    from croft_pipeline.methods import build_method as build
+
+    method_config = {**config["method_config"], "device": device}
+    method = build(
+        config["method"],
+        method_config,
+        text_features,
+        float(config["logit_scale"]),
+        int(config["seed"]),
+    )
+    method.load_state_dict(state)
+    return method
+
+
+def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> CroftPredictor:
+    """A :class:`CroftPredictor` from bundle files; CLIP loads on the first image input.
+
+    ``device`` overrides the bundle's ``device`` (``auto``: CUDA when present, else CPU).
+    """
+    config = read_config(artifacts)
+    device = device or config.get("device", "auto")
+    text_features = load_file(artifacts["text_features"])["text_features"]
+    method = build_method(config, text_features, load_file(artifacts["adapter"]), device)
+    pretrained = (
+        artifacts.get("clip_checkpoint") if config["bundled_checkpoint"] else config["pretrained"]
+    )
+
+    @cache
+    def clip():  # loaded on the first image input; embeddings alone never import open_clip
+        from croft_pipeline.clip.backend import load_clip
+
+        return load_clip(
+            config["model_name"], pretrained, device=device, precision=config["precision"]
+        )
+
+    def encode_images(images: list) -> torch.Tensor:
+        from croft_pipeline.clip.backend import encode_images as encode
+        from croft_pipeline.clip.views import CENTER
+
+        loaded = clip()
+        recipe = loaded.view_recipe(CENTER)
+        return encode(loaded, torch.stack([recipe(image) for image in images]))
+
+    return CroftPredictor(
+        method=method,
+        class_names=list(config["class_names"]),
+        logit_scale=float(config["logit_scale"]),
+        threshold=float(config["threshold"]),
+        embed_dim=int(config["embed_dim"]),
+        score=config["score"],
+        encode_images=encode_images,
+    )

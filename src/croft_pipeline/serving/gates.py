@@ -1,0 +1,81 @@
+"""Quality gates as data: when may the ``champion`` alias move to a new model version?
+
+``gates`` (from ``parameters_evaluate.yml``)::
+
+    require_finite: true          # every summary metric of the registered method is finite
+    comparisons:
+      - {shift: covariate, metric: accuracy, op: ">", baseline: zero_shot}
+      - {shift: openset, metric: energy_auroc, op: ">=", value: 0.6}
+
+A comparison checks the registered method's mean over seeds against a baseline method's mean
+(``baseline``) or a fixed ``value``. A metric that is missing fails its gate.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_gates(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) -> list[GateResult]:
+    """Every gate's result for ``method`` on a summary table (method, shift, metric, mean, std)."""
+    results = []
+    if gates.get("require_finite", True):
+        results.append(_finite_gate(summary, method))
+    results += [_comparison(summary, gate, method) for gate in gates.get("comparisons", [])]
+    return results
+
+
+def _finite_gate(summary: pd.DataFrame, method: str) -> GateResult:
+    rows = summary[summary["method"] == method]
+    bad = [
+        f"{row.shift}/{row.metric}"
+        for row in rows.itertuples()
+        if not (math.isfinite(float(row.mean)) and math.isfinite(float(row.std)))
+    ]
+    if rows.empty:
+        return GateResult("all metrics finite", False, f"no metrics for method {method!r}")
+    detail = f"non-finite: {bad}" if bad else f"{len(rows)} metrics finite"
+    return GateResult("all metrics finite", not bad, detail)
+
+
+def _comparison(summary: pd.DataFrame, gate: Mapping[str, Any], method: str) -> GateResult:
+    shift, metric, op = gate["shift"], gate["metric"], gate.get("op", ">")
+    if op not in OPERATORS:
+        raise ValueError(f"gate operator must be one of {list(OPERATORS)}, got {op!r}")
+    if ("baseline" in gate) == ("value" in gate):
+        raise ValueError(f"gate {dict(gate)} needs exactly one of 'baseline' or 'value'")
+    against = gate.get("baseline", gate.get("value"))
+    name = gate.get("name") or f"{method} {shift}/{metric} {op} {against}"
+    ours = _mean(summary, method, shift, metric)
+    theirs = (
+        _mean(summary, gate["baseline"], shift, metric) if "baseline" in gate else float(against)
+    )
+    if ours is None or theirs is None:
+        return GateResult(name, False, f"{shift}/{metric} missing for {method} or {against}")
+    passed = math.isfinite(ours) and math.isfinite(theirs) and OPERATORS[op](ours, theirs)
+    return GateResult(name, bool(passed), f"{ours:.4f} {op} {theirs:.4f}")
+
+
+def _mean(summary: pd.DataFrame, method: str, shift: str, metric: str) -> float | None:
+    row = summary[
+        (summary["method"] == method) & (summary["shift"] == shift) & (summary["metric"] == metric)
+    ]
+    return None if row.empty else float(row["mean"].iloc[0])

@@ -1,0 +1,128 @@
+"""Assemble the served model of one trained method and seed, register it, move the aliases."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from croft_pipeline.features import FeatureTable
+from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.serving.bundle import write_bundle
+from croft_pipeline.serving.gates import check_gates
+from croft_pipeline.serving.registry import alias_version, log_and_register
+
+
+def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:
+    """``{seed: entry}`` of ``method`` in ``train_summary["methods"]`` (docs/CONTRACTS.md)."""
+    methods = train_summary.get("methods", {})
+    if method not in methods:
+        raise KeyError(
+            f"evaluate.register.method {method!r} was not trained; train_summary has {sorted(methods)}"
+        )
+    return {str(seed): dict(entry) for seed, entry in methods[method]["seeds"].items()}
+
+
+def choose_seed(runs: Mapping[str, Mapping[str, Any]], seed: int | None) -> str:
+    """``seed`` if given, else the seed with the best ID validation accuracy (ties: smallest)."""
+    if seed is not None:
+        if str(seed) not in runs:
+            raise KeyError(f"evaluate.register.seed {seed} was not trained; seeds: {sorted(runs)}")
+        return str(seed)
+    return min(
+        runs, key=lambda s: (-float(runs[s].get("best_val_accuracy", float("-inf"))), int(s))
+    )
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def resolve_checkpoint(pretrained: str | None, project_dir: str | Path) -> Path | None:
+    """The local CLIP weights file named by ``pretrained`` (relative to the project), if any.
+
+    A hub tag (``openai``) or ``None`` gives ``None``; a path that does not exist is an error.
+    """
+    if not pretrained:
+        return None
+    path = Path(pretrained)
+    path = path if path.is_absolute() else Path(project_dir) / path
+    if path.is_file():
+        return path
+    if "/" in str(pretrained) or str(pretrained).endswith(CHECKPOINT_SUFFIXES):
+        raise FileNotFoundError(
+            f"clip_model_spec.pretrained: CLIP checkpoint {path} does not exist"
+        )
+    return None
+
+
+def publish_model(
+    train_summary: Mapping[str, Any],
+    calibration: Mapping[str, Any],
+    text_features: FeatureTable,
+    clip_model_spec: Mapping[str, Any],
+    summary: pd.DataFrame,
+    project_dir: str | Path,
+    precision: str,
+    seed: str,
+    adapter_state: Mapping[str, torch.Tensor],
+    register: Mapping[str, Any],
+    gates: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Bundle, log and register ``register.method`` at ``seed``; ``champion`` moves only if every
+    gate passes."""
+    method = register["method"]
+    run = trained_runs(train_summary, method)[seed]
+    calibrated = calibration[method][seed]
+    class_names = list(train_summary["id_classes"])
+    if list(text_features.keys) != class_names:
+        raise ValueError(
+            f"text_features keys {text_features.keys} differ from train_summary id_classes {class_names}"
+        )
+    checkpoint = resolve_checkpoint(clip_model_spec.get("pretrained"), project_dir)
+    expected = clip_model_spec.get("checkpoint_sha256")
+    if checkpoint is not None and expected and sha256_file(checkpoint) != expected:
+        raise ValueError(
+            f"CLIP checkpoint {checkpoint} changed since clip_model_spec was written "
+            f"(sha256 {expected[:12]}... expected): re-run the pretrain, embed and train pipelines"
+        )
+    config = {
+        "model_name": clip_model_spec["model_name"],
+        "pretrained": clip_model_spec.get("pretrained"),
+        "precision": precision,
+        "method": method,
+        "method_config": run["config"],
+        "seed": int(seed),
+        "logit_scale": float(train_summary["logit_scale"]),
+        "class_names": class_names,
+        "threshold": float(calibrated["threshold"]),
+        "score": calibrated.get("score", "energy"),
+        "device": register.get("device", "auto"),
+    }
+    results = check_gates(summary, gates, method)
+    passed = all(result.passed for result in results)
+    aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = write_bundle(
+            tmp, config, text_features.features[:, 0], adapter_state, checkpoint
+        )
+        registered = log_and_register(
+            artifacts,
+            register["model_name"],
+            aliases,
+            tags={"method": method, "seed": seed, "gates_passed": str(passed).lower()},
+        )
+    return {
+        **registered,
+        "method": method,
+        "seed": int(seed),
+        "threshold": config["threshold"],
+        "score": config["score"],
+        "clip_checkpoint_bundled": checkpoint is not None,
+        "gates_passed": passed,
+        "gates": [result.as_dict() for result in results],
+        "champion_version": alias_version(register["model_name"], register["champion_alias"]),
+    }

@@ -1,0 +1,95 @@
+"""Log the served model as an MLflow pyfunc, register it and move aliases (never stages)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+from croft_pipeline.serving.pyfunc import input_example, model_signature
+
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+RUNTIME_PACKAGES = (
+    "croft-pipeline",
+    "mlflow",
+    "torch",
+    "torchvision",
+    "open_clip_torch",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "pillow",
+    "scipy",
+)
+
+
+def pip_requirements(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str]:
+    """Pinned requirements of the installed runtime packages (explicit: no slow inference)."""
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def log_and_register(
+    artifacts: Mapping[str, str],
+    model_name: str,
+    aliases: Sequence[str] = ("candidate",),
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Log the pyfunc in the active run (one is started if none is), register it, set aliases."""
+    started = mlflow.active_run() is None
+    if started:
+        mlflow.start_run(run_name="register")
+    try:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts=dict(artifacts),
+            pip_requirements=pip_requirements(),
+            registered_model_name=model_name,
+            signature=model_signature(),
+            input_example=input_example(artifacts),
+            tags=dict(tags or {}),
+        )
+    finally:
+        if started:
+            mlflow.end_run()
+    model_version = str(info.registered_model_version)
+    for alias in aliases:
+        set_alias(model_name, alias, model_version)
+    return {
+        "model_name": model_name,
+        "version": model_version,
+        "model_uri": f"models:/{model_name}/{model_version}",
+        "run_id": info.run_id,
+        "aliases": list(aliases),
+        "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
+    }
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` (relative to the working directory) as an absolute URI."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_absolute():
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def set_alias(model_name: str, alias: str, model_version: str) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, str(model_version))
+
+
+def alias_version(model_name: str, alias: str) -> str | None:
+    """The version an alias points at, or ``None``."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None

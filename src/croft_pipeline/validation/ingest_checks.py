@@ -1,0 +1,197 @@
+"""great-expectations (GX Core 1.x) suites for the manifest and the splits.
+
+GX validates tables; checks that need the files or several rows (files decode, a sha256 in two
+splits, candidates per class and domain) are computed into columns first, then expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from croft_pipeline.data.discovery import resolve_in_root
+from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+from croft_pipeline.data.manifest import MANIFEST_COLUMNS, ROLES
+from croft_pipeline.data.splits import SPLIT_COLUMNS, SPLITS, resolve_domains
+from croft_pipeline.validation.gx_runner import Suite, run_suites
+
+logger = logging.getLogger(__name__)
+FILE_OK = "ok"
+
+
+class DataValidationError(RuntimeError):
+    """A GX expectation failed: the message names the rule and the first offending rows."""
+
+
+def file_check(root_dir: Path | None, path: str, sha256: str, max_pixels: int) -> str:
+    """``ok``, or why the manifest row's file is unusable (missing, outside, undecodable, changed)."""
+    if root_dir is None:
+        return "root not configured"
+    try:
+        target = resolve_in_root(root_dir, path)
+    except ValueError as error:
+        return str(error)
+    if not target.is_file():
+        return "file does not exist"
+    try:
+        info = inspect_image(target, max_pixels)
+    except ImageDecodeError as error:
+        return f"does not decode: {error}"
+    return FILE_OK if info.sha256 == sha256 else "sha256 differs from the manifest (file changed)"
+
+
+def with_file_checks(
+    manifest: pd.DataFrame, root_dirs: dict[str, Path], max_pixels: int
+) -> pd.DataFrame:
+    checks = [
+        file_check(root_dirs.get(r.root), r.path, r.sha256, max_pixels)
+        for r in tqdm(
+            manifest.itertuples(index=False),
+            total=len(manifest),
+            desc="check files",
+            unit="img",
+            mininterval=2,
+        )
+    ]
+    return manifest.assign(file_check=checks)
+
+
+def with_split_overlaps(splits: pd.DataFrame) -> pd.DataFrame:
+    """Per row: in how many splits of its seed its sha256 and its group appear (must be 1)."""
+    out = splits.copy()
+    for column in ("sha256", "group"):
+        out[f"splits_sharing_{column}"] = out.groupby(["seed", column])["split"].transform(
+            "nunique"
+        )
+    return out
+
+
+def candidate_coverage(
+    manifest: pd.DataFrame, id_classes: list[str], source_domains: list[str]
+) -> pd.DataFrame:
+    """Candidate groups per (ID class, source domain), zeros included."""
+    ident = manifest[manifest["role"] == "id"]
+    counts = ident.groupby(["class_name", "domain"])["group"].nunique()
+    rows = [
+        {"class_name": c, "domain": d, "candidate_groups": int(counts.get((c, d), 0))}
+        for c in id_classes
+        for d in source_domains
+    ]
+    return pd.DataFrame(rows, columns=["class_name", "domain", "candidate_groups"])
+
+
+def known_domains(manifest: pd.DataFrame, dataset: dict, params: dict) -> list[str]:
+    """Configured domains (or EmojiShift's styles), plus each single-domain source's domain."""
+    if dataset.get("domains"):
+        known = list(dataset["domains"])
+    elif params.get("source") == "emojishift":
+        known = list(params["emojishift"]["styles"])
+    else:
+        return sorted(manifest["domain"].unique())
+    extra = [
+        s.get("domain") or s["root"]
+        for s in params.get("sources", [])
+        if s.get("layout", "domains") == "classes"
+    ]
+    return known + [d for d in extra if d not in known]
+
+
+def manifest_suite(
+    manifest: pd.DataFrame, id_classes: list[str], dataset: dict, params: dict
+) -> Suite:
+    import great_expectations.expectations as gxe
+
+    validation = params.get("validation", {})
+    id_rows = {"row_condition": 'role=="id"', "condition_parser": "pandas"}
+    openset_rows = {"row_condition": 'role=="openset"', "condition_parser": "pandas"}
+    openset_classes = list(dataset.get("openset_classes") or [])
+    class_checks = [
+        gxe.ExpectColumnValuesToBeInSet(column="class_name", value_set=id_classes, **id_rows)
+    ]
+    if openset_classes:  # open-set sources with role `openset` may bring any class
+        class_checks.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="class_name", value_set=openset_classes, **openset_rows
+            )
+        )
+    expectations = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=MANIFEST_COLUMNS + ["file_check"], exact_match=False
+        ),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in MANIFEST_COLUMNS],
+        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="domain", value_set=known_domains(manifest, dataset, params)
+        ),
+        *class_checks,
+        gxe.ExpectColumnValuesToBeBetween(
+            column="label", min_value=-1, max_value=len(id_classes) - 1
+        ),
+        gxe.ExpectColumnValuesToBeBetween(column="label", min_value=0, **id_rows),
+        gxe.ExpectColumnValuesToBeUnique(column="sha256"),
+        gxe.ExpectColumnValuesToBeInSet(column="file_check", value_set=[FILE_OK]),
+        *[
+            gxe.ExpectColumnValuesToBeBetween(
+                column=c,
+                min_value=validation.get("min_side", 1),
+                max_value=validation.get("max_side"),
+            )
+            for c in ("width", "height")
+        ],
+    ]
+    return Suite("manifest", expectations, ["root", "path"])
+
+
+def splits_suite(id_classes: list[str]) -> Suite:
+    import great_expectations.expectations as gxe
+
+    expectations = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=SPLIT_COLUMNS, exact_match=False),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["id", "openset"]),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="label", min_value=-1, max_value=len(id_classes) - 1
+        ),
+        gxe.ExpectColumnValuesToBeInSet(column="splits_sharing_sha256", value_set=[1]),
+        gxe.ExpectColumnValuesToBeInSet(column="splits_sharing_group", value_set=[1]),
+    ]
+    return Suite("splits", expectations, ["seed", "split", "root", "path"])
+
+
+def coverage_suite(shots: int) -> Suite:
+    import great_expectations.expectations as gxe
+
+    expectations = [gxe.ExpectColumnValuesToBeBetween(column="candidate_groups", min_value=shots)]
+    return Suite("id_candidates_per_source_domain", expectations, ["class_name", "domain"])
+
+
+def validate_ingest(
+    manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    id_classes: list[str],
+    dataset: dict,
+    params: dict,
+    root_dirs: dict[str, Path],
+) -> dict[str, Any]:
+    """Run every suite; returns ``{success, failure_message, suites: {name: GX result JSON}}``."""
+    max_pixels = int(params.get("decode", {}).get("max_pixels", DEFAULT_MAX_PIXELS))
+    sources = resolve_domains(manifest, dataset["heldout_domain"], dataset.get("source_domains"))
+    batches = {
+        "manifest": (
+            manifest_suite(manifest, id_classes, dataset, params),
+            with_file_checks(manifest, root_dirs, max_pixels),
+        ),
+        "splits": (splits_suite(id_classes), with_split_overlaps(splits)),
+        "id_candidates_per_source_domain": (
+            coverage_suite(int(params["splits"]["shots"])),
+            candidate_coverage(manifest, id_classes, sources),
+        ),
+    }
+    report = run_suites(batches)
+    if not report["success"]:
+        logger.error(report["failure_message"])
+    return report

@@ -1,0 +1,149 @@
+"""The CLIP backend: loading, identity, encoding, prompt ensembles, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from croft_pipeline.clip.backend import (
+    encode_class_prompts,
+    encode_images,
+    encode_texts,
+    free_cores,
+    load_clip,
+    resolve_device,
+    torch_threads,
+)
+from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
+from croft_pipeline.data.images import load_rgb
+from tests.clip.conftest import TINY, write_checkpoint
+
+
+def test_loaded_model_is_frozen_and_carries_its_identity(tiny_clip, tiny_checkpoint):
+    assert not any(p.requires_grad for p in tiny_clip.model.parameters())
+    assert not tiny_clip.model.training
+    identity = tiny_clip.identity
+    assert identity["model_name"] == TINY
+    assert identity["pretrained"] == str(tiny_checkpoint)
+    assert len(identity["checkpoint_sha256"]) == 64
+    assert tiny_clip.preprocess_cfg["size"] == 32
+    assert tiny_clip.logit_scale == pytest.approx(1 / 0.07, rel=1e-4)
+
+
+def test_same_checkpoint_same_model_key_other_checkpoint_other_key(
+    tiny_clip, tiny_checkpoint, tmp_path
+):
+    again = load_clip(TINY, tiny_checkpoint, device="cpu")
+    assert again.model_key == tiny_clip.model_key
+    other = load_clip(TINY, write_checkpoint(tmp_path / "other.safetensors", seed=1), device="cpu")
+    assert other.model_key != tiny_clip.model_key
+    assert (
+        load_clip(TINY, tiny_checkpoint, device="cpu", precision="bf16").model_key
+        != tiny_clip.model_key
+    )
+
+
+def test_relative_checkpoint_path_resolves_against_base_dir(tiny_checkpoint):
+    loaded = load_clip(TINY, tiny_checkpoint.name, device="cpu", base_dir=tiny_checkpoint.parent)
+    assert loaded.identity["checkpoint_sha256"] is not None
+
+
+def test_encode_images_from_pil_equals_preprocessed_tensor(tiny_clip, image_refs):
+    images = [load_rgb(ref.path) for ref in image_refs[:5]]
+    from_pil = encode_images(tiny_clip, images)
+    pixels = torch.stack([tiny_clip.preprocess_eval(image) for image in images])
+    assert from_pil.shape == (5, 32) and from_pil.dtype == torch.float32
+    torch.testing.assert_close(from_pil, encode_images(tiny_clip, pixels, batch_size=2))
+
+
+def test_single_template_is_raw_and_an_ensemble_is_normalised_mean(tiny_clip):
+    classes = ["sea_animal", "fruit"]
+    single = encode_class_prompts(tiny_clip, classes, "a photo of a {}.")
+    torch.testing.assert_close(
+        single, encode_texts(tiny_clip, ["a photo of a sea animal.", "a photo of a fruit."])
+    )
+    templates = ["a photo of a {}.", "art of the {}."]
+    ensemble = encode_class_prompts(tiny_clip, classes, templates)
+    per_template = torch.stack(
+        [F.normalize(encode_class_prompts(tiny_clip, classes, t), dim=-1) for t in templates]
+    )
+    torch.testing.assert_close(ensemble, F.normalize(per_template.mean(0), dim=-1))
+
+
+def test_template_without_placeholder_is_rejected(tiny_clip):
+    with pytest.raises(ValueError, match="'\\{\\}'"):
+        encode_class_prompts(tiny_clip, ["fruit"], ["a photo"])
+
+
+def test_auto_device_is_cuda_only_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_for_without_cuda_is_a_clear_error():
+    with pytest.raises(ClipLoadError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_unknown_model_name_suggests_close_names():
+    with pytest.raises(ClipLoadError, match="unknown CLIP model name 'ViT-B-61'.*ViT-B-16"):
+        load_clip("ViT-B-61", None)
+
+
+def test_missing_checkpoint_says_to_run_pretrain(tmp_path):
+    with pytest.raises(MissingCheckpointError, match="kedro run --pipeline=pretrain"):
+        load_clip(TINY, tmp_path / "nope.safetensors")
+
+
+def test_checkpoint_of_another_architecture_names_both(tiny_checkpoint):
+    with pytest.raises(ClipLoadError, match="does not fit the architecture 'CroftRN-Emoji-64'"):
+        load_clip("CroftRN-Emoji-64", tiny_checkpoint)
+
+
+def test_unknown_tag_lists_the_known_tags():
+    with pytest.raises(ClipLoadError, match="known tags: .*openai"):
+        load_clip("RN50", "not-a-tag")
+
+
+def test_bad_precision_is_rejected():
+    with pytest.raises(ClipLoadError, match="precision"):
+        load_clip(TINY, None, precision="fp8")
+
+
+def test_hub_tag_offline_fails_at_once_with_advice(tmp_path):
+    """In a fresh process (empty HF cache, HF_HUB_OFFLINE=1): a ClipLoadError, not retries."""
+    code = (
+        "from croft_pipeline.clip.backend import load_clip\n"
+        "from croft_pipeline.clip.errors import ClipLoadError\n"
+        "try:\n    load_clip('RN50', 'openai')\n"
+        "except ClipLoadError as e:\n    print('CLIPLOADERROR', e)\n"
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "CLIPLOADERROR" in result.stdout, result.stderr[-2000:]
+    assert "HF_HUB_OFFLINE=1" in result.stdout and "local checkpoint path" in result.stdout
+
+
+def test_auto_threads_use_the_cores_other_work_leaves_free(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for load, expected in [(0.0, 4), (1.2, 3), (2.6, 1), (9.0, 1)]:
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert free_cores() == expected
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -1,0 +1,180 @@
+"""EmojiShift: class maps, fonts, deterministic and idempotent rendering, captions, attribution."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from PIL import Image
+
+from croft_pipeline.data.emoji_catalog import build_class_map, load_catalog, split_pretrain
+from croft_pipeline.data.emojishift import (
+    STAMP_FILE,
+    build_pretrain_pairs,
+    class_kinds,
+    codepoint_of,
+    render_emojishift,
+)
+from croft_pipeline.data.fonts import SHIPPED_FONTS, font_codepoints, font_path
+from croft_pipeline.data.manifest import build_manifest
+
+CONFIG = {
+    "image_size": 24,
+    "glyph_share": 0.8,
+    "supersample": 2,
+    "background": [255, 255, 255],
+    "pretrain_fraction": 0.5,
+    "split_seed": 0,
+    "styles": {
+        "openmoji": {"font": "openmoji", "embedded_color": True},
+        "noto": {"font": "noto", "weights": [400, 700]},
+        "symbola": {"font": "symbola"},
+    },
+    "variants": [{"scale": 1.0, "shift": [0, 0]}, {"scale": 0.8, "shift": [0.05, -0.05]}],
+    "id_classes": [
+        {"name": "bird", "subgroups": ["animal-bird"]},
+        {"name": "sea animal", "subgroups": ["animal-marine"], "exclude": ["U+1F41A"]},
+    ],
+    "openset_classes": [{"name": "dessert", "subgroups": ["food-sweet"]}],
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    base = tmp_path_factory.mktemp("emojishift")
+    receipt = render_emojishift(CONFIG, base / "main", base / "pretrain")
+    return base, receipt
+
+
+def test_all_shipped_fonts_are_found_offline():
+    for name in SHIPPED_FONTS:
+        assert font_path(name).is_file()
+        assert 0x1F426 in font_codepoints(str(font_path(name)))  # bird
+
+
+def test_class_map_from_subgroups_codepoints_and_excludes():
+    class_map = build_class_map(
+        {"sea": {"subgroups": ["animal-marine"], "exclude": ["U+1F41A"], "codepoints": ["U+1F986"]}}
+    )
+    codepoints = {e.codepoint for e in class_map["sea"]}
+    assert 0x1F41A not in codepoints and 0x1F986 in codepoints and 0x1F40B in codepoints
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        ({"a": {"subgroups": ["no-such-subgroup"]}}, "unknown CLDR subgroup"),
+        ({"a": {"subgroups": ["animal-bird"]}, "b": {"codepoints": ["U+1F426"]}}, "in two classes"),
+        ({"a": {"codepoints": ["U+0041"]}}, "not in the emoji catalog"),
+    ],
+)
+def test_class_map_errors(classes, message):
+    with pytest.raises(ValueError, match=message):
+        build_class_map(classes)
+
+
+def test_pretrain_split_is_disjoint_deterministic_and_stable():
+    members = build_class_map({"m": {"subgroups": ["animal-mammal"]}})["m"]
+    pretrain, downstream = split_pretrain(members, 0.5, seed=0)
+    assert not {e.codepoint for e in pretrain} & {e.codepoint for e in downstream}
+    assert len(pretrain) + len(downstream) == len(members)
+    assert split_pretrain(members, 0.5, seed=0) == (pretrain, downstream)
+    # dropping one emoji moves no other emoji across the split
+    dropped = members[0]
+    pre2, down2 = split_pretrain(members[1:], 0.5, seed=0)
+    assert set(down2) <= set(downstream) | {e for e in pretrain if e != dropped}
+    assert len(set(pre2) ^ (set(pretrain) - {dropped})) <= 1
+
+
+def test_near_and_far_open_set_classes():
+    config = copy.deepcopy(CONFIG)
+    config["openset_classes"].append({"name": "sport", "subgroups": ["sport"]})
+    class_map = build_class_map(
+        {c["name"]: c for c in config["id_classes"] + config["openset_classes"]}
+    )
+    assert class_kinds(config, class_map) == {"dessert": "far", "sport": "far"}
+    config["openset_classes"].append({"name": "plant", "subgroups": ["plant-other"]})
+    class_map = build_class_map(
+        {c["name"]: c for c in config["id_classes"] + config["openset_classes"]}
+    )
+    assert class_kinds(config, class_map)["plant"] == "near"  # animals-nature, like bird
+
+
+def test_rendered_layout_sizes_and_styles(rendered):
+    base, receipt = rendered
+    assert set(receipt["images_per_domain"]) == {"openmoji", "noto", "symbola"}
+    images = sorted((base / "main").glob("*/*/*.png"))
+    assert len(images) == receipt["images"]["downstream"] > 0
+    with Image.open(images[0]) as image:
+        assert image.size == (24, 24) and image.mode == "RGB"
+    colourful = Image.open(next((base / "main" / "openmoji" / "bird").glob("*.png"))).convert("HSV")
+    assert max(colourful.getchannel("S").getdata()) > 100  # colour font drew in colour
+    mono = Image.open(next((base / "main" / "noto" / "bird").glob("*.png"))).convert("HSV")
+    assert max(mono.getchannel("S").getdata()) < 30
+
+
+def test_pretraining_and_downstream_emoji_are_disjoint(rendered):
+    base, _ = rendered
+
+    def codepoints(root):
+        return {codepoint_of(p.name) for p in root.glob("*/*/*.png")}
+
+    assert not codepoints(base / "main") & codepoints(base / "pretrain")
+
+
+def test_rendering_is_deterministic(rendered, tmp_path):
+    base, receipt = rendered
+    again = render_emojishift(CONFIG, tmp_path / "main", tmp_path / "pretrain")
+    assert again["stamp"] == receipt["stamp"] and not again["reused"]
+    for path in (base / "main").glob("*/*/*.png"):
+        assert (
+            tmp_path / "main" / path.relative_to(base / "main")
+        ).read_bytes() == path.read_bytes()
+
+
+def test_rerun_reuses_and_a_new_config_removes_stale_images(tmp_path):
+    config = copy.deepcopy(CONFIG)
+    config["styles"] = {"noto": CONFIG["styles"]["noto"]}
+    main, pretrain = tmp_path / "main", tmp_path / "pretrain"
+    render_emojishift(config, main, pretrain)
+    stamp = (main / STAMP_FILE).stat().st_mtime_ns
+    assert render_emojishift(config, main, pretrain)["reused"]
+    assert (main / STAMP_FILE).stat().st_mtime_ns == stamp
+    config["openset_classes"] = []
+    receipt = render_emojishift(config, main, pretrain)
+    assert not receipt["reused"]
+    assert not list(main.glob("noto/dessert/*.png"))
+    assert len(list(main.glob("*/*/*.png"))) == receipt["images"]["downstream"]
+
+
+def test_attribution_and_licences_beside_the_images(rendered):
+    base, _ = rendered
+    for root in (base / "main", base / "pretrain"):
+        text = (root / "ATTRIBUTION.md").read_text("utf-8")
+        assert "CC BY-SA 4.0" in text and "Open Font License" in text and "Douros" in text
+        assert (root / "LICENSE-openmoji.txt").read_text("utf-8").count("ShareAlike") >= 1
+
+
+def test_captions_from_emoji_names_for_pretraining_images_only(rendered):
+    base, _ = rendered
+    sources = [
+        {"root": "main", "layout": "domains", "role": "auto"},
+        {"root": "pretrain", "layout": "domains", "role": "pretrain"},
+    ]
+    dataset = {
+        "id_classes": ["bird", "sea animal"],
+        "openset_classes": ["dessert"],
+        "group_pattern": r"^(?P<group>U\+[0-9A-F]{4,6})_v[0-9]+$",
+    }
+    manifest, skipped, _ = build_manifest(
+        sources, {"main": base / "main", "pretrain": base / "pretrain"}, dataset,
+        {"metadata_files": ["*.md", "*.txt", ".*"]},
+    )  # fmt: skip
+    assert skipped.empty
+    pairs = build_pretrain_pairs(manifest, ["{name}", "an emoji of a {class_name}"])
+    pretrain = manifest[manifest["role"] == "pretrain"]
+    assert set(pairs["sha256"]) == set(pretrain["sha256"])
+    assert len(pairs) == 2 * len(pretrain)
+    names = {e.name for e in load_catalog().values()}
+    assert set(pairs["caption"]) & names
+    assert "an emoji of a sea animal" in set(pairs["caption"])

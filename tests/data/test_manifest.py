@@ -1,0 +1,97 @@
+"""Manifest: naming, roles, labels, groups, duplicates, and a reported reason for every skip."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from croft_pipeline.data.manifest import MANIFEST_COLUMNS, SKIPPED_COLUMNS, build_manifest
+from tests.data.image_factory import build_domain_tree, write_bad_inputs, write_image
+
+DATASET = {"id_classes": None, "openset_classes": None, "underscores_to_spaces": True}
+MAIN = [{"root": "main", "layout": "domains", "role": "auto"}]
+
+
+def test_columns_labels_and_every_bad_file_counted(tmp_path):
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog", "horse"], per_class=2)
+    bad = write_bad_inputs(tmp_path / "photo" / "dog")
+    manifest, skipped, id_classes = build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert list(skipped.columns) == SKIPPED_COLUMNS
+    assert id_classes == ["dog", "horse"]
+    assert len(manifest) == 8
+    assert set(manifest["label"]) == {0, 1}
+    assert (manifest["group"] == manifest["sha256"]).all()
+    assert set(skipped["path"]) == {f"photo/dog/{p.name}" for p in bad.values()}
+    assert skipped["reason"].str.len().gt(0).all()
+
+
+def test_class_in_one_domain_only_is_skipped_with_a_reason(tmp_path):
+    build_domain_tree(tmp_path, ["art", "photo", "sketch"], ["dog"], per_class=1)
+    write_image(tmp_path / "photo" / "giraffe" / "g.png", seed=99)
+    manifest, skipped, id_classes = build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert id_classes == ["dog"]
+    assert "giraffe" not in set(manifest["class_name"])
+    (reason,) = skipped.loc[skipped["path"] == "photo/giraffe/g.png", "reason"]
+    assert "1 of 3 domains" in reason
+
+
+def test_per_domain_class_names_and_open_set_from_another_root(tmp_path):
+    main, dtd = tmp_path / "vlcs", tmp_path / "dtd"
+    build_domain_tree(main, ["Caltech101"], ["0", "1"], per_class=1)
+    build_domain_tree(main, ["LabelMe"], ["bird", "auto"], per_class=1, seed=50)
+    write_image(dtd / "banded" / "b.png", seed=77)
+    dataset = {
+        **DATASET,
+        "id_classes": ["bird", "car"],
+        "class_names_by_domain": {"Caltech101": {"0": "bird", "1": "car"}},
+        "class_names": {"auto": "car"},
+    }
+    sources = MAIN + [{"root": "openset", "layout": "classes", "domain": "dtd", "role": "openset"}]
+    manifest, skipped, _ = build_manifest(sources, {"main": main, "openset": dtd}, dataset)
+    assert skipped.empty
+    by_path = manifest.set_index("path")
+    assert by_path.loc["Caltech101/0/img_0.png", "class_name"] == "bird"
+    assert by_path.loc["LabelMe/auto/img_0.png", ["class_name", "label"]].tolist() == ["car", 1]
+    assert by_path.loc["banded/b.png", ["role", "domain", "label"]].tolist() == [
+        "openset",
+        "dtd",
+        -1,
+    ]
+
+
+def test_duplicate_files_keep_one_row_and_list_the_others(tmp_path):
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog"], per_class=1)
+    shutil.copy(tmp_path / "art" / "dog" / "img_0.png", tmp_path / "photo" / "dog" / "copy.png")
+    manifest, skipped, _ = build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert manifest["sha256"].is_unique
+    assert len(manifest) == 2
+    (reason,) = skipped["reason"]
+    assert "duplicate of main:" in reason
+
+
+def test_group_pattern_keeps_variants_together_and_pretrain_role(tmp_path):
+    for variant in range(2):
+        write_image(tmp_path / "noto" / "bird" / f"U+1F426_v{variant}.png", seed=variant)
+    dataset = {**DATASET, "group_pattern": r"^(?P<group>U\+[0-9A-F]{4,6})_v[0-9]+$"}
+    sources = [{"root": "pre", "layout": "domains", "role": "pretrain"}]
+    manifest, _, _ = build_manifest(sources, {"pre": tmp_path}, dataset)
+    assert set(manifest["group"]) == {"noto/U+1F426"}
+    assert set(manifest["role"]) == {"pretrain"}
+    assert set(manifest["label"]) == {-1}
+
+
+def test_class_both_id_and_openset_is_an_error(tmp_path):
+    build_domain_tree(tmp_path, ["art"], ["dog"], per_class=1)
+    dataset = {**DATASET, "id_classes": ["dog"], "openset_classes": ["dog"]}
+    with pytest.raises(ValueError, match="both ID and open-set"):
+        build_manifest(MAIN, {"main": tmp_path}, dataset)
+
+
+def test_manifest_is_deterministic(tmp_path):
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog", "cat"], per_class=3)
+    first = build_manifest(MAIN, {"main": tmp_path}, DATASET)[0]
+    second = build_manifest(MAIN, {"main": tmp_path}, DATASET)[0]
+    pd.testing.assert_frame_equal(first, second)

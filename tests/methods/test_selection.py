@@ -1,0 +1,50 @@
+"""Grid search on ID validation: the best point is kept, a diverging point is skipped."""
+
+from __future__ import annotations
+
+import pytest
+
+from croft_pipeline.methods import NonFiniteLossError, fit_selected, grid_points
+from croft_pipeline.methods.selection import point_label
+from tests.methods.synthetic import CONFIGS, make_synthetic
+
+
+def test_grid_points_and_labels():
+    assert grid_points({}) == [{}]
+    points = grid_points({"lambda2": [1.0, 10.0], "gen_step": [0, 1]})
+    assert points[0] == {"gen_step": 0, "lambda2": 1.0} and len(points) == 4
+    assert point_label({"lambda2": 0.1, "gen_step": 1}) == "lambda2_0.1_gen_step_1"
+
+
+def test_best_validation_point_is_kept_and_diverging_points_are_recorded():
+    data = make_synthetic()
+    config = {**CONFIGS["linear_probe"], "warmup_epochs": 0}
+    logged = {}
+    selected = fit_selected(
+        "linear_probe",
+        config,
+        {"lr": [1e30, 0.002, 0.02]},
+        data.text,
+        data.logit_scale,
+        1,
+        data.train,
+        data.val,
+        log_for=lambda point: lambda step, values: logged.setdefault(point["lr"], []).append(step),
+    )
+    assert "error" in selected.grid[0] and "non-finite" in selected.grid[0]["error"]
+    accs = [row["val_accuracy"] for row in selected.grid[1:]]
+    assert selected.report.best_val_accuracy == max(accs)
+    assert selected.config["lr"] == [0.002, 0.02][accs.index(max(accs))]  # first on ties
+    assert logged[0.002] == logged[0.02] == [0, 1]
+
+    with pytest.raises(NonFiniteLossError):
+        fit_selected(
+            "linear_probe",
+            config,
+            {"lr": [1e30]},
+            data.text,
+            data.logit_scale,
+            1,
+            data.train,
+            data.val,
+        )

@@ -1,0 +1,76 @@
+"""The score registry: hand-computed values and the higher-is-more-ID convention."""
+
+import math
+
+import numpy as np
+import pytest
+
+from croft_pipeline import ood
+from croft_pipeline.ood import ScoreInputs, compute_score
+
+LOGITS = np.array([[2.0, 0.0], [1.0, 1.0]])
+
+
+def test_registry_names():
+    assert ood.score_names() == ["energy", "knn", "max_logit", "mcm", "msp"]
+
+
+def test_energy_msp_max_logit_hand_computed():
+    inputs = ScoreInputs(LOGITS)
+    energy = compute_score("energy", inputs)
+    assert energy == pytest.approx([math.log(math.exp(2) + 1), math.log(2 * math.e)])
+    assert compute_score("msp", inputs) == pytest.approx([math.e**2 / (math.e**2 + 1), 0.5])
+    assert compute_score("max_logit", inputs) == pytest.approx([2.0, 1.0])
+    # Temperature T: T * logsumexp(logits / T).
+    assert compute_score("energy", inputs, temperature=2.0)[0] == pytest.approx(
+        2 * math.log(math.e + 1)
+    )
+
+
+def test_mcm_divides_by_logit_scale_and_temperature():
+    scaled = ScoreInputs(LOGITS * 10.0, logit_scale=10.0)
+    assert compute_score("mcm", scaled) == pytest.approx(compute_score("msp", ScoreInputs(LOGITS)))
+    cooled = compute_score("mcm", scaled, temperature=0.5)
+    assert cooled[0] == pytest.approx(math.e**4 / (math.e**4 + 1))
+
+
+def test_knn_is_negative_distance_to_kth_neighbour():
+    bank = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    queries = np.array([[2.0, 0.0], [0.0, -3.0]])  # normalised to (1, 0) and (0, -1)
+    inputs = ScoreInputs(np.zeros((2, 3)), embeddings=queries, bank=bank)
+    assert compute_score("knn", inputs, k=1) == pytest.approx([0.0, -math.sqrt(2)])
+    assert compute_score("knn", inputs, k=3) == pytest.approx([-2.0, -2.0])
+    # Small batches give the same answer.
+    assert compute_score("knn", inputs, k=2, batch_size=1) == pytest.approx(
+        compute_score("knn", inputs, k=2)
+    )
+
+
+@pytest.mark.parametrize("name", ["energy", "msp", "max_logit", "mcm", "knn"])
+def test_every_score_ranks_a_confident_id_sample_above_an_ambiguous_one(name):
+    # Sample 0: a sharp logit on a class whose direction is in the bank; sample 1: flat logits
+    # and a feature far from the bank.
+    logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    embeddings = np.array([[1.0, 0.0], [-1.0, 0.1]])
+    bank = np.array([[1.0, 0.05], [0.9, -0.1]])
+    scores = compute_score(
+        "knn" if name == "knn" else name, ScoreInputs(logits, 10.0, embeddings, bank)
+    )
+    assert scores[0] > scores[1]
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(KeyError, match="unknown OOD score 'odin'"):
+        compute_score("odin", ScoreInputs(LOGITS))
+    with pytest.raises(ValueError, match=r"logits must be \[N, K\]"):
+        ScoreInputs(np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        ScoreInputs(np.array([[np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="needs embeddings"):
+        compute_score("knn", ScoreInputs(LOGITS))
+    with pytest.raises(ValueError, match="k must be in"):
+        compute_score("knn", ScoreInputs(LOGITS, embeddings=np.eye(2), bank=np.eye(2)), k=3)
+    with pytest.raises(ValueError, match="embedding dim"):
+        compute_score("knn", ScoreInputs(LOGITS, embeddings=np.eye(2), bank=np.ones((2, 3))))
+    with pytest.raises(ValueError, match="temperature"):
+        compute_score("energy", ScoreInputs(LOGITS), temperature=0.0)

@@ -1,0 +1,112 @@
+"""The embed pipeline: feature tables per CONTRACTS.md in the shared tiny run, a cached rerun that
+computes nothing, and a run killed part-way (SIGKILL) that resumes to the same features."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from croft_pipeline.clip.backend import load_clip
+from croft_pipeline.features import FeatureTable
+from tests.kedro_harness import run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = ("image_features_center", "image_features_train_views", "text_features")
+
+
+def _table(project: Path, name: str) -> FeatureTable:
+    return FeatureTable.load(project / f"data/04_feature/{name}.safetensors")
+
+
+def _chunks(project: Path) -> dict[Path, int]:
+    return {
+        p: p.stat().st_mtime_ns
+        for p in (project / "data/04_feature/cache").rglob("chunk-*.safetensors")
+    }
+
+
+def test_feature_tables_follow_the_contract(tiny_project):
+    splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
+    spec = json.loads((tiny_project / "data/06_models/clip_model_spec.json").read_text())
+    n_views = yaml.safe_load((REPO / "conf/test/parameters_embed.yml").read_text())["embed"][
+        "n_views"
+    ]
+    center = _table(tiny_project, "image_features_center")
+    assert set(center.keys) == set(splits["sha256"]) and center.n_views == 1
+    views = _table(tiny_project, "image_features_train_views")
+    assert set(views.keys) == set(splits.loc[splits["split"] == "train", "sha256"])
+    assert views.n_views == n_views and views.meta["view"] == "augment"
+    assert not torch.allclose(views.features[:, 0], views.features[:, 1])
+    text = _table(tiny_project, "text_features")
+    assert text.keys == json.loads((tiny_project / "data/03_primary/id_classes.json").read_text())
+    for table in (center, views, text):
+        assert {k: table.meta[k] for k in ("model_name", "pretrained", "checkpoint_sha256")} == {
+            k: spec[k] for k in ("model_name", "pretrained", "checkpoint_sha256")
+        }
+    assert (
+        center.meta["preprocessing"]["kind"] == "center" and "scale" in views.meta["preprocessing"]
+    )
+    loaded = load_clip(spec["model_name"], spec["pretrained"], device="cpu", base_dir=tiny_project)
+    assert text.meta["logit_scale"] == pytest.approx(loaded.logit_scale)
+
+
+def test_second_run_with_nothing_changed_computes_nothing(tiny_project, tmp_path):
+    project = shutil.copytree(tiny_project, tmp_path / "project")
+    before = _chunks(project)
+    first = {name: _table(project, name) for name in TABLES}
+    run_pipeline(project, "embed", env="test")
+    assert _chunks(project) == before
+    for name in TABLES:
+        assert torch.equal(_table(project, name).features, first[name].features)
+
+
+def _start_embed(project: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "kedro", "run", "--pipeline=embed", "--env=test"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _clear_features(project: Path) -> None:
+    shutil.rmtree(project / "data/04_feature/cache", ignore_errors=True)
+    for name in TABLES:
+        (project / f"data/04_feature/{name}.safetensors").unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_killed_embed_run_resumes_to_the_same_features(tiny_project, tmp_path):
+    project = shutil.copytree(tiny_project, tmp_path / "project")
+    uninterrupted = {name: _table(project, name) for name in TABLES}
+    _clear_features(project)
+    process = _start_embed(project)
+    deadline = time.monotonic() + 300
+    while not _chunks(project) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, (
+        f"embed ended before it could be killed: {process.stderr.read()[-2000:]}"
+    )
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = _chunks(project)
+    assert partial, "no cache chunk was written before the kill"
+    assert not (project / "data/04_feature/image_features_center.safetensors").exists()
+    rerun = _start_embed(project)
+    _, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert set(partial) <= set(_chunks(project))  # chunks written before the kill were reused
+    for name in TABLES:
+        resumed = _table(project, name)
+        assert resumed.keys == uninterrupted[name].keys
+        assert torch.equal(resumed.features, uninterrupted[name].features), name

@@ -1,0 +1,207 @@
+"""The evaluate pipeline's wiring on synthetic inputs (Kedro runner, real catalog entries),
+and, once every pipeline exists, on the shared tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from croft_pipeline.features import FeatureTable
+from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.pipelines.evaluate import create_pipeline
+from croft_pipeline.serving.predict_folder import predict_folder
+from croft_pipeline.serving.registry import alias_version
+from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions
+from tests.reporting.browser import chromium_binary, inspect_page
+from tests.serving.conftest import (  # noqa: F401  (fixtures)
+    CLASSES,
+    METHOD_CONFIG,
+    MODEL_NAME,
+    migrated_mlflow_db,
+    mlflow_store,
+    tiny_model,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "croft-clip-pipeline-test"
+
+
+def _params() -> dict:
+    params = yaml.safe_load((REPO / "conf/base/parameters_evaluate.yml").read_text())["evaluate"]
+    params["scores"]["knn"]["k"] = 2
+    params["register"].update(method="clip_adapter", model_name=MODEL, device="cpu")
+    return params
+
+
+def _catalog(project: Path, inputs: dict) -> DataCatalog:
+    """The real catalog_evaluate.yml entries under ``project``, plus in-memory inputs."""
+    config = yaml.safe_load((REPO / "conf/base/catalog_evaluate.yml").read_text())
+    for entry in config.values():
+        key = "filepath" if "filepath" in entry else "path"
+        entry[key] = str(project / entry[key])
+    catalog = DataCatalog.from_config(config)
+    for name, value in inputs.items():
+        catalog[name] = MemoryDataset(value, copy_mode="assign")
+    return catalog
+
+
+def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
+    predictions = synthetic_predictions(methods=signals)
+    train_summary = {
+        "logit_scale": LOGIT_SCALE,
+        "id_classes": CLASSES,
+        "methods": {
+            "clip_adapter": {
+                "seeds": {
+                    str(seed): {
+                        "best_val_accuracy": 0.5 + 0.1 * (seed == 1),
+                        "adapter": f"data/06_models/adapters/clip_adapter/seed_{seed}.safetensors",
+                        "config": METHOD_CONFIG,
+                    }
+                    for seed in (1, 2)
+                }
+            }
+        },
+    }
+    text_features = FeatureTable(CLASSES, tiny.text_features[:, None, :], {"logit_scale": 1.0})
+    catalog = _catalog(
+        project,
+        {
+            "predictions": predictions,
+            "calibration": synthetic_calibration(predictions),
+            "train_summary": train_summary,
+            "text_features": text_features,
+            "clip_model_spec": {
+                "model_name": MODEL_NAME,
+                "pretrained": str(tiny.checkpoint),
+                "checkpoint_sha256": sha256_file(tiny.checkpoint),
+            },
+            "adapter_weights": {
+                f"clip_adapter/seed_{seed}": tiny.method.state_dict() for seed in (1, 2)
+            },
+            "project_dir": str(project),
+            "params:clip": {"precision": "fp32"},
+            "params:evaluate": _params(),
+        },
+    )
+    with mlflow.start_run(run_name="evaluate-test"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    return catalog
+
+
+def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_passing_gates(
+    tmp_path,
+    tiny_model,  # noqa: F811
+    mlflow_store,  # noqa: F811
+):
+    project = tmp_path / "project"
+    catalog = _run(project, tiny_model, {"zero_shot": 0.4, "clip_adapter": 0.9})
+    reporting = project / "data/08_reporting"
+    metrics = json.loads((reporting / "metrics.json").read_text())
+    assert set(metrics) == {"zero_shot", "clip_adapter"}
+    assert all(isinstance(v, float) for entry in metrics.values() for v in entry.values())
+    assert (
+        metrics["clip_adapter"]["openset/energy_auroc"]
+        > metrics["zero_shot"]["openset/energy_auroc"]
+    )
+    plots = sorted(p.name for p in (reporting / "plots").glob("*.png"))
+    assert plots == [
+        "accuracy_per_domain.png",
+        "energy_hist_clip_adapter.png",
+        "energy_hist_zero_shot.png",
+        "roc_energy.png",
+    ]
+    report = (reporting / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == len(plots)
+    registration = catalog.load("model_registration")
+    first_threshold = registration["threshold"]
+    assert registration["registered"] and registration["gates_passed"]
+    assert registration["seed"] == 1  # the best validation accuracy
+    assert alias_version(MODEL, "candidate") == alias_version(MODEL, "champion") == "1"
+
+    run = mlflow.search_runs(filter_string="attributes.run_name = 'evaluate-test'").iloc[0]
+    assert run["metrics.clip_adapter/covariate/accuracy"] == pytest.approx(
+        metrics["clip_adapter"]["covariate/accuracy"]
+    )
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"], "evaluation")}
+    assert {"evaluation/report.html", "evaluation/metrics.json", "evaluation/plots"} <= artifacts
+    nested = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run['run_id']}'")
+    assert len(nested) == 4  # 2 methods x 2 seeds
+
+    # A run whose adapter loses to zero-shot: a new candidate, the champion stays.
+    second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3})
+    registration = second.load("model_registration")
+    assert not registration["gates_passed"]
+    assert alias_version(MODEL, "candidate") == "2" and alias_version(MODEL, "champion") == "1"
+    assert registration["champion_version"] == "1"
+
+    champion = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    predicted = champion.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]}))
+    expected = tiny_model.energy.numpy() < first_threshold  # the champion's own threshold
+    assert predicted["is_unknown"].tolist() == expected.tolist()
+
+
+@pytest.mark.slow
+def test_default_run_reports_registers_and_serves(tiny_project, tmp_path):
+    """The default pipeline (test env) leaves a report, metrics.json and a registered model whose
+    folder predictions flag open-set EmojiShift images at the rate evaluate measured."""
+    reporting = tiny_project / "data/08_reporting"
+    metrics = json.loads((reporting / "metrics.json").read_text())
+    registration = json.loads((reporting / "model_registration.json").read_text())
+    assert registration["registered"] and registration["clip_checkpoint_bundled"]
+    assert all(np.isfinite(v) for entry in metrics.values() for v in entry.values())
+    if chromium_binary() is not None:
+        seen = inspect_page(reporting / "report.html")
+        assert seen["images"] > 0 and seen["loaded"] == seen["images"]
+        assert {t["id"] for t in seen["tables"]} >= {"summary-table", "domain-table"}
+
+    method, seed = registration["method"], registration["seed"]
+    scores = pd.read_parquet(tiny_project / "data/07_model_output/evaluation_scores.parquet")
+    openset = scores[
+        (scores["method"] == method)
+        & (scores["seed"] == seed)
+        & (scores["split"] == "test_openset")
+    ]
+    splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
+    rows = splits[(splits["seed"] == seed) & (splits["split"] == "test_openset")]
+    rows = rows.drop_duplicates("sha256")
+    roots = json.loads((tiny_project / "data/03_primary/dataset_roots.json").read_text())
+    folder = tmp_path / "openset"
+    for row in rows.itertuples():  # one file per image, named by its sha256
+        target = folder / f"{row.sha256}{Path(row.path).suffix}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy2(tiny_project / roots[row.root] / row.path, target)
+
+    mlflow.set_tracking_uri(registration["registry_uri"])
+    mlflow.set_registry_uri(registration["registry_uri"])
+    try:
+        name = registration["model_name"]
+        assert alias_version(name, "candidate") == registration["version"]
+        champion = alias_version(name, "champion") == registration["version"]
+        assert champion == registration["gates_passed"]
+        alias = "champion" if champion else "candidate"
+        predicted = predict_folder(f"models:/{name}@{alias}", folder, tmp_path / "preds.csv")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    predicted["sha256"] = predicted["path"].str.split(".").str[0]
+    merged = predicted.merge(openset, on="sha256", validate="one_to_one")
+    assert len(merged) == len(openset) > 0
+    np.testing.assert_allclose(merged["energy"], merged["score_energy"], rtol=1e-4, atol=1e-4)
+    results = pd.read_parquet(reporting / "evaluation_results.parquet")
+    deploy_fpr = results[
+        (results["method"] == method)
+        & (results["seed"] == seed)
+        & (results["metric"] == "deploy_fpr")
+    ]["value"].iloc[0]
+    accepted = int((~merged["is_unknown"]).sum())
+    assert abs(accepted - deploy_fpr * len(merged)) <= 1  # at most one borderline image differs

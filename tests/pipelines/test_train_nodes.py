@@ -1,0 +1,123 @@
+"""The train nodes on synthetic cached features (Kedro-free): contracts of their outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load, save
+
+from croft_pipeline.methods import METHODS, build_method
+from croft_pipeline.methods.data import resolve_config
+from croft_pipeline.pipelines.train import nodes
+from tests.kedro_harness import REPO_ROOT
+from tests.methods.synthetic import CLASSES, DIM, synthetic_tables
+
+PREDICTION_COLUMNS = [
+    "method",
+    "seed",
+    "split",
+    "sha256",
+    "domain",
+    "class_name",
+    "label",
+    "logits",
+    "embedding",
+]
+
+
+def train_params():
+    return yaml.safe_load((REPO_ROOT / "conf/test/parameters_train.yml").read_text())["train"]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    splits, centre, views, text = synthetic_tables()
+    params = train_params()
+    weights, summary = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1, 2])
+    blobs = {key: save(state) for key, state in weights.items()}
+    stored = {key: (lambda b=blob: load(b)) for key, blob in blobs.items()}  # lazy loaders
+    predictions = nodes.predict_splits(splits, centre, text, stored, summary)
+    calibration = nodes.calibrate(predictions, summary, params)
+    return splits, centre, text, params, weights, summary, predictions, calibration
+
+
+def test_summary_and_weights_cover_every_method_and_seed(trained):
+    splits, centre, text, params, weights, summary, _, _ = trained
+    assert summary["logit_scale"] == 20.0 and summary["id_classes"] == CLASSES
+    assert set(summary["methods"]) == set(params["methods"]) == set(METHODS)
+    for name, entry in summary["methods"].items():
+        assert set(entry["seeds"]) == {"1", "2"}
+        for seed, run in entry["seeds"].items():
+            assert run["adapter"] == f"data/06_models/adapters/{name}/seed_{seed}.safetensors"
+            assert f"{name}/seed_{seed}" in weights
+            grid = params["grids"].get(name, {}).get("lambda2")
+            if grid:  # the kept grid point is the best on validation
+                assert [row["lambda2"] for row in run["grid"]] == grid
+                best = max(row["val_accuracy"] for row in run["grid"])
+                assert run["best_val_accuracy"] == best
+                assert run["config"]["lambda2"] in grid
+            assert run["config"] == {
+                **resolve_config(params, name),
+                **{k: run["config"][k] for k in params["grids"].get(name, {})},
+            }
+
+
+def test_predictions_follow_the_contract(trained):
+    splits, centre, _, _, weights, summary, predictions, _ = trained
+    assert list(predictions.columns) == PREDICTION_COLUMNS
+    per_run = splits.groupby("seed").size()
+    counts = predictions.groupby(["method", "seed"]).size()
+    assert all(counts[(m, s)] == per_run[s] for m, s in counts.index)
+    assert len(counts) == len(METHODS) * 2
+    assert set(predictions["split"]) == set(nodes.PREDICTED_SPLITS)
+    assert {len(v) for v in predictions["logits"]} == {len(CLASSES)}
+    assert {len(v) for v in predictions["embedding"]} == {DIM}
+    assert (predictions.loc[predictions["split"] == "test_openset", "label"] == -1).all()
+    # the rows are the logits of the method rebuilt from its summary entry and weights
+    rows = predictions[(predictions["method"] == "croft_faithful") & (predictions["seed"] == 1)]
+    run = summary["methods"]["croft_faithful"]["seeds"]["1"]
+    method = build_method("croft_faithful", run["config"], trained[2].features[:, 0], 20.0, 1)
+    method.load_state_dict(weights["croft_faithful/seed_1"])
+    features = centre.select(rows["sha256"].tolist())[:, 0]
+    assert np.array_equal(np.stack(rows["logits"].to_numpy()), method.logits(features).numpy())
+
+
+def test_calibration_fixes_the_threshold_on_validation_only(trained):
+    *_, predictions, calibration = trained
+    assert set(calibration) == set(METHODS)
+    for name, seeds in calibration.items():
+        for seed, entry in seeds.items():
+            val = predictions[
+                (predictions["method"] == name)
+                & (predictions["seed"] == int(seed))
+                & (predictions["split"] == "val")
+            ]
+            energy = torch.logsumexp(
+                torch.tensor(np.stack(val["logits"].to_numpy()), dtype=torch.float64), 1
+            )
+            assert entry["score"] == "energy"
+            assert entry["val_tpr"] >= 0.95 and entry["n_val"] == len(val)
+            assert entry["val_tpr"] == pytest.approx(
+                float((energy >= entry["threshold"]).double().mean())
+            )
+            assert entry["threshold"] in set(energy.tolist())
+
+
+def test_fit_is_deterministic_and_bad_inputs_are_named():
+    splits, centre, views, text = synthetic_tables(seeds=(1,))
+    params = {**train_params(), "methods": ["croft_clean", "tip_adapter_f"]}
+    first, _ = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1])
+    second, _ = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1])
+    assert first.keys() == second.keys()
+    for key in first:
+        assert all(torch.equal(first[key][k], second[key][k]) for k in first[key])
+    with pytest.raises(ValueError, match="not the ID classes in label order"):
+        nodes.fit_methods(splits, centre, views, text, CLASSES[::-1], params, [1])
+    with pytest.raises(ValueError, match="no 'train' rows for seed 7"):
+        nodes.fit_methods(splits, centre, views, text, CLASSES, params, [7])
+    with pytest.raises(KeyError, match="train.methods names 'nope'"):
+        nodes.fit_methods(
+            splits, centre, views, text, CLASSES, {**params, "methods": ["nope"]}, [1]
+        )

@@ -1,0 +1,153 @@
+"""The train pipeline through Kedro's runner with its real catalog entries (synthetic inputs),
+MLflow nested runs included; and its outputs in the shared tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from safetensors.torch import load_file
+
+from croft_pipeline.methods import METHODS, build_method
+from croft_pipeline.pipelines.train import create_pipeline
+from tests.methods.synthetic import CLASSES, synthetic_tables
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = [1, 2]
+
+
+def _catalog(project: Path, inputs: dict) -> DataCatalog:
+    config = yaml.safe_load((REPO / "conf/base/catalog_train.yml").read_text())
+    for entry in config.values():
+        key = "filepath" if "filepath" in entry else "path"
+        entry[key] = str(project / entry[key])
+    catalog = DataCatalog.from_config(config)
+    for name, value in inputs.items():
+        catalog[name] = MemoryDataset(value, copy_mode="assign")
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def mlflow_tmp_store(tmp_path_factory):
+    """A throw-away SQLite tracking store for this module's runs."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment("train-tests", (root / "artifacts").as_uri())
+        )
+        yield uri
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory, mlflow_tmp_store):
+    tmp_path = tmp_path_factory.mktemp("train_project")
+    splits, centre, views, text = synthetic_tables(seeds=SEEDS)
+    params = yaml.safe_load((REPO / "conf/test/parameters_train.yml").read_text())["train"]
+    catalog = _catalog(
+        tmp_path,
+        {
+            "splits": splits,
+            "image_features_center": centre,
+            "image_features_train_views": views,
+            "text_features": text,
+            "id_classes": CLASSES,
+            "params:train": params,
+            "params:seeds": SEEDS,
+        },
+    )
+    with mlflow.start_run(run_name="train-test") as parent:
+        SequentialRunner().run(create_pipeline(), catalog)
+    return tmp_path, params, parent.info.run_id, text
+
+
+def test_train_pipeline_writes_weights_summary_predictions_and_calibration(trained_project):
+    project, params, _, text = trained_project
+    summary = json.loads((project / "data/06_models/train_summary.json").read_text())
+    calibration = json.loads((project / "data/06_models/calibration.json").read_text())
+    predictions = pd.read_parquet(project / "data/07_model_output/predictions.parquet")
+    assert set(summary["methods"]) == set(calibration) == set(METHODS)
+    for name, entry in summary["methods"].items():
+        for seed in map(str, SEEDS):
+            run = entry["seeds"][seed]
+            assert run["adapter"] == f"{params['adapter_dir']}/{name}/seed_{seed}.safetensors"
+            state = load_file(project / run["adapter"])  # the path is relative to the project
+            method = build_method(name, run["config"], text.features[:, 0], summary["logit_scale"])
+            method.load_state_dict(state)
+            rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
+            logits = np.stack(rows["logits"].to_numpy())
+            assert logits.dtype == np.float32 and logits.shape[1] == len(CLASSES)
+            val = rows[rows["split"] == "val"]
+            energy = torch.logsumexp(torch.tensor(np.stack(val["logits"].to_numpy())), 1)
+            assert float((energy >= calibration[name][seed]["threshold"]).float().mean()) >= 0.95
+    assert len(list((project / "data/06_models/adapters").rglob("*.safetensors"))) == 2 * len(
+        METHODS
+    )
+
+
+def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
+    _, params, parent, _ = trained_project
+    client = mlflow.MlflowClient()
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == len(METHODS) * len(SEEDS)
+    epochs = params["common"]["epochs"]
+    for _, child in children.iterrows():
+        name, run_id = child["tags.method"], child["run_id"]
+        assert child["tags.mlflow.runName"] == f"{name}/seed_{child['tags.seed']}"
+        artifacts = {a.path for a in client.list_artifacts(run_id)}
+        assert {"config.json", "adapter.safetensors", "grid.json"} <= artifacts
+        config = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")
+            ).read_text()
+        )
+        assert config["device"] == params["device"]
+        if name == "zero_shot":
+            continue
+        keys = ["loss", "lr", "val_accuracy", "train_accuracy"]
+        if name.startswith("croft"):
+            keys += ["ce", "edr_ce", "edr_grad", "gen_loss", "gen_disalign"]
+            assert child["tags.mode"] in ("faithful", "clean")
+            assert child["params.lambda1"] == str(params["croft"]["lambda1"])
+        for key in keys:
+            history = client.get_metric_history(run_id, key)
+            assert [m.step for m in history] == list(range(epochs)), (name, key)
+        lrs = [m.value for m in client.get_metric_history(run_id, "lr")]
+        assert lrs[0] == params["common"]["warmup_lr"]
+        if name in params["grids"]:  # each grid point's curve under its own prefix
+            for value in params["grids"][name]["lambda2"]:
+                steps = client.get_metric_history(run_id, f"lambda2_{value:g}/loss")
+                assert len(steps) == epochs
+
+
+@pytest.mark.slow
+def test_train_outputs_in_the_tiny_end_to_end_run(tiny_project):
+    summary = json.loads((tiny_project / "data/06_models/train_summary.json").read_text())
+    params = yaml.safe_load((REPO / "conf/test/parameters_train.yml").read_text())["train"]
+    assert set(summary["methods"]) == set(params["methods"])
+    predictions = pd.read_parquet(tiny_project / "data/07_model_output/predictions.parquet")
+    splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
+    for name, entry in summary["methods"].items():
+        for seed, run in entry["seeds"].items():
+            assert (tiny_project / run["adapter"]).is_file()
+            rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
+            assert len(rows) == (splits["seed"] == int(seed)).sum()
+            assert np.isfinite(np.stack(rows["logits"].to_numpy())).all()
+    calibration = json.loads((tiny_project / "data/06_models/calibration.json").read_text())
+    assert all(
+        entry["val_tpr"] >= 0.95 for seeds in calibration.values() for entry in seeds.values()
+    )

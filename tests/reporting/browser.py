@@ -1,0 +1,75 @@
+"""Open an HTML page in headless Chromium and read back what a small inline script saw."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.querySelectorAll("img"));
+  var result = {
+    images: images.length,
+    loaded: images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
+    widths: images.map(function (i) { return i.naturalWidth; }),
+    tables: Array.from(document.querySelectorAll("table")).map(function (t) {
+      return {id: t.id, rows: t.querySelectorAll("tbody tr").length};
+    }),
+    title: document.title
+  };
+  var out = document.createElement("pre");
+  out.id = "browser-check";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def chromium_binary() -> str | None:
+    for name in CHROMIUM_CANDIDATES:
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def inspect_page(page: Path, timeout: float = 120.0) -> dict:
+    """Load a copy of ``page`` (with the check script appended) and return the script's result."""
+    binary = chromium_binary()
+    if binary is None:
+        raise FileNotFoundError("no chromium binary on PATH")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.html"
+        probe.write_text(
+            page.read_text(encoding="utf-8").replace("</body>", CHECK_SCRIPT + "</body>")
+        )
+        command = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-default-browser-check",
+            f"--user-data-dir={tmp}/profile",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    match = re.search(r'<pre id="browser-check">(.*?)</pre>', completed.stdout, flags=re.S)
+    if match is None:
+        raise RuntimeError(
+            f"chromium printed no check result (rc {completed.returncode}): {completed.stderr[-2000:]}"
+        )
+    return json.loads(html.unescape(match.group(1)))

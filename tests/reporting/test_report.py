@@ -1,0 +1,126 @@
+"""Tables, plots and the report page built from a synthetic evaluation."""
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from croft_pipeline.ood.evaluation import (
+    EvaluationConfig,
+    evaluate_scores,
+    score_predictions,
+    summarise,
+)
+from croft_pipeline.reporting.report import build_plots, build_report
+from croft_pipeline.reporting.tables import (
+    detection_table,
+    domain_table,
+    format_mean_std,
+    summary_table,
+)
+from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions
+from tests.reporting.browser import chromium_binary, inspect_page
+
+CONFIG = EvaluationConfig(scores={"energy": {}, "msp": {}, "knn": {"k": 2}})
+
+
+@pytest.fixture(scope="module")
+def evaluation():
+    predictions = synthetic_predictions(n_per_split=20)
+    calibration = synthetic_calibration(predictions)
+    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG)
+    results, domains = evaluate_scores(scores, calibration, CONFIG)
+    summary = summarise(results)
+    domain_summary = summarise(
+        domains.rename(columns={"accuracy": "value"}), ("method", "shift", "domain")
+    )
+    plots = build_plots(scores, domain_summary, calibration, CONFIG.splits)
+    return summary, domain_summary, plots
+
+
+@pytest.fixture(scope="module")
+def report_file(evaluation, tmp_path_factory) -> Path:
+    summary, domain_summary, plots = evaluation
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(
+        build_report(summary, domain_summary, plots, "Synthetic <run>"), encoding="utf-8"
+    )
+    return path
+
+
+def test_format_mean_std():
+    assert format_mean_std(0.81234, 0.0141, 3) == "0.812 ± 0.014"
+    assert format_mean_std(0.81234, 0.0, 1) == "0.812"
+    assert format_mean_std(float("nan"), 0.0, 2) == "nan"
+
+
+def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
+    summary, domain_summary, _ = evaluation
+    table = summary_table(summary)
+    assert list(table.index) == ["croft_clean", "zero_shot"]
+    assert ("covariate", "accuracy") in table.columns
+    assert ("openset", "energy_auroc") in table.columns and (
+        "openset",
+        "paper_fpr95",
+    ) in table.columns
+    assert ("openset", "msp_auroc") not in table.columns  # other scores go to the detection table
+    assert [c[0] for c in table.columns] == sorted(
+        [c[0] for c in table.columns], key=["id", "covariate", "openset"].index
+    )
+    detection = detection_table(summary)
+    assert set(detection.index) == {(m, s) for m in table.index for s in ("energy", "msp", "knn")}
+    assert list(detection.columns) == ["fpr95", "auroc", "aupr_in", "aupr_out"]
+    assert all(
+        re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell) for cell in detection.to_numpy().ravel()
+    )
+    domains = domain_table(domain_summary)
+    assert set(domains.columns) == {("id", "photo"), ("id", "sketch"), ("covariate", "cartoon")}
+
+
+def test_plots_are_png_images(evaluation):
+    *_, plots = evaluation
+    assert set(plots) == {
+        "energy_hist_croft_clean",
+        "energy_hist_zero_shot",
+        "roc_energy",
+        "accuracy_per_domain",
+    }
+    for png in plots.values():
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.width > 100 and image.height > 100
+
+
+def test_report_is_self_contained_and_escaped(report_file, evaluation):
+    page = report_file.read_text(encoding="utf-8")
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(evaluation[2])
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, flags=re.I)
+    assert "<link" not in page and "<script" not in page
+    assert "Synthetic &lt;run&gt;" in page
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_report_renders_in_headless_chromium(report_file, evaluation):
+    seen = inspect_page(report_file)
+    assert seen["images"] == len(evaluation[2])
+    assert seen["loaded"] == seen["images"], seen["widths"]
+    tables = {table["id"]: table["rows"] for table in seen["tables"]}
+    assert tables["summary-table"] == 2 and tables["domain-table"] == 2
+    assert tables["detection-table"] == 6
+    assert seen["title"] == "Synthetic <run>"
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_the_browser_check_sees_a_broken_image(report_file, tmp_path):
+    broken = tmp_path / "broken.html"
+    page = report_file.read_text(encoding="utf-8")
+    broken.write_text(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
+    seen = inspect_page(broken)
+    assert seen["loaded"] == seen["images"] - 1

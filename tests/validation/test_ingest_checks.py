@@ -1,0 +1,106 @@
+"""GX suites on the manifest and splits: each rule fails with its name and the offending rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from croft_pipeline.data.manifest import build_manifest
+from croft_pipeline.data.splits import make_splits
+from croft_pipeline.validation import validate_ingest
+from tests.data.image_factory import build_domain_tree
+
+DOMAINS = ["art", "cartoon", "photo"]
+DATASET = {"id_classes": ["dog", "horse"], "domains": DOMAINS, "heldout_domain": "photo"}
+PARAMS = {
+    "source": "folder",
+    "sources": [{"root": "main", "layout": "domains", "role": "auto"}],
+    "splits": {"shots": 2},
+    "validation": {"min_side": 16, "max_side": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gx")
+    build_domain_tree(root, DOMAINS, ["dog", "horse"], per_class=4)
+    manifest, _, id_classes = build_manifest(PARAMS["sources"], {"main": root}, DATASET)
+    splits = make_splits(manifest, [1], heldout_domain="photo", shots=2, val_per_class=2)
+    return root, manifest, splits, id_classes
+
+
+def validate(data, manifest=None, splits=None, dataset=None, params=None):
+    root, base_manifest, base_splits, id_classes = data
+    return validate_ingest(
+        base_manifest if manifest is None else manifest,
+        base_splits if splits is None else splits,
+        id_classes,
+        dataset or DATASET,
+        params or PARAMS,
+        {"main": root},
+    )
+
+
+def test_clean_data_passes_and_the_report_is_json(data):
+    report = validate(data)
+    assert report["success"], report["failure_message"]
+    assert set(report["suites"]) == {"manifest", "splits", "id_candidates_per_source_domain"}
+    json.dumps(report)
+
+
+def failed(report) -> str:
+    assert not report["success"]
+    return report["failure_message"]
+
+
+def test_unknown_domain(data):
+    manifest = data[1].copy()
+    manifest.loc[0, "domain"] = "comic"
+    message = failed(validate(data, manifest=manifest))
+    assert "expect_column_values_to_be_in_set(column='domain'" in message
+    assert f"path={manifest.loc[0, 'path']}" in message
+
+
+def test_unknown_id_class_and_label_out_of_range(data):
+    manifest = data[1].copy()
+    manifest.loc[0, "class_name"] = "cat"
+    manifest.loc[1, "label"] = 7
+    message = failed(validate(data, manifest=manifest))
+    assert "column='class_name'" in message and 'where role=="id"' in message
+    assert "column='label', min_value=-1, max_value=1" in message
+
+
+def test_missing_and_undecodable_files(data, tmp_path):
+    manifest = data[1].copy()
+    manifest.loc[0, "path"] = "art/dog/gone.png"
+    manifest.loc[1, "path"] = "../../etc/passwd"
+    message = failed(validate(data, manifest=manifest))
+    assert "column='file_check'" in message
+    assert "file does not exist" in message and "outside its dataset root" in message
+
+
+def test_image_size_out_of_range(data):
+    manifest = data[1].copy()
+    manifest.loc[2, "width"] = 4
+    message = failed(validate(data, manifest=manifest))
+    assert "column='width', min_value=16, max_value=64" in message
+
+
+def test_same_image_in_two_splits(data):
+    splits = data[2].copy()
+    leak = splits[splits["split"] == "train"].head(1).assign(split="test_id")
+    import pandas as pd
+
+    message = failed(validate(data, splits=pd.concat([splits, leak], ignore_index=True)))
+    assert "column='splits_sharing_sha256'" in message
+    assert "column='splits_sharing_group'" in message
+    assert leak["path"].iloc[0] in message
+
+
+def test_too_few_training_candidates_in_a_source_domain(data):
+    params = {**PARAMS, "splits": {"shots": 5}}
+    message = failed(validate(data, params=params))
+    assert "[id_candidates_per_source_domain]" in message
+    assert "column='candidate_groups', min_value=5" in message
+    assert "class_name=dog, domain=art" in message
