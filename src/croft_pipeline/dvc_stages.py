@@ -65,9 +65,11 @@ def _extra_outs(conf_dir: Path) -> dict[str, list[dict[str, Any]]]:
     rendered = ingest.get("roots", {}) if ingest.get("source") == "emojishift" else {}
     checkpoint = params.get("pretrain", {}).get("checkpoint")
     cache_dir = params.get("embed", {}).get("cache_dir")
+    # persist: DVC leaves them in place on a rerun; the node itself re-renders only what changed,
+    # reuses the checkpoint while its stamp matches, and computes only missing cache entries
     return {
-        "ingest": sorted(set(rendered.values())),
-        "pretrain": [checkpoint] if checkpoint else [],
+        "ingest": [{path: {"persist": True}} for path in sorted(set(rendered.values()))],
+        "pretrain": [{checkpoint: {"persist": True}}] if checkpoint else [],
         "embed": [{cache_dir: {"persist": True}}] if cache_dir else [],
     }
 

@@ -106,13 +106,16 @@ def torch_threads(count: int | str | None) -> Iterator[None]:
 
 
 def free_cores() -> int:
-    """Cores not busy with other work: CPU count minus the 1-minute load average, at least 1."""
+    """Threads worth using: every core unless other work keeps the CPU busy (load >= cores - 0.5).
+
+    The 1-minute load average stands for that work (it counts this process too, once it runs).
+    """
     cores = os.cpu_count() or 1
     try:
         busy = os.getloadavg()[0]
     except OSError:
         return cores
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    return max(1, min(cores, int(cores - busy + 1.5)))
 
 
 def load_clip(

@@ -159,7 +159,7 @@ def pretrain(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = model.to(device).train()
+    model = model.to(device).train().requires_grad_(True)
     model.visual.to(memory_format=torch.channels_last)  # ~5x faster convolutions on CPU (oneDNN)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = preprocess["mean"], preprocess["std"]

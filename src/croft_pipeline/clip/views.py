@@ -69,14 +69,16 @@ class ViewRecipe:
     def pixels(self, image: Image.Image, image_sha256: str = "", view: int = 0) -> torch.Tensor:
         """The ``view``-th view as ``[3, S, S]`` uint8 (cheap to make in DataLoader workers)."""
         image = image.convert("RGB")
+        size = _size_pair(self.preprocess["size"])
         if self.kind == CENTER:
+            if image.size == size[::-1]:  # every open_clip eval geometry leaves such an image as is
+                return TF.pil_to_tensor(image)
             resize_and_crop = _center_geometry(json.dumps(self.preprocess, sort_keys=True))
             return TF.pil_to_tensor(resize_and_crop(image))
         generator = torch.Generator().manual_seed(view_seed(image_sha256, view, self.seed))
         top, left, height, width = random_resized_crop_box(
             image.width, image.height, self.scale, self.ratio, generator
         )
-        size = _size_pair(self.preprocess["size"])
         interpolation = InterpolationMode(self.preprocess.get("interpolation", "bicubic"))
         image = TF.resized_crop(image, top, left, height, width, list(size), interpolation)
         if self.flip and torch.rand((), generator=generator).item() < 0.5:
