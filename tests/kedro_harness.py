@@ -48,7 +48,9 @@ def run_pipeline(
     try:
         with (
             chdir(project),  # as `kedro run` in the project root
-            KedroSession.create(project_path=project, env=env, runtime_params=extra_params) as session,
+            KedroSession.create(
+                project_path=project, env=env, runtime_params=extra_params
+            ) as session,
         ):
             return session.run(pipeline_names=[pipeline])
     finally:

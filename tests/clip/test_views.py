@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from croft_pipeline.clip.views import AUGMENT, CENTER, random_resized_crop_box
 from croft_pipeline.data.images import load_rgb
+from tests.data.image_factory import noise_image
 
 
-def test_center_view_is_the_models_own_preprocessing(tiny_clip, image_refs):
-    image = load_rgb(image_refs[0].path)
-    torch.testing.assert_close(
-        tiny_clip.view_recipe(CENTER)(image), tiny_clip.preprocess_eval(image)
-    )
+@pytest.mark.parametrize("size", [(24, 20), (32, 32), (20, 50)])
+def test_center_view_is_the_models_own_preprocessing(tiny_clip, size):
+    image = noise_image(3, size=size)
+    assert torch.equal(tiny_clip.view_recipe(CENTER)(image), tiny_clip.preprocess_eval(image))
 
 
 def test_augmented_views_repeat_per_image_and_view_and_differ_otherwise(tiny_clip, image_refs):

@@ -69,7 +69,7 @@ def describe_clip_model(
     clip: dict[str, Any],
     pretrain: dict[str, Any],
 ) -> dict[str, Any]:
-    """The model spec embed and serving load: name, pretrained, checkpoint sha256, zero-shot accuracy."""
+    """The spec embed and serving load: model name, pretrained, checkpoint sha256, zero-shot accuracy."""
     loaded = load_clip(
         clip["model_name"],
         clip["pretrained"],
@@ -77,16 +77,16 @@ def describe_clip_model(
         clip.get("precision", "fp32"),
         base_dir=project_dir,
     )
-    spec = {
-        **loaded.identity,
-        "trained_here": bool(pretrain_report.get("trained") or pretrain_report.get("reused")),
-    }
-    if pretrain_report.get("trained") or pretrain_report.get("reused"):
-        expected = pretrain_report["checkpoint_sha256"]
-        if loaded.identity["checkpoint_sha256"] != expected:
-            raise ValueError(
-                f"clip.pretrained {clip['pretrained']!r} is not the checkpoint the pretrain node wrote (sha256 {expected[:12]}...)"
-            )
+    trained_here = bool(pretrain_report.get("trained") or pretrain_report.get("reused"))
+    if (
+        trained_here
+        and loaded.identity["checkpoint_sha256"] != pretrain_report["checkpoint_sha256"]
+    ):
+        raise ValueError(
+            f"clip.pretrained {clip['pretrained']!r} is not the checkpoint the pretrain node wrote "
+            f"to pretrain.checkpoint {pretrain['checkpoint']!r}"
+        )
+    spec = {**loaded.identity, "trained_here": trained_here}
     evaluation = pretrain.get("zero_shot") or {}
     if evaluation.get("enabled", True):
         rows = _zero_shot_rows(splits, evaluation.get("splits", ["test_id", "test_covariate"]))
@@ -94,18 +94,21 @@ def describe_clip_model(
             image_file(dataset_roots, project_dir, root, path)
             for root, path in zip(rows["root"], rows["path"], strict=True)
         ]
-        accuracy = zero_shot_accuracy(
-            loaded,
-            paths,
-            rows["label"].tolist(),
-            rows["domain"].tolist(),
-            id_classes,
-            clip["templates"],
-        )
-        spec["zero_shot_accuracy"] = accuracy
-        spec["zero_shot_images"] = len(rows)
-        spec["chance_accuracy"] = 1.0 / len(id_classes)
+        with torch_threads(clip.get("num_threads")):
+            accuracy = zero_shot_accuracy(
+                loaded,
+                paths,
+                rows["label"].tolist(),
+                rows["domain"].tolist(),
+                id_classes,
+                clip["templates"],
+            )
         metric_logger(f"{ZERO_SHOT_METRIC}_")(0, accuracy)
+        spec.update(
+            zero_shot_accuracy=accuracy,
+            zero_shot_images=len(rows),
+            chance_accuracy=1 / len(id_classes),
+        )
     return spec
 
 
