@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -56,3 +57,18 @@ def run_pipeline(
     finally:
         while mlflow.active_run() is not None:  # kedro-mlflow leaves its run open in-process
             mlflow.end_run()
+
+
+def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
+    """The real entries of ``conf/base/<catalog_file>`` stored under ``project``, plus
+    in-memory ``inputs`` (to run one pipeline's nodes on hand-made data)."""
+    from kedro.io import DataCatalog, MemoryDataset
+
+    config = yaml.safe_load((REPO_ROOT / "conf" / "base" / catalog_file).read_text())
+    for entry in config.values():
+        key = "filepath" if "filepath" in entry else "path"
+        entry[key] = str(project / entry[key])
+    catalog = DataCatalog.from_config(config)
+    for name, value in inputs.items():
+        catalog[name] = MemoryDataset(value, copy_mode="assign")
+    return catalog

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
 from croft_pipeline.features import FeatureTable
@@ -20,6 +20,7 @@ from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.pipelines.evaluate import create_pipeline
 from croft_pipeline.serving.predict_folder import predict_folder
 from croft_pipeline.serving.registry import alias_version
+from tests.kedro_harness import pipeline_catalog
 from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions
 from tests.reporting.browser import chromium_binary, inspect_page
 from tests.serving.conftest import (  # noqa: F401  (fixtures)
@@ -43,15 +44,7 @@ def _params() -> dict:
 
 
 def _catalog(project: Path, inputs: dict) -> DataCatalog:
-    """The real catalog_evaluate.yml entries under ``project``, plus in-memory inputs."""
-    config = yaml.safe_load((REPO / "conf/base/catalog_evaluate.yml").read_text())
-    for entry in config.values():
-        key = "filepath" if "filepath" in entry else "path"
-        entry[key] = str(project / entry[key])
-    catalog = DataCatalog.from_config(config)
-    for name, value in inputs.items():
-        catalog[name] = MemoryDataset(value, copy_mode="assign")
-    return catalog
+    return pipeline_catalog("catalog_evaluate.yml", project, inputs)
 
 
 def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
 from croft_pipeline.methods import METHODS, build_method
 from croft_pipeline.pipelines.train import create_pipeline
+from tests.kedro_harness import pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,14 +26,7 @@ SEEDS = [1, 2]
 
 
 def _catalog(project: Path, inputs: dict) -> DataCatalog:
-    config = yaml.safe_load((REPO / "conf/base/catalog_train.yml").read_text())
-    for entry in config.values():
-        key = "filepath" if "filepath" in entry else "path"
-        entry[key] = str(project / entry[key])
-    catalog = DataCatalog.from_config(config)
-    for name, value in inputs.items():
-        catalog[name] = MemoryDataset(value, copy_mode="assign")
-    return catalog
+    return pipeline_catalog("catalog_train.yml", project, inputs)
 
 
 @pytest.fixture(scope="module")
