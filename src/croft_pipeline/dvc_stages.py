@@ -39,8 +39,7 @@ def _filepath(entry: dict[str, Any]) -> str | None:
     return _filepath(inner) if isinstance(inner, dict) else None
 
 
-def _catalog_paths(conf_dir: Path) -> dict[str, str]:
-    loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
+def _catalog_paths(loader: OmegaConfigLoader) -> dict[str, str]:
     return {
         name: path
         for name, entry in loader["catalog"].items()
@@ -57,10 +56,8 @@ def _param_sources(conf_dir: Path) -> dict[str, str]:
     return sources
 
 
-def _extra_outs(conf_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
     """Files and folders that nodes write directly: rendered images, checkpoint, cache."""
-    loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
-    params = loader["parameters"]
     ingest = params.get("ingest", {})
     rendered = ingest.get("roots", {}) if ingest.get("source") == "emojishift" else {}
     checkpoint = params.get("pretrain", {}).get("checkpoint")
@@ -76,9 +73,10 @@ def _extra_outs(conf_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 def build_stages(project_root: Path) -> dict[str, Any]:
     conf_dir = project_root / "conf"
-    paths = _catalog_paths(conf_dir)
+    loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
+    paths = _catalog_paths(loader)
     param_files = _param_sources(conf_dir)
-    extra = _extra_outs(conf_dir)
+    extra = _extra_outs(loader["parameters"])
     pipelines = register_pipelines()
     stages: dict[str, Any] = {}
     for name in PIPELINE_ORDER:
