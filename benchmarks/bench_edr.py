@@ -211,7 +211,7 @@ def markdown(report: dict) -> str:
         "",
         "Reading it: compare the two forms within a row. The CPUs were shared with other processes",
         "(1-min load above); with 2 threads such contention makes OpenMP wait and the timings",
-        "erratic, which is why `train.cpu_threads` defaults to 1. `max rel. diff` is the largest",
+        "erratic, which is why `train.num_threads` defaults to 1. `max rel. diff` is the largest",
         "difference of the EDR value and its gradients (rows, both adapters) between the two forms,",
         "relative to the largest magnitude, in float32.",
     ]

@@ -1,7 +1,7 @@
 """Embedding throughput and cache benefit of the embed pipeline's core (croft_pipeline.clip).
 
 (a) ``throughput_ratio``: images/s of ``embed_views`` (decode files in DataLoader workers,
-    centre view, encode, write cache chunks) on a cold cache, divided by images/s of the model's
+    center view, encode, write cache chunks) on a cold cache, divided by images/s of the model's
     bare forward pass on the same images pre-decoded into one tensor (same model, same batch;
     measured right before and right after the embed run, averaged, as the machine is shared).
 (b) ``warm_speedup``: wall time of that cold run divided by a second run with nothing changed
@@ -31,11 +31,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from croft_pipeline.clip.backend import encode_pixels, load_clip, torch_threads
+from croft_pipeline.clip.backend import encode_pixels, load_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
 from croft_pipeline.clip.views import CENTER
 from croft_pipeline.data.images import load_rgb
 from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
+from croft_pipeline.runtime import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
@@ -58,7 +59,7 @@ def render_emojishift() -> Path:
 
 
 def predecode(loaded, images: list[ImageRef]) -> torch.Tensor:
-    """The centre views of all images, preprocessed, as one float tensor."""
+    """The center views of all images, preprocessed, as one float tensor."""
     return torch.stack([loaded.preprocess_eval(load_rgb(ref.path)) for ref in images])
 
 
@@ -187,7 +188,7 @@ def write_results(result: dict, out: Path) -> None:
         "(the machine is shared).  ",
         f"Model: {result['model_name']} ({result['weights']}, {result['precision']}), batch {result['batch_size']}, "
         f"{result['num_workers']} DataLoader workers, {result['torch_threads']} torch threads; "
-        f"{result['images']} EmojiShift PNG images, centre view.",
+        f"{result['images']} EmojiShift PNG images, center view.",
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",

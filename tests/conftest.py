@@ -11,6 +11,18 @@ import croft_pipeline  # noqa: F401  (offline defaults before anything else load
 from tests.kedro_harness import make_project_copy, run_pipeline
 from tests.network_guard import loopback_only
 
+pytest_plugins = ["tests.fixtures.served_model"]  # the tiny served model and MLflow store
+
+END_TO_END_FIXTURES = {"tiny_run", "tiny_project", "fresh_project"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that runs real pipelines (directly or through the shared tiny run) is ``slow``,
+    so ``-m "not slow"`` leaves only the unit tests."""
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @dataclass(frozen=True)
 class TinyRun:

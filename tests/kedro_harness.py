@@ -12,6 +12,8 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from croft_pipeline.config import config_loader, parameters
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
 DATA_LAYERS = (
@@ -19,7 +21,6 @@ DATA_LAYERS = (
     "02_intermediate",
     "03_primary",
     "04_feature",
-    "05_model_input",
     "06_models",
     "07_model_output",
     "08_reporting",
@@ -59,12 +60,19 @@ def run_pipeline(
             mlflow.end_run()
 
 
+def load_params(env: str | None = "test") -> dict[str, Any]:
+    """The parameters ``kedro run --env=<env>`` resolves (base merged with the environment)."""
+    return parameters(REPO_ROOT, env)
+
+
 def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
-    """The real entries of ``conf/base/<catalog_file>`` stored under ``project``, plus
-    in-memory ``inputs`` (to run one pipeline's nodes on hand-made data)."""
+    """The real entries of ``conf/base/<catalog_file>`` (as Kedro resolves them) stored under
+    ``project``, plus in-memory ``inputs`` (to run one pipeline's nodes on hand-made data)."""
     from kedro.io import DataCatalog, MemoryDataset
 
-    config = yaml.safe_load((REPO_ROOT / "conf" / "base" / catalog_file).read_text())
+    names = yaml.safe_load((REPO_ROOT / "conf" / "base" / catalog_file).read_text())
+    resolved = config_loader(REPO_ROOT)["catalog"]
+    config = {name: dict(resolved[name]) for name in names}
     for entry in config.values():
         key = "filepath" if "filepath" in entry else "path"
         entry[key] = str(project / entry[key])

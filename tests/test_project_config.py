@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 
+from croft_pipeline.config import config_loader, parameters
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +47,39 @@ def test_dvc_stages_mirror_the_kedro_pipelines():
     for name, stage in stages.items():
         assert stage["cmd"] == f"kedro run --pipeline={name}"
         assert stage.get("outs") or stage.get("metrics"), f"stage {name} declares no outputs"
+
+
+def _leaves(tree, prefix=()):
+    if isinstance(tree, dict) and tree:
+        for key, value in tree.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, tree
+
+
+def _at(tree, path):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return KeyError
+        tree = tree[key]
+    return tree
+
+
+@pytest.mark.parametrize("env", ["test", "pacs", "vlcs"])
+def test_environments_hold_only_the_keys_they_change(env):
+    """Parameters merge key by key over base, so an environment that repeats a base value is a
+    copy that silently goes stale; every key it sets must change something."""
+    base = parameters(ROOT)
+    merged = parameters(ROOT, env)
+    for path in sorted((ROOT / "conf" / env).glob("parameters*.yml")):
+        for key, value in _leaves(yaml.safe_load(path.read_text()) or {}):
+            where = f"{path.relative_to(ROOT)}: {'.'.join(map(str, key))}"
+            assert _at(merged, key) == value, f"{where} is not what the environment resolves to"
+            assert _at(base, key) != value, f"{where} repeats the base value {value!r}"
+
+
+def test_values_two_files_share_come_from_globals():
+    params = parameters(ROOT)
+    catalog = config_loader(ROOT)["catalog"]
+    assert params["train"]["adapter_dir"] == catalog["adapter_weights"]["path"]
+    assert params["pretrain"]["checkpoint"] == params["clip"]["pretrained"]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from kedro.config import OmegaConfigLoader
 
+from croft_pipeline.config import config_loader
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 PACKAGE = "src/croft_pipeline"
@@ -73,7 +74,7 @@ def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
 
 def build_stages(project_root: Path) -> dict[str, Any]:
     conf_dir = project_root / "conf"
-    loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
+    loader = config_loader(project_root)
     paths = _catalog_paths(loader)
     param_files = _param_sources(conf_dir)
     extra = _extra_outs(loader["parameters"])

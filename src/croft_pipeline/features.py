@@ -34,10 +34,6 @@ class FeatureTable:
             raise ValueError("FeatureTable keys must be unique")
 
     @property
-    def dim(self) -> int:
-        return int(self.features.shape[-1])
-
-    @property
     def n_views(self) -> int:
         return int(self.features.shape[1])
 

@@ -1,9 +1,16 @@
 """Kedro project settings."""
 
+import logging
+
+import kedro_mlflow  # noqa: F401  (its import forces its logger to INFO; undone below)
 from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
 from croft_pipeline.hooks import NodeTimingHook
+
+# kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
+# every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
+logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
 HOOKS = (NodeTimingHook(),)
 

@@ -1,4 +1,4 @@
-"""Views: the centre view is open_clip's own; augmented views are seeded per image and view."""
+"""Views: the center view is open_clip's own; augmented views are seeded per image and view."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_recipe_key_changes_with_anything_that_changes_pixels(tiny_clip):
     assert base.key() != tiny_clip.view_recipe(CENTER).key()
     other_norm = type(base)(kind=AUGMENT, preprocess={**base.preprocess, "mean": [0.5, 0.5, 0.5]})
     assert base.key() != other_norm.key()
-    # augmentation settings do not touch the centre view
+    # augmentation settings do not touch the center view
     center = tiny_clip.view_recipe(CENTER)
     assert center.key() == type(center)(kind=CENTER, preprocess=center.preprocess, seed=3).key()
 

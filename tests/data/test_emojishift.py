@@ -9,6 +9,7 @@ from PIL import Image
 
 from croft_pipeline.data.emoji_catalog import build_class_map, load_catalog, split_pretrain
 from croft_pipeline.data.emojishift import (
+    FILE_PATTERN,
     STAMP_FILE,
     build_pretrain_pairs,
     class_kinds,
@@ -119,17 +120,21 @@ def test_pretraining_and_downstream_emoji_are_disjoint(rendered):
     def codepoints(root):
         return {codepoint_of(p.name) for p in root.glob("*/*/*.png")}
 
-    assert not codepoints(base / "main") & codepoints(base / "pretrain")
+    downstream, pretrain = codepoints(base / "main"), codepoints(base / "pretrain")
+    assert downstream and pretrain and None not in downstream | pretrain
+    assert not downstream & pretrain
 
 
 def test_rendering_is_deterministic(rendered, tmp_path):
     base, receipt = rendered
     again = render_emojishift(CONFIG, tmp_path / "main", tmp_path / "pretrain")
     assert again["stamp"] == receipt["stamp"] and not again["reused"]
-    for path in (base / "main").glob("*/*/*.png"):
-        assert (
-            tmp_path / "main" / path.relative_to(base / "main")
-        ).read_bytes() == path.read_bytes()
+    for root in ("main", "pretrain"):
+        first = sorted(p.relative_to(base / root) for p in (base / root).glob("*/*/*.png"))
+        second = sorted(p.relative_to(tmp_path / root) for p in (tmp_path / root).glob("*/*/*.png"))
+        assert first and first == second
+        for rel in first:
+            assert (tmp_path / root / rel).read_bytes() == (base / root / rel).read_bytes()
 
 
 def test_rerun_reuses_and_a_new_config_removes_stale_images(tmp_path):
@@ -164,7 +169,7 @@ def test_captions_from_emoji_names_for_pretraining_images_only(rendered):
     dataset = {
         "id_classes": ["bird", "sea animal"],
         "openset_classes": ["dessert"],
-        "group_pattern": r"^(?P<group>U\+[0-9A-F]{4,6})_v[0-9]+$",
+        "group_pattern": FILE_PATTERN.pattern,
     }
     manifest, skipped, _ = build_manifest(
         sources, {"main": base / "main", "pretrain": base / "pretrain"}, dataset,

@@ -60,15 +60,15 @@ def make_synthetic(
     classes: int = 4, dim: int = 16, n_train: int = 24, views: int = 3, seed: int = 0
 ) -> Synthetic:
     gen = torch.Generator().manual_seed(seed)
-    centres = 2.0 * torch.randn(classes, dim, generator=gen)
-    text = centres + torch.randn(classes, dim, generator=gen)
+    centers = 2.0 * torch.randn(classes, dim, generator=gen)
+    text = centers + torch.randn(classes, dim, generator=gen)
     shift = torch.randn(dim, generator=gen)
 
     def sample(n: int, extra: tuple[int, ...], domain: float) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.arange(n) % classes
         noise = 2.0 * torch.randn(n, *extra, dim, generator=gen)
-        centre = centres[labels].view(n, *([1] * len(extra)), dim)
-        return centre + noise + domain * shift, labels
+        center = centers[labels].view(n, *([1] * len(extra)), dim)
+        return center + noise + domain * shift, labels
 
     train_x, train_y = sample(n_train, (views,), 0.0)
     val_x, val_y = sample(2 * classes, (), 0.0)
@@ -81,15 +81,15 @@ def make_synthetic(
 def synthetic_tables(seeds=(1, 2)):
     """Two source domains, one shifted domain, an open-set class; splits per seed."""
     gen = torch.Generator().manual_seed(0)
-    centres = 3.0 * torch.randn(len(CLASSES) + 1, DIM, generator=gen)
+    centers = 3.0 * torch.randn(len(CLASSES) + 1, DIM, generator=gen)
     shift = {"a": 0.0, "b": 0.5, "c": 2.0}
-    rows, centre, views = [], [], []
+    rows, center, views = [], [], []
     for domain in ("a", "b", "c"):
         for label in range(len(CLASSES) + 1):
             for i in range(8):
                 key = f"{domain}{label}{i}"
-                base = centres[label] + shift[domain]
-                centre.append(base + torch.randn(DIM, generator=gen))
+                base = centers[label] + shift[domain]
+                center.append(base + torch.randn(DIM, generator=gen))
                 views.append(base + torch.randn(VIEWS, DIM, generator=gen))
                 known = label < len(CLASSES)
                 rows.append(
@@ -119,10 +119,10 @@ def synthetic_tables(seeds=(1, 2)):
         splits.append(frame.drop(columns="index"))
     keys = table["sha256"].tolist()
     meta = {"model_name": "synthetic"}
-    text = FeatureTable(CLASSES, centres[: len(CLASSES), None] + 0.5, {**meta, "logit_scale": 20.0})
+    text = FeatureTable(CLASSES, centers[: len(CLASSES), None] + 0.5, {**meta, "logit_scale": 20.0})
     return (
         pd.concat(splits, ignore_index=True),
-        FeatureTable(keys, torch.stack(centre)[:, None], meta),
+        FeatureTable(keys, torch.stack(center)[:, None], meta),
         FeatureTable(keys, torch.stack(views), meta),
         text,
     )

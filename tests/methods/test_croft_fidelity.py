@@ -1,4 +1,4 @@
-"""CRoFT against independent references written from CROFT_SPEC.md §1–§2 (plain autograd)."""
+"""CRoFT against independent references written from docs/algorithm.md §2–§5 (plain autograd)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _params(method):
 
 
 def reference_faithful_iteration(f, t, y, weights, s, setup, gen_step, lam1=15.0, lam2=10.0):
-    """CROFT_SPEC §2.1–§2.3 pseudo-code, with the in-place updates made explicit as new leaves.
+    """docs/algorithm.md §4.1–§4.3, with the in-place updates made explicit as new leaves.
 
     The main loss reaches the *old* leaves through the stale forward graph and the *new* leaves
     through EDR; the in-place implementation accumulates both into one ``.grad``.
@@ -196,16 +196,13 @@ def test_clean_iteration_matches_its_reference():
 
 
 @pytest.mark.parametrize("name", ["croft_faithful", "croft_clean", "croft_no_edr"])
-def test_identity_adapters_give_zero_shot_logits_and_energy_is_logsumexp(name):
+def test_identity_adapters_give_zero_shot_logits(name):
     data = make_synthetic(dim=32)
     croft = build_method(name, CONFIGS[name], data.text, data.logit_scale, seed=0)
     zero_shot = build_method("zero_shot", CONFIGS["zero_shot"], data.text, data.logit_scale)
     x = data.shifted.features
     torch.testing.assert_close(croft.logits(x), zero_shot.logits(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(croft.embed(x), F.normalize(x, dim=1), rtol=1e-5, atol=1e-6)
-    out = croft.forward(x)
-    assert torch.equal(out.energy, torch.logsumexp(out.logits, dim=1))
-    torch.testing.assert_close(croft.energy(x), torch.logsumexp(zero_shot.logits(x), dim=1))
 
 
 def test_adapters_move_away_from_identity_and_change_the_logits():

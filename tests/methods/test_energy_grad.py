@@ -61,7 +61,7 @@ def test_shared_delta_is_the_norm_of_the_summed_gradient():
     a = torch.nn.functional.normalize(0.2 * x @ (wi + di) + 0.8 * x, dim=1, eps=0)
     b = torch.nn.functional.normalize(0.5 * t @ (wt + dt) + 0.5 * t, dim=1, eps=0)
     gi, gt = torch.autograd.grad(torch.exp(a @ b.T).mean(), [di, dt])
-    rtol = dict(rtol=1e-5, atol=0)  # the 1e-6 in the normalisation is far below this
+    rtol = dict(rtol=1e-5, atol=0)  # the 1e-6 in the normalization is far below this
     torch.testing.assert_close(
         energy_grad_sq_closed(*inputs, shared), ((gi + gt) ** 2).sum(), **rtol
     )

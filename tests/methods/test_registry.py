@@ -48,7 +48,6 @@ def test_method_contract(name, data):
     embedding = method.embed(data.shifted.features)
     assert embedding.shape == (n, d)
     assert torch.allclose(embedding.norm(dim=1), torch.ones(n), atol=1e-4)
-    assert torch.equal(method.energy(data.shifted.features), torch.logsumexp(logits, dim=1))
 
     trained = name != "zero_shot"
     assert report.epochs_run == (CONFIGS[name]["epochs"] if trained else 0)

@@ -1,4 +1,4 @@
-"""Synthetic `predictions` tables (docs/CONTRACTS.md) with a known structure, for tests."""
+"""Synthetic `predictions` tables (docs/architecture.md) with a known structure, for tests."""
 
 from __future__ import annotations
 
@@ -58,18 +58,10 @@ def _row(rng, method, seed, split, domains, index, signal, prototypes):
     }
 
 
-def synthetic_calibration(predictions: pd.DataFrame) -> dict:
+def synthetic_calibration(predictions: pd.DataFrame, scores: dict | None = None) -> dict:
     """Thresholds at 95 % TPR on each method/seed's val energies, as `calibrate` writes them."""
-    from croft_pipeline.ood import ScoreInputs, compute_score, deploy_threshold
+    from croft_pipeline.ood.calibration import calibrate_thresholds
 
-    calibration: dict = {}
-    for (method, seed), group in predictions[predictions["split"] == "val"].groupby(
-        ["method", "seed"]
-    ):
-        energy = compute_score("energy", ScoreInputs(np.stack(group["logits"].to_numpy())))
-        calibration.setdefault(method, {})[str(seed)] = {
-            "score": "energy",
-            "threshold": deploy_threshold(energy),
-            "val_tpr": 0.95,
-        }
-    return calibration
+    return calibrate_thresholds(
+        predictions, LOGIT_SCALE, "energy", 0.95, scores or {"energy": {}}, "train"
+    )

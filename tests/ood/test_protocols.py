@@ -19,11 +19,6 @@ def test_deploy_threshold_keeps_the_requested_share_of_id():
             assert ood.apply_threshold(scores, above.min()).mean() < 0.95
 
 
-def test_deploy_protocol_reports_the_rates_a_fixed_threshold_gets():
-    result = ood.deploy_protocol(2.0, id_scores=[1.0, 2.0, 3.0, 4.0], ood_scores=[0.0, 2.5])
-    assert result == {"threshold": 2.0, "tpr": 0.75, "fpr": 0.5}
-
-
 def test_paper_protocol_hand_computed():
     # Reference: 21 correct samples scored 0..20 (5th percentile = 1.0) plus one wrong sample
     # scored -100 that must be ignored.

@@ -7,6 +7,7 @@ import pytest
 
 from croft_pipeline import ood
 from croft_pipeline.ood import ScoreInputs, compute_score
+from croft_pipeline.ood.scores import score_parameters
 
 LOGITS = np.array([[2.0, 0.0], [1.0, 1.0]])
 
@@ -36,7 +37,7 @@ def test_mcm_divides_by_logit_scale_and_temperature():
 
 def test_knn_is_negative_distance_to_kth_neighbour():
     bank = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    queries = np.array([[2.0, 0.0], [0.0, -3.0]])  # normalised to (1, 0) and (0, -1)
+    queries = np.array([[2.0, 0.0], [0.0, -3.0]])  # normalized to (1, 0) and (0, -1)
     inputs = ScoreInputs(np.zeros((2, 3)), embeddings=queries, bank=bank)
     assert compute_score("knn", inputs, k=1) == pytest.approx([0.0, -math.sqrt(2)])
     assert compute_score("knn", inputs, k=3) == pytest.approx([-2.0, -2.0])
@@ -46,16 +47,14 @@ def test_knn_is_negative_distance_to_kth_neighbour():
     )
 
 
-@pytest.mark.parametrize("name", ["energy", "msp", "max_logit", "mcm", "knn"])
+@pytest.mark.parametrize("name", sorted(ood.SCORES))
 def test_every_score_ranks_a_confident_id_sample_above_an_ambiguous_one(name):
     # Sample 0: a sharp logit on a class whose direction is in the bank; sample 1: flat logits
     # and a feature far from the bank.
     logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     embeddings = np.array([[1.0, 0.0], [-1.0, 0.1]])
     bank = np.array([[1.0, 0.05], [0.9, -0.1]])
-    scores = compute_score(
-        "knn" if name == "knn" else name, ScoreInputs(logits, 10.0, embeddings, bank)
-    )
+    scores = compute_score(name, ScoreInputs(logits, 10.0, embeddings, bank))
     assert scores[0] > scores[1]
 
 
@@ -74,3 +73,10 @@ def test_bad_inputs_raise_clear_errors():
         compute_score("knn", ScoreInputs(LOGITS, embeddings=np.eye(2), bank=np.ones((2, 3))))
     with pytest.raises(ValueError, match="temperature"):
         compute_score("energy", ScoreInputs(LOGITS), temperature=0.0)
+
+
+def test_score_parameters_fill_defaults_and_name_unknown_ones():
+    assert score_parameters("energy", {}) == score_parameters("energy", {"temperature": 1.0})
+    assert score_parameters("knn", {"k": 3})["k"] == 3
+    with pytest.raises(ValueError, match=r"score 'energy' has no parameter\(s\) \['temprature'\]"):
+        compute_score("energy", ScoreInputs(LOGITS), temprature=2.0)

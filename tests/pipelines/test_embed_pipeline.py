@@ -1,4 +1,4 @@
-"""The embed pipeline: feature tables per CONTRACTS.md in the shared tiny run, a cached rerun that
+"""The embed pipeline: feature tables per docs/architecture.md in the shared tiny run, a cached rerun that
 computes nothing, and a run killed part-way (SIGKILL) that resumes to the same features."""
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from croft_pipeline.clip.backend import load_clip
 from croft_pipeline.features import FeatureTable
-from tests.kedro_harness import run_pipeline
+from tests.kedro_harness import load_params, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("image_features_center", "image_features_train_views", "text_features")
@@ -39,9 +38,7 @@ def _chunks(project: Path) -> dict[Path, int]:
 def test_feature_tables_follow_the_contract(tiny_project):
     splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
     spec = json.loads((tiny_project / "data/06_models/clip_model_spec.json").read_text())
-    n_views = yaml.safe_load((REPO / "conf/test/parameters_embed.yml").read_text())["embed"][
-        "n_views"
-    ]
+    n_views = load_params("test")["embed"]["n_views"]
     center = _table(tiny_project, "image_features_center")
     assert set(center.keys) == set(splits["sha256"]) and center.n_views == 1
     views = _table(tiny_project, "image_features_train_views")

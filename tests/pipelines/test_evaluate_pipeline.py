@@ -11,7 +11,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
@@ -20,24 +19,17 @@ from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.pipelines.evaluate import create_pipeline
 from croft_pipeline.serving.predict_folder import predict_folder
 from croft_pipeline.serving.registry import alias_version
-from tests.kedro_harness import pipeline_catalog
+from tests.fixtures.served_model import CLASSES, METHOD_CONFIG, MODEL_NAME
+from tests.kedro_harness import load_params, pipeline_catalog
 from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions
 from tests.reporting.browser import chromium_binary, inspect_page
-from tests.serving.conftest import (  # noqa: F401  (fixtures)
-    CLASSES,
-    METHOD_CONFIG,
-    MODEL_NAME,
-    migrated_mlflow_db,
-    mlflow_store,
-    tiny_model,
-)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "croft-clip-pipeline-test"
 
 
 def _params() -> dict:
-    params = yaml.safe_load((REPO / "conf/base/parameters_evaluate.yml").read_text())["evaluate"]
+    params = load_params(None)["evaluate"]
     params["scores"]["knn"]["k"] = 2
     params["register"].update(method="clip_adapter", model_name=MODEL, device="cpu")
     return params
@@ -93,8 +85,8 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
 
 def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_passing_gates(
     tmp_path,
-    tiny_model,  # noqa: F811
-    mlflow_store,  # noqa: F811
+    tiny_model,
+    mlflow_store,
 ):
     project = tmp_path / "project"
     catalog = _run(project, tiny_model, {"zero_shot": 0.4, "clip_adapter": 0.9})

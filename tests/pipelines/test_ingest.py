@@ -9,7 +9,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, SKIPPED_COLUMNS
 from croft_pipeline.data.splits import SPLIT_COLUMNS
@@ -20,7 +19,7 @@ from tests.data.image_factory import (
     write_exif_rotated_jpeg,
     write_image,
 )
-from tests.kedro_harness import make_project_copy, run_pipeline
+from tests.kedro_harness import load_params, make_project_copy, run_pipeline
 
 PACS_DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 PACS_CLASSES = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]
@@ -70,10 +69,8 @@ def test_emojishift_outputs_follow_the_contracts(emojishift_project):
     assert out["report"]["success"]
     assert set(manifest["domain"]) == {"openmoji", "noto", "symbola"}
     assert set(manifest["role"]) == {"id", "openset", "pretrain"}
-    configured = yaml.safe_load(
-        (emojishift_project / "conf/test/parameters_ingest.yml").read_text()
-    )
-    id_names = [c["name"] for c in configured["ingest"]["emojishift"]["id_classes"]]
+    configured = load_params("test")["ingest"]
+    id_names = [c["name"] for c in configured["emojishift"]["id_classes"]]
     assert out["id_classes"] == id_names
     ident = manifest[manifest["role"] == "id"]
     assert (ident["label"] == ident["class_name"].map(id_names.index)).all()

@@ -10,17 +10,16 @@ from pathlib import Path
 import open_clip
 import pandas as pd
 import pytest
-import yaml
 
 from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.io_utils import sha256_file
-from tests.kedro_harness import run_pipeline
+from tests.kedro_harness import load_params, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _clip_params() -> dict:
-    return yaml.safe_load((REPO / "conf/test/parameters_clip.yml").read_text())["clip"]
+    return load_params("test")["clip"]
 
 
 @pytest.fixture(scope="module")

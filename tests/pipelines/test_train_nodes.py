@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load, save
 
 from croft_pipeline.methods import METHODS, build_method
-from croft_pipeline.methods.data import resolve_config
+from croft_pipeline.methods.feature_sets import method_config
 from croft_pipeline.pipelines.train import nodes
-from tests.kedro_harness import REPO_ROOT
+from tests.kedro_harness import load_params
 from tests.methods.synthetic import CLASSES, DIM, synthetic_tables
 
 PREDICTION_COLUMNS = [
@@ -28,23 +27,27 @@ PREDICTION_COLUMNS = [
 
 
 def train_params():
-    return yaml.safe_load((REPO_ROOT / "conf/test/parameters_train.yml").read_text())["train"]
+    return load_params("test")["train"]
+
+
+def evaluate_params():
+    return load_params("test")["evaluate"]
 
 
 @pytest.fixture(scope="module")
 def trained():
-    splits, centre, views, text = synthetic_tables()
+    splits, center, views, text = synthetic_tables()
     params = train_params()
-    weights, summary = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1, 2])
+    weights, summary = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1, 2])
     blobs = {key: save(state) for key, state in weights.items()}
     stored = {key: (lambda b=blob: load(b)) for key, blob in blobs.items()}  # lazy loaders
-    predictions = nodes.predict_splits(splits, centre, text, stored, summary)
-    calibration = nodes.calibrate(predictions, summary, params)
-    return splits, centre, text, params, weights, summary, predictions, calibration
+    predictions = nodes.predict_splits(splits, center, text, stored, summary)
+    calibration = nodes.calibrate(predictions, summary, params["calibration"], evaluate_params())
+    return splits, center, text, params, weights, summary, predictions, calibration
 
 
 def test_summary_and_weights_cover_every_method_and_seed(trained):
-    splits, centre, text, params, weights, summary, _, _ = trained
+    splits, center, text, params, weights, summary, _, _ = trained
     assert summary["logit_scale"] == 20.0 and summary["id_classes"] == CLASSES
     assert set(summary["methods"]) == set(params["methods"]) == set(METHODS)
     for name, entry in summary["methods"].items():
@@ -59,13 +62,13 @@ def test_summary_and_weights_cover_every_method_and_seed(trained):
                 assert run["best_val_accuracy"] == best
                 assert run["config"]["lambda2"] in grid
             assert run["config"] == {
-                **resolve_config(params, name),
+                **method_config(params, name),
                 **{k: run["config"][k] for k in params["grids"].get(name, {})},
             }
 
 
 def test_predictions_follow_the_contract(trained):
-    splits, centre, _, _, weights, summary, predictions, _ = trained
+    splits, center, _, _, weights, summary, predictions, _ = trained
     assert list(predictions.columns) == PREDICTION_COLUMNS
     per_run = splits.groupby("seed").size()
     counts = predictions.groupby(["method", "seed"]).size()
@@ -80,7 +83,7 @@ def test_predictions_follow_the_contract(trained):
     run = summary["methods"]["croft_faithful"]["seeds"]["1"]
     method = build_method("croft_faithful", run["config"], trained[2].features[:, 0], 20.0, 1)
     method.load_state_dict(weights["croft_faithful/seed_1"])
-    features = centre.select(rows["sha256"].tolist())[:, 0]
+    features = center.select(rows["sha256"].tolist())[:, 0]
     assert np.array_equal(np.stack(rows["logits"].to_numpy()), method.logits(features).numpy())
 
 
@@ -106,18 +109,18 @@ def test_calibration_fixes_the_threshold_on_validation_only(trained):
 
 
 def test_fit_is_deterministic_and_bad_inputs_are_named():
-    splits, centre, views, text = synthetic_tables(seeds=(1,))
+    splits, center, views, text = synthetic_tables(seeds=(1,))
     params = {**train_params(), "methods": ["croft_clean", "tip_adapter_f"]}
-    first, _ = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1])
-    second, _ = nodes.fit_methods(splits, centre, views, text, CLASSES, params, [1])
+    first, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
+    second, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
     assert first.keys() == second.keys()
     for key in first:
         assert all(torch.equal(first[key][k], second[key][k]) for k in first[key])
     with pytest.raises(ValueError, match="not the ID classes in label order"):
-        nodes.fit_methods(splits, centre, views, text, CLASSES[::-1], params, [1])
+        nodes.fit_methods(splits, center, views, text, CLASSES[::-1], params, [1])
     with pytest.raises(ValueError, match="no 'train' rows for seed 7"):
-        nodes.fit_methods(splits, centre, views, text, CLASSES, params, [7])
+        nodes.fit_methods(splits, center, views, text, CLASSES, params, [7])
     with pytest.raises(KeyError, match="train.methods names 'nope'"):
         nodes.fit_methods(
-            splits, centre, views, text, CLASSES, {**params, "methods": ["nope"]}, [1]
+            splits, center, views, text, CLASSES, {**params, "methods": ["nope"]}, [1]
         )

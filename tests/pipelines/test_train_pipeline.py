@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
-from croft_pipeline.methods import METHODS, build_method
+from croft_pipeline.methods import METHODS, restore_method
 from croft_pipeline.pipelines.train import create_pipeline
-from tests.kedro_harness import pipeline_catalog
+from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,27 +49,29 @@ def mlflow_tmp_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_project(tmp_path_factory, mlflow_tmp_store):
     tmp_path = tmp_path_factory.mktemp("train_project")
-    splits, centre, views, text = synthetic_tables(seeds=SEEDS)
-    params = yaml.safe_load((REPO / "conf/test/parameters_train.yml").read_text())["train"]
+    splits, center, views, text = synthetic_tables(seeds=SEEDS)
+    params = load_params("test")["train"]
     catalog = _catalog(
         tmp_path,
         {
             "splits": splits,
-            "image_features_center": centre,
+            "image_features_center": center,
             "image_features_train_views": views,
             "text_features": text,
             "id_classes": CLASSES,
             "params:train": params,
+            "params:train.calibration": params["calibration"],
+            "params:evaluate": load_params("test")["evaluate"],
             "params:seeds": SEEDS,
         },
     )
     with mlflow.start_run(run_name="train-test") as parent:
         SequentialRunner().run(create_pipeline(), catalog)
-    return tmp_path, params, parent.info.run_id, text
+    return tmp_path, params, parent.info.run_id, text, center
 
 
 def test_train_pipeline_writes_weights_summary_predictions_and_calibration(trained_project):
-    project, params, _, text = trained_project
+    project, params, _, text, center = trained_project
     summary = json.loads((project / "data/06_models/train_summary.json").read_text())
     calibration = json.loads((project / "data/06_models/calibration.json").read_text())
     predictions = pd.read_parquet(project / "data/07_model_output/predictions.parquet")
@@ -80,11 +81,15 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
             run = entry["seeds"][seed]
             assert run["adapter"] == f"{params['adapter_dir']}/{name}/seed_{seed}.safetensors"
             state = load_file(project / run["adapter"])  # the path is relative to the project
-            method = build_method(name, run["config"], text.features[:, 0], summary["logit_scale"])
-            method.load_state_dict(state)
+            method = restore_method(
+                name, run["config"], text.features[:, 0], summary["logit_scale"], int(seed), state
+            )
             rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
             logits = np.stack(rows["logits"].to_numpy())
             assert logits.dtype == np.float32 and logits.shape[1] == len(CLASSES)
+            # the saved weights are the ones that produced the predictions
+            features = center.select(rows["sha256"].tolist())[:, 0]
+            assert np.array_equal(method.logits(features).numpy(), logits)
             val = rows[rows["split"] == "val"]
             energy = torch.logsumexp(torch.tensor(np.stack(val["logits"].to_numpy())), 1)
             assert float((energy >= calibration[name][seed]["threshold"]).float().mean()) >= 0.95
@@ -94,7 +99,7 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
 
 
 def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
-    _, params, parent, _ = trained_project
+    _, params, parent, *_ = trained_project
     client = mlflow.MlflowClient()
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     assert len(children) == len(METHODS) * len(SEEDS)
@@ -131,7 +136,7 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
 @pytest.mark.slow
 def test_train_outputs_in_the_tiny_end_to_end_run(tiny_project):
     summary = json.loads((tiny_project / "data/06_models/train_summary.json").read_text())
-    params = yaml.safe_load((REPO / "conf/test/parameters_train.yml").read_text())["train"]
+    params = load_params("test")["train"]
     assert set(summary["methods"]) == set(params["methods"])
     predictions = pd.read_parquet(tiny_project / "data/07_model_output/predictions.parquet")
     splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")

@@ -12,7 +12,7 @@ import yaml
 from croft_pipeline.serving.bundle import load_predictor, write_bundle
 from croft_pipeline.serving.predict_folder import list_images, main
 from croft_pipeline.serving.registry import alias_version, log_and_register
-from tests.serving.conftest import CLASSES
+from tests.fixtures.served_model import CLASSES
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 - :mod:`backend`: ``load_clip`` (model name + hub tag / local checkpoint) -> ``LoadedClip``;
   ``encode_images``, ``encode_texts``, ``encode_class_prompts`` (single template or ensemble).
-- :mod:`views`: the centre view and seeded augmented views (RandomResizedCrop + flip).
+- :mod:`views`: the center view and seeded augmented views (RandomResizedCrop + flip).
 - :mod:`cache` / :mod:`embedding`: the content-addressed feature cache and the cached embedder.
 - :mod:`pretrain`, :mod:`checkpoint`, :mod:`default_model`: the offline default CLIP.
 - :mod:`zeroshot`: zero-shot accuracy per domain.

@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,14 +26,18 @@ from open_clip.factory import load_state_dict
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg, is_pretrained_cfg
 from PIL import Image
 
+from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
 from croft_pipeline.clip.model_configs import register_project_configs
-from croft_pipeline.clip.views import AUGMENT, CENTER, ViewRecipe, preprocess_signature
+from croft_pipeline.clip.views import CENTER, ViewRecipe, preprocess_signature
 from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.runtime import resolve_device
 
 PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RANDOM_INIT_SEED = 0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,7 +46,6 @@ class LoadedClip:
 
     model: torch.nn.Module
     preprocess_eval: Callable[[Image.Image], torch.Tensor]
-    preprocess_train: Callable[[Image.Image], torch.Tensor]
     tokenizer: Callable[[Sequence[str]], torch.Tensor]
     identity: dict[str, Any]  # model_name, pretrained, checkpoint_sha256, precision
     preprocess_cfg: dict[str, Any]
@@ -66,7 +70,7 @@ class LoadedClip:
         return float(self.model.logit_scale.detach().exp().item())
 
     def view_recipe(self, kind: str = CENTER, **augment: Any) -> ViewRecipe:
-        """The recipe for centre (``kind="center"``) or seeded augmented views of this model."""
+        """The recipe for center (``kind="center"``) or seeded augmented views of this model."""
         return ViewRecipe(
             kind=kind, preprocess=preprocess_signature(self.preprocess_cfg), **augment
         )
@@ -75,47 +79,6 @@ class LoadedClip:
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when present, else CPU; otherwise the named device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ClipLoadError(f"device {device!r} asked for, but CUDA is not available: use 'auto'")
-    return resolved
-
-
-@contextmanager
-def torch_threads(count: int | str | None) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads; ``"auto"``: :func:`free_cores`; None: as is.
-
-    On a CPU that other processes keep busy, fewer threads are much faster (OpenMP threads spin
-    while they wait for each other: two threads on two busy cores ran ~25x slower than one).
-    """
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(free_cores() if count == "auto" else int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def free_cores() -> int:
-    """Threads worth using: every core unless other work keeps the CPU busy (load >= cores - 0.5).
-
-    The 1-minute load average stands for that work (it counts this process too, once it runs).
-    """
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        return cores
-    return max(1, min(cores, int(cores - busy + 1.5)))
 
 
 def load_clip(
@@ -144,11 +107,9 @@ def load_clip(
         "checkpoint_sha256": None if checkpoint is None else checkpoint_sha256(checkpoint),
         "precision": precision,
     }
-    augmented = ViewRecipe(kind=AUGMENT, preprocess=preprocess_signature(preprocess_cfg))
     return LoadedClip(
         model=model,
         preprocess_eval=preprocess_eval,
-        preprocess_train=_unseeded(augmented),
         tokenizer=open_clip.get_tokenizer(model_name),
         identity=identity,
         preprocess_cfg=preprocess_cfg,
@@ -156,6 +117,35 @@ def load_clip(
         precision=precision,
         embed_dim=int(open_clip.get_model_config(model_name.replace("/", "-"))["embed_dim"]),
     )
+
+
+def load_configured_clip(
+    clip: Mapping[str, Any],
+    base_dir: str | os.PathLike,
+    expected_sha256: str | None = None,
+    expected_from: str = "",
+) -> LoadedClip:
+    """The model ``params:clip`` names; with ``expected_sha256``, its weights must be that file.
+
+    A mismatch (the checkpoint was retrained or replaced, or the configuration now names another
+    model than the one ``expected_from`` describes) is a :class:`ClipLoadError` naming both.
+    """
+    loaded = load_clip(
+        clip["model_name"],
+        clip["pretrained"],
+        clip.get("device"),
+        clip.get("precision", "fp32"),
+        base_dir=base_dir,
+    )
+    actual = loaded.identity["checkpoint_sha256"]
+    if expected_sha256 and actual != expected_sha256:
+        raise ClipLoadError(
+            f"clip.model_name={clip['model_name']!r}, clip.pretrained={clip['pretrained']!r} "
+            f"(sha256 {str(actual)[:12]}...) is not the model {expected_from} "
+            f"(sha256 {expected_sha256[:12]}...): re-run `kedro run --pipeline=pretrain` "
+            f"so that every stage uses the configured model"
+        )
+    return loaded
 
 
 def check_model_name(model_name: str) -> None:
@@ -176,11 +166,23 @@ def resolve_pretrained(
     model_name: str, pretrained: str | os.PathLike | None, base_dir: str | os.PathLike | None = None
 ) -> Path | None:
     """The checkpoint file for ``pretrained`` (a tag is fetched or found in the local cache)."""
+    if _is_tag(model_name, pretrained):
+        return _hub_checkpoint(model_name.replace("/", "-"), str(pretrained))
+    return local_checkpoint(model_name, pretrained, base_dir)
+
+
+def local_checkpoint(
+    model_name: str, pretrained: str | os.PathLike | None, base_dir: str | os.PathLike | None = None
+) -> Path | None:
+    """The local weights file ``pretrained`` names (relative paths from ``base_dir``).
+
+    ``None`` for random weights and for a hub tag; a path that does not exist, or a name that is
+    neither a tag nor a file, is a :class:`ClipLoadError` that says what to do.
+    """
     if pretrained is None or str(pretrained) in ("", "none", "random"):
         return None
-    name = model_name.replace("/", "-")
     if _is_tag(model_name, pretrained):
-        return _hub_checkpoint(name, str(pretrained))
+        return None
     path = Path(pretrained)
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
@@ -192,7 +194,7 @@ def resolve_pretrained(
             f"`kedro run --pipeline=pretrain` first; otherwise point clip.pretrained at an existing "
             f"checkpoint file or a hub tag."
         )
-    tags = open_clip.list_pretrained_tags_by_model(name)
+    tags = open_clip.list_pretrained_tags_by_model(model_name.replace("/", "-"))
     raise ClipLoadError(
         f"pretrained={str(pretrained)!r} is neither a hub tag of {model_name!r} "
         f"(known tags: {tags or 'none'}) nor an existing checkpoint file."
@@ -241,10 +243,13 @@ def _offline_error(model_name: str, tag: str, reason: str) -> ClipLoadError:
 def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
     """(model, train transform, eval transform); a local checkpoint is checked against the config."""
     if tag is not None or checkpoint is None:
-        return open_clip.create_model_and_transforms(model_name, pretrained=tag)
-    created = open_clip.create_model_and_transforms(
-        model_name, pretrained=None, pretrained_text=False
-    )
+        created = create_model_and_transforms(model_name, tag)
+        source = (
+            f"weights of hub tag {tag!r}" if tag else f"random weights (seed {RANDOM_INIT_SEED})"
+        )
+        logger.info(describe_weights(model_name, source, text_weights=tag is None))
+        return created
+    created = create_model_and_transforms(model_name, pretrained_text=False)
     try:
         open_clip.load_checkpoint(created[0], str(checkpoint), strict=True, weights_only=True)
     except (RuntimeError, AssertionError, KeyError, ValueError) as error:
@@ -253,6 +258,7 @@ def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
             f"({_mismatch(created[0], checkpoint) or error}). Was it trained for another model "
             f"config? Set clip.model_name to the checkpoint's architecture, or re-run pretrain."
         ) from error
+    logger.info(describe_weights(model_name, f"weights from {checkpoint}", text_weights=False))
     return created
 
 
@@ -282,21 +288,14 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.endswith(CHECKPOINT_SUFFIXES)
 
 
-def _unseeded(recipe: ViewRecipe) -> Callable[[Image.Image], torch.Tensor]:
-    def transform(image: Image.Image) -> torch.Tensor:
-        return recipe(image, view=int(torch.randint(0, 2**31 - 1, ()).item()))
-
-    return transform
-
-
 def encode_images(
     loaded: LoadedClip,
     images: Sequence[Image.Image] | torch.Tensor,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """Raw (unnormalised) image features ``[N, D]`` float32 on CPU.
+    """Raw (unnormalized) image features ``[N, D]`` float32 on CPU.
 
-    ``images`` are PIL images (the model's centre preprocessing is applied) or an already
+    ``images`` are PIL images (the model's center preprocessing is applied) or an already
     preprocessed ``[N, 3, S, S]`` tensor.
     """
     if not isinstance(images, torch.Tensor):
@@ -318,7 +317,7 @@ def encode_pixels(loaded: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def encode_texts(loaded: LoadedClip, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """Raw (unnormalised) text features ``[N, D]`` float32 on CPU."""
+    """Raw (unnormalized) text features ``[N, D]`` float32 on CPU."""
     outputs = []
     with torch.inference_mode(), loaded.autocast():
         for start in range(0, len(texts), batch_size):
@@ -330,10 +329,10 @@ def encode_texts(loaded: LoadedClip, texts: Sequence[str], batch_size: int = 256
 def encode_class_prompts(
     loaded: LoadedClip, classnames: Sequence[str], templates: str | Sequence[str]
 ) -> torch.Tensor:
-    """Class text features ``[K, D]`` (CROFT_SPEC 1.3).
+    """Class text features ``[K, D]`` (docs/algorithm.md §3).
 
     One template: the raw ``encode_text`` output. Several: per class, encode every template,
-    L2-normalise each, average, L2-normalise again. Underscores in class names become spaces.
+    L2-normalize each, average, L2-normalize again. Underscores in class names become spaces.
     """
     templates = [templates] if isinstance(templates, str) else list(templates)
     if not templates or any("{}" not in template for template in templates):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,6 @@ class FeatureCache:
         if not path.is_file():
             text = json.dumps(info, indent=2, sort_keys=True).encode()
             atomic_write(path, lambda tmp: tmp.write_bytes(text))
-
-
-def missing_keys(keys: Iterable[str], index: dict[str, Path]) -> list[str]:
-    return [key for key in keys if key not in index]
 
 
 def _chunk_keys(path: Path) -> list[str] | None:

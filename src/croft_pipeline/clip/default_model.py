@@ -11,7 +11,7 @@ from typing import Any
 import open_clip
 import torch
 
-from croft_pipeline.clip.backend import checkpoint_sha256, resolve_device
+from croft_pipeline.clip.backend import checkpoint_sha256
 from croft_pipeline.clip.checkpoint import (
     STAMP_KEY,
     checkpoint_metadata,
@@ -26,6 +26,7 @@ from croft_pipeline.clip.pretrain import (
     image_size_of,
     pretrain,
 )
+from croft_pipeline.runtime import resolve_device
 
 
 def pretrain_config(params: dict[str, Any]) -> PretrainConfig:

@@ -40,7 +40,7 @@ class EmbedSettings:
 
 
 class _ViewDataset(Dataset):
-    """Row i -> the uint8 pixels of view (image, view) i (normalised per batch by the caller)."""
+    """Row i -> the uint8 pixels of view (image, view) i (normalized per batch by the caller)."""
 
     def __init__(self, rows: Sequence[tuple[ImageRef, int]], recipe: ViewRecipe):
         self.rows = rows

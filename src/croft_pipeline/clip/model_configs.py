@@ -24,11 +24,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
 PACKAGE_PREFIX = "pkg:"
 
 
-def project_model_names() -> list[str]:
-    """Names of the model configs shipped with the project."""
-    return sorted(path.stem for path in CONFIG_DIR.glob("*.json"))
-
-
 def resolve_package_path(reference: str) -> str:
     """``pkg:<package>/<folder>`` -> the folder's absolute path in the installed package."""
     package, _, inner = reference[len(PACKAGE_PREFIX) :].partition("/")
@@ -44,12 +39,12 @@ def resolve_package_path(reference: str) -> str:
     return str(folder)
 
 
-def resolve_config(config: Any) -> Any:
+def resolve_package_refs(config: Any) -> Any:
     """A copy of ``config`` with every ``pkg:`` string replaced by its installed path."""
     if isinstance(config, dict):
-        return {key: resolve_config(value) for key, value in config.items()}
+        return {key: resolve_package_refs(value) for key, value in config.items()}
     if isinstance(config, list):
-        return [resolve_config(value) for value in config]
+        return [resolve_package_refs(value) for value in config]
     if isinstance(config, str) and config.startswith(PACKAGE_PREFIX):
         return resolve_package_path(config)
     return config
@@ -63,7 +58,7 @@ def register_project_configs() -> Path:
     """
     resolved: dict[str, bytes] = {}
     for path in sorted(CONFIG_DIR.glob("*.json")):
-        config = resolve_config(json.loads(path.read_text()))
+        config = resolve_package_refs(json.loads(path.read_text()))
         resolved[path.name] = json.dumps(config, indent=2, sort_keys=True).encode()
     digest = hashlib.sha256(b"".join(name.encode() + data for name, data in resolved.items()))
     target = Path(tempfile.gettempdir()) / "croft_pipeline_model_configs" / digest.hexdigest()[:16]

@@ -9,6 +9,7 @@ text projection trains beside the image tower.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +24,11 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
+from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.data.images import load_rgb
+
+logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -65,7 +69,7 @@ class PretrainResult:
 
 
 def decode_fixed_size(path: str | Path, size: int, interpolation: str = "bicubic") -> torch.Tensor:
-    """An image as ``[3, size, size]`` uint8: shortest side resized to ``size``, centre-cropped."""
+    """An image as ``[3, size, size]`` uint8: shortest side resized to ``size``, center-cropped."""
     image = load_rgb(path)
     if image.size != (size, size):
         image = TF.center_crop(TF.resize(image, size, InterpolationMode(interpolation)), size)
@@ -104,18 +108,18 @@ def augment(
     config: PretrainConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Random resized crop (square, inside the image), flip, grayscale; then normalise."""
+    """Random resized crop (square, inside the image), flip, grayscale; then normalize."""
     batch = images.shape[0]
     pixels = images.float().div_(255.0)
     side = torch.empty(batch).uniform_(*config.crop_scale, generator=generator).sqrt()
-    centre = (torch.rand(batch, 2, generator=generator) * 2 - 1) * (1 - side)[:, None]
+    center = (torch.rand(batch, 2, generator=generator) * 2 - 1) * (1 - side)[:, None]
     flip = torch.ones(batch)
     if config.flip:
         flip = torch.where(torch.rand(batch, generator=generator) < 0.5, -1.0, 1.0)
     theta = torch.zeros(batch, 2, 3)
     theta[:, 0, 0] = side * flip
     theta[:, 1, 1] = side
-    theta[:, :, 2] = centre
+    theta[:, :, 2] = center
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
     pixels = F.grid_sample(
         pixels, grid, mode="bilinear", padding_mode="border", align_corners=False
@@ -133,7 +137,10 @@ def create_trainable_model(model_name: str, seed: int) -> torch.nn.Module:
     """A fresh open_clip model (an HF text tower comes with its pretrained weights)."""
     register_project_configs()
     torch.manual_seed(seed)
-    return open_clip.create_model(model_name, pretrained=None)
+    model = create_model_and_transforms(model_name)[0]
+    source = f"image tower randomly initialized (seed {seed}), trained here"
+    logger.info(describe_weights(model_name, source, text_weights=True))
+    return model
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -209,7 +216,7 @@ def _progress(losses: list[float], model, image_features, text_features) -> dict
 def _text_feature_fn(
     model, captions, tokenizer, config, device
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """caption indices -> normalised text features (grad flows into the trainable parts)."""
+    """caption indices -> normalized text features (grad flows into the trainable parts)."""
     tokens = tokenizer(list(captions)).to(device)
     if not config.lock_text_tower:
         return lambda index: model.encode_text(tokens[index.to(device)], normalize=True)

@@ -1,7 +1,7 @@
-"""Image views for embedding: the model's centre view and seeded augmented views.
+"""Image views for embedding: the model's center view and seeded augmented views.
 
 Augmented views follow the official CRoFT/CoOp recipe (RandomResizedCrop at the model's input size
-with the model's interpolation, horizontal flip, the model's normalisation). Each view draws its
+with the model's interpolation, horizontal flip, the model's normalization). Each view draws its
 randomness from a generator seeded by ``(image sha256, view index, seed)``, so a view computed
 today and one recomputed after a crash are the same pixels.
 """
@@ -63,7 +63,7 @@ class ViewRecipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __call__(self, image: Image.Image, image_sha256: str = "", view: int = 0) -> torch.Tensor:
-        """The ``view``-th view of ``image`` as a normalised ``[3, S, S]`` float tensor."""
+        """The ``view``-th view of ``image`` as a normalized ``[3, S, S]`` float tensor."""
         return self.normalize(self.pixels(image, image_sha256, view)[None])[0]
 
     def pixels(self, image: Image.Image, image_sha256: str = "", view: int = 0) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Kedro-free data layer: EmojiShift rendering, safe discovery and decoding, manifest, splits.
 
-Public entry points (contracts in docs/CONTRACTS.md):
+Public entry points (contracts in docs/architecture.md):
 - ``emojishift.render_emojishift(config, downstream_root, pretrain_root) -> receipt``: render the
   benchmark (``config`` = the ``ingest.emojishift`` parameters); idempotent, deterministic.
   ``emojishift.build_pretrain_pairs(manifest, templates)``: image-caption pairs;

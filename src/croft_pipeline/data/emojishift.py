@@ -32,9 +32,8 @@ from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
 
 RENDERER_VERSION = 1
 STAMP_FILE = ".emojishift_stamp.json"
+# File stems ``U+1F415_v2``; the manifest groups the render variants of one glyph by ``group``.
 FILE_PATTERN = re.compile(r"^(?P<group>U\+[0-9A-F]{4,6})_v(?P<variant>[0-9]+)$")
-# The regex the manifest uses to give all variants of one glyph one group (see ingest params).
-GROUP_PATTERN = FILE_PATTERN.pattern
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def plan_jobs(config: dict) -> tuple[list[RenderJob], dict[str, Any]]:
 
 
 class GlyphRenderer:
-    """Renders one glyph: crop to its ink, scale to a share of the canvas, centre, shift."""
+    """Renders one glyph: crop to its ink, scale to a share of the canvas, center, shift."""
 
     def __init__(self, config: dict):
         self.size = int(config["image_size"])

@@ -124,7 +124,7 @@ def make_splits(
     source_domains: list[str] | None = None,
     openset_max_per_class: int | None = None,
 ) -> pd.DataFrame:
-    """The ``splits`` table (docs/CONTRACTS.md) for every seed."""
+    """The ``splits`` table (docs/architecture.md) for every seed."""
     sources = resolve_domains(manifest, heldout_domain, source_domains)
     table = manifest.sort_values(["root", "path"], ignore_index=True)
     ident = table[table["role"] == "id"]

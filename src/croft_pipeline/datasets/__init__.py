@@ -1,6 +1,15 @@
-"""Kedro datasets of the project (thin wrappers over the Kedro-free savers)."""
+"""The project's Kedro datasets (thin wrappers over the Kedro-free savers), in one place."""
 
+from croft_pipeline.datasets.bytes import BytesDataset
 from croft_pipeline.datasets.feature_table import FeatureTableDataset
+from croft_pipeline.datasets.partitions import partition_value
+from croft_pipeline.datasets.project_dir import ProjectDirDataset
 from croft_pipeline.datasets.safetensors_dict import SafetensorsDictDataset
 
-__all__ = ["FeatureTableDataset", "SafetensorsDictDataset"]
+__all__ = [
+    "BytesDataset",
+    "FeatureTableDataset",
+    "ProjectDirDataset",
+    "SafetensorsDictDataset",
+    "partition_value",
+]

@@ -15,8 +15,8 @@ from croft_pipeline.methods.base import (
     NonFiniteLossError,
     TrainSet,
     build_method,
-    cpu_threads,
-    resolve_device,
+    partition_id,
+    restore_method,
 )
 from croft_pipeline.methods.selection import Selected, fit_selected, grid_points
 
@@ -30,8 +30,8 @@ __all__ = [
     "Selected",
     "TrainSet",
     "build_method",
-    "cpu_threads",
     "fit_selected",
     "grid_points",
-    "resolve_device",
+    "partition_id",
+    "restore_method",
 ]

@@ -8,14 +8,15 @@ with :func:`build_method` plus :meth:`Method.load_state_dict`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from croft_pipeline.runtime import resolve_device
 
 LogFn = Callable[[int, dict[str, float]], None]
 EVAL_CHUNK = 4096  # rows per forward pass when scoring large sets
@@ -42,7 +43,7 @@ class TrainSet:
 
 @dataclass(frozen=True)
 class EvalSet:
-    """Raw centre-view image features ``[M, D]`` and labels ``[M]``."""
+    """Raw center-view image features ``[M, D]`` and labels ``[M]``."""
 
     features: Tensor
     labels: Tensor
@@ -84,29 +85,8 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cpu`` / ``cuda[:i]`` are taken as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch intra-op CPU threads (``None``: leave torch's setting)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def l2_normalise(x: Tensor) -> Tensor:
-    """Exact row-wise L2 normalisation (zero-shot CLIP's ``x / x.norm()``)."""
+def l2_normalize(x: Tensor) -> Tensor:
+    """Exact row-wise L2 normalization (zero-shot CLIP's ``x / x.norm()``)."""
     return F.normalize(x, dim=-1)
 
 
@@ -119,6 +99,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     config_keys: ClassVar[frozenset[str]] = frozenset({"device"})
+    config_group: ClassVar[str | None] = None  # a shared block of ``train`` params (e.g. croft)
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -148,20 +129,16 @@ class Method(ABC):
         """``[N, D]`` raw features on the method's device -> ``[N, K]`` logits."""
 
     def _embed(self, features: Tensor) -> Tensor:
-        """The adapted, L2-normalised image feature; identity adapter by default."""
-        return l2_normalise(features)
+        """The adapted, L2-normalized image feature; identity adapter by default."""
+        return l2_normalize(features)
 
     def logits(self, features: Tensor) -> Tensor:
-        """``[N, D]`` raw centre features -> ``[N, K]`` float32 logits on the CPU."""
+        """``[N, D]`` raw center features -> ``[N, K]`` float32 logits on the CPU."""
         return self._apply(self._logits, features)
 
     def embed(self, features: Tensor) -> Tensor:
-        """``[N, D]`` raw features -> adapted, L2-normalised features (for KNN scores)."""
+        """``[N, D]`` raw features -> adapted, L2-normalized features (for KNN scores)."""
         return self._apply(self._embed, features)
-
-    def energy(self, features: Tensor) -> Tensor:
-        """Test-time OOD score ``logsumexp`` of the logits (higher = more in-distribution)."""
-        return torch.logsumexp(self.logits(features), dim=1)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], features: Tensor) -> Tensor:
         self.module.eval()
@@ -200,6 +177,11 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def partition_id(method: str, seed: int) -> str:
+    """Where a fitted method's weights live: ``<adapter_dir>/<method>/seed_<seed>.safetensors``."""
+    return f"{method}/seed_{seed}"
+
+
 def build_method(
     name: str,
     config: Mapping[str, Any],
@@ -211,3 +193,17 @@ def build_method(
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
     return METHODS[name](config, text_features, logit_scale, seed)
+
+
+def restore_method(
+    name: str,
+    config: Mapping[str, Any],
+    text_features: Tensor,
+    logit_scale: float,
+    seed: int,
+    state: Mapping[str, Tensor],
+) -> Method:
+    """A fitted method rebuilt from what a fit stored: its configuration and its state dict."""
+    method = build_method(name, config, text_features, logit_scale, seed)
+    method.load_state_dict(state)
+    return method

@@ -1,4 +1,4 @@
-"""Baselines on the same cached features (CROFT_SPEC.md §6), one small class each."""
+"""Baselines on the same cached features (docs/algorithm.md §9), one small class each."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from croft_pipeline.methods.base import (
     Method,
     TrainSet,
     accuracy,
-    l2_normalise,
+    l2_normalize,
     no_log,
     register,
 )
@@ -32,7 +32,7 @@ class ZeroShot(Method):
     name = "zero_shot"
 
     def _logits(self, features: Tensor) -> Tensor:
-        return self.logit_scale * l2_normalise(features) @ l2_normalise(self.text_features).T
+        return self.logit_scale * l2_normalize(features) @ l2_normalize(self.text_features).T
 
     def fit(self, train: TrainSet, val: EvalSet, log: LogFn = no_log) -> FitReport:
         start = time.perf_counter()
@@ -54,7 +54,7 @@ class CrossEntropyMethod(TrainableMethod):
 class LinearHead(nn.Module):
     def __init__(self, text_features: Tensor):
         super().__init__()
-        self.weight = nn.Parameter(l2_normalise(text_features).clone())
+        self.weight = nn.Parameter(l2_normalize(text_features).clone())
         self.bias = nn.Parameter(torch.zeros(text_features.shape[0], device=text_features.device))
 
 
@@ -72,7 +72,7 @@ class LinearProbe(CrossEntropyMethod):
 
     def _logits(self, features: Tensor) -> Tensor:
         head = self.module
-        return self.logit_scale * (l2_normalise(features) @ head.weight.T + head.bias)
+        return self.logit_scale * (l2_normalize(features) @ head.weight.T + head.bias)
 
 
 class BottleneckMLP(nn.Module):
@@ -107,10 +107,10 @@ class ClipAdapter(CrossEntropyMethod):
         self.ratio = float(config["ratio"])
 
     def _embed(self, features: Tensor) -> Tensor:
-        return l2_normalise(self.ratio * self.module(features) + (1.0 - self.ratio) * features)
+        return l2_normalize(self.ratio * self.module(features) + (1.0 - self.ratio) * features)
 
     def _logits(self, features: Tensor) -> Tensor:
-        return self.logit_scale * self._embed(features) @ l2_normalise(self.text_features).T
+        return self.logit_scale * self._embed(features) @ l2_normalize(self.text_features).T
 
 
 class TipCache(nn.Module):
@@ -126,7 +126,7 @@ class TipCache(nn.Module):
 class TipAdapterF(CrossEntropyMethod):
     """Tip-Adapter-F: ``s·n(f) n(t)ᵀ + α·exp(−β(1 − n(f) Kᵀ)) V``.
 
-    Keys start as the normalised mean over the cached augmented views of each training image
+    Keys start as the normalized mean over the cached augmented views of each training image
     (Tip-Adapter's cache), values are the one-hot labels; the keys are fine-tuned.
     """
 
@@ -141,7 +141,7 @@ class TipAdapterF(CrossEntropyMethod):
         self.module = None  # built from the training set (fit) or from a state dict
 
     def _prepare(self, train: TrainSet) -> None:
-        keys = l2_normalise(train.features.to(self.device, torch.float32).mean(dim=1))
+        keys = l2_normalize(train.features.to(self.device, torch.float32).mean(dim=1))
         values = F.one_hot(train.labels.to(self.device), self.num_classes).float()
         self.module = TipCache(keys, values)
 
@@ -151,8 +151,8 @@ class TipAdapterF(CrossEntropyMethod):
         return self.module
 
     def _logits(self, features: Tensor) -> Tensor:
-        cache, f = self._cache(), l2_normalise(features)
-        clip_logits = self.logit_scale * f @ l2_normalise(self.text_features).T
+        cache, f = self._cache(), l2_normalize(features)
+        clip_logits = self.logit_scale * f @ l2_normalize(self.text_features).T
         affinity = f @ cache.keys.T
         return clip_logits + self.alpha * torch.exp(-self.beta * (1.0 - affinity)) @ cache.values
 

@@ -1,7 +1,7 @@
-"""CRoFT on cached features (CROFT_SPEC.md §1–§3), in two modes.
+"""CRoFT on cached features (docs/algorithm.md §2–§6), in two modes.
 
 * ``faithful``: the official code's computation, quirks included (§2.1–§2.4): the EDR applies
-  the adapter as ``x @ W`` and mixes ``r·zc + (1-r)·zc W`` without renormalising; both
+  the adapter as ``x @ W`` and mixes ``r·zc + (1-r)·zc W`` without renormalizing; both
   optimizers step on every backward; the inner generator steps reuse the stale forward graph
   (``retain_graph``); one δ shared by both adapter matrices (``‖g_img + g_txt‖²``); the energy is
   ``Σ exp(cos)``; setup-I / setup-II reductions; branch A / B.
@@ -46,19 +46,19 @@ CHOICES = {
 }
 
 
-def normalise(v: Tensor) -> Tensor:
+def normalize(v: Tensor) -> Tensor:
     """``v / (‖v‖ + 1e-6)`` row-wise, as in the official code."""
     return v / (v.norm(dim=-1, keepdim=True) + EPS)
 
 
 def adapt(x: Tensor, w: Tensor, ratio: float) -> Tensor:
     """The forward's residual adapter ``n(r·x Wᵀ + (1-r)·x)``."""
-    return normalise(ratio * (x @ w.T) + (1.0 - ratio) * x)
+    return normalize(ratio * (x @ w.T) + (1.0 - ratio) * x)
 
 
 def generate(z: Tensor, g: Tensor, transpose: bool) -> Tensor:
     """Worst-case covariate-shift features ``n(z G + z)`` (``z Gᵀ`` when ``transpose``)."""
-    return normalise(z @ (g.T if transpose else g) + z)
+    return normalize(z @ (g.T if transpose else g) + z)
 
 
 def same_class(labels: Tensor) -> Tensor:
@@ -73,20 +73,19 @@ def disalignment(a: Tensor, b: Tensor, same: Tensor) -> Tensor:
 @dataclass
 class CroftForward:
     logits: Tensor  # s · z uᵀ
-    z: Tensor  # adapted normalised image features
-    u: Tensor  # adapted normalised text features
-    z0: Tensor  # zero-shot normalised image features
-    u0: Tensor  # zero-shot normalised text features
-    energy: Tensor  # logsumexp(logits): the test-time score
+    z: Tensor  # adapted normalized image features
+    u: Tensor  # adapted normalized text features
+    z0: Tensor  # zero-shot normalized image features
+    u0: Tensor  # zero-shot normalized text features
 
 
 def croft_forward(
     f: Tensor, t: Tensor, w_img: Tensor, w_txt: Tensor, ratio: float, ratio_text: float, s: float
 ) -> CroftForward:
-    """CROFT_SPEC §1.2 on raw image features ``f`` and raw text features ``t``."""
+    """docs/algorithm.md §2.3 on raw image features ``f`` and raw text features ``t``."""
     z, u = adapt(f, w_img, ratio), adapt(t, w_txt, ratio_text)
     logits = s * z @ u.T
-    return CroftForward(logits, z, u, normalise(f), normalise(t), torch.logsumexp(logits, dim=1))
+    return CroftForward(logits, z, u, normalize(f), normalize(t))
 
 
 class CroftModule(nn.Module):
@@ -104,6 +103,7 @@ class Croft(TrainableMethod):
 
     mode: ClassVar[str]
     config_keys = CROFT_KEYS
+    config_group = "croft"
 
     def __init__(
         self, config: dict[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -159,7 +159,7 @@ class Croft(TrainableMethod):
     def _generator_loss(
         self, zc: Tensor, z: Tensor, u: Tensor, y: Tensor, same: Tensor
     ) -> dict[str, Tensor]:
-        """CROFT_SPEC §2.2: ``CE(s·zc uᵀ, y) + λ1·disalign(zc, z)``."""
+        """docs/algorithm.md §4.2: ``CE(s·zc uᵀ, y) + λ1·disalign(zc, z)``."""
         ce = F.cross_entropy(self.logit_scale * zc @ u.T, y)
         dis = disalignment(zc, z, same)
         return {"gen_ce": ce, "gen_disalign": dis, "gen_loss": ce + self.lambda1 * dis}
@@ -171,7 +171,7 @@ class Croft(TrainableMethod):
         )
 
     def _edr(self, zc: Tensor, out: CroftForward, y: Tensor, same: Tensor) -> dict[str, Tensor]:
-        """CROFT_SPEC §2.3: ``L1`` (CE on generated features, − λ1·disalign in branch A) and ``L2``."""
+        """docs/algorithm.md §4.3: ``L1`` (CE on generated features, − λ1·disalign in branch A) and ``L2``."""
         m, s, r = self.module, self.logit_scale, self.ratio
         terms: dict[str, Tensor] = {}
         if self.branch_a:
@@ -205,7 +205,7 @@ class Croft(TrainableMethod):
         return terms
 
     def _faithful_step(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """CROFT_SPEC §2.1: one forward, gen_step updates of everything, then the main update."""
+        """docs/algorithm.md §4.1: one forward, gen_step updates of everything, then the main update."""
         generator, same = self.module.generator, same_class(y)
         out = self.forward(x)  # kept (stale) for the inner steps and the main CE
         gen_terms: dict[str, Tensor] = {}

@@ -11,7 +11,7 @@ Two exact forms:
 * :func:`energy_grad_sq_autograd` — ``autograd.grad(..., create_graph=True)`` (a second-order
   graph), as the official code does;
 * :func:`energy_grad_sq_closed` — ``∂E/∂W_img = r·xᵀ G_a`` with ``G_a`` the gradient w.r.t. ``a``
-  derived by hand through the normalisation
+  derived by hand through the normalization
   (``G_a = Ĝ/c − a (a·Ĝ)/(‖a‖ c²)``, ``c = ‖a‖ + 1e-6``, ``Ĝ = (∂E/∂cos) b̂``); the squared Frobenius
   norms then come from Gram matrices, ``‖xᵀ G_a‖² = Σ (x xᵀ) ⊙ (G_a G_aᵀ)``, so no ``D×D`` matrix
   is formed and the whole term is one first-order graph.
@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-EPS = 1e-6  # the official code's normalisation: v / (‖v‖ + 1e-6)
+EPS = 1e-6  # the official code's normalization: v / (‖v‖ + 1e-6)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _pre_norm(x: Tensor, w: Tensor, ratio: float, transpose: bool) -> Tensor:
     return ratio * (x @ (w.T if transpose else w)) + (1.0 - ratio) * x
 
 
-def _normalise(a: Tensor) -> tuple[Tensor, Tensor]:
+def _normalize(a: Tensor) -> tuple[Tensor, Tensor]:
     """``(â, c)`` with ``c = ‖a‖ + EPS`` per row."""
     c = a.norm(dim=-1, keepdim=True) + EPS
     return a / c, c
@@ -71,7 +71,7 @@ def energy_dcos(cos: Tensor, spec: EnergyGradSpec) -> Tensor:
     return weights / cos.shape[0] if spec.inner == "mean" else weights
 
 
-def _normalise_backward(a: Tensor, c: Tensor, grad_hat: Tensor) -> Tensor:
+def _normalize_backward(a: Tensor, c: Tensor, grad_hat: Tensor) -> Tensor:
     """Gradient w.r.t. ``a`` of a function of ``â = a / (‖a‖ + EPS)``, given its gradient at ``â``."""
     norm = (c - EPS).clamp_min(1e-12)
     radial = (a * grad_hat).sum(dim=-1, keepdim=True) / (norm * c * c)
@@ -88,11 +88,11 @@ def energy_grad_sq_closed(
     """The EDR term in closed form (first-order graph; differentiable in all four inputs)."""
     a = _pre_norm(x, w_img, spec.ratio, spec.transpose)
     b = _pre_norm(t, w_txt, spec.ratio_text, spec.transpose)
-    a_hat, c_a = _normalise(a)
-    b_hat, c_b = _normalise(b)
+    a_hat, c_a = _normalize(a)
+    b_hat, c_b = _normalize(b)
     dcos = energy_dcos(a_hat @ b_hat.T, spec)
-    g_a = _normalise_backward(a, c_a, dcos @ b_hat)
-    g_b = _normalise_backward(b, c_b, dcos.T @ a_hat)
+    g_a = _normalize_backward(a, c_a, dcos @ b_hat)
+    g_b = _normalize_backward(b, c_b, dcos.T @ a_hat)
     r, rt = spec.ratio, spec.ratio_text
     # ‖r xᵀ G_a‖² = r² Σ (x xᵀ) ⊙ (G_a G_aᵀ); the transpose of W only transposes g.
     sq = r * r * ((x @ x.T) * (g_a @ g_a.T)).sum() + rt * rt * ((t @ t.T) * (g_b @ g_b.T)).sum()
@@ -108,8 +108,8 @@ def energy_grad_sq_autograd(
     """The EDR term by double backpropagation (``autograd.grad(create_graph=True)``)."""
     delta_img = torch.zeros_like(w_img, requires_grad=True)
     delta_txt = delta_img if spec.shared else torch.zeros_like(w_txt, requires_grad=True)
-    a_hat, _ = _normalise(_pre_norm(x, w_img + delta_img, spec.ratio, spec.transpose))
-    b_hat, _ = _normalise(_pre_norm(t, w_txt + delta_txt, spec.ratio_text, spec.transpose))
+    a_hat, _ = _normalize(_pre_norm(x, w_img + delta_img, spec.ratio, spec.transpose))
+    b_hat, _ = _normalize(_pre_norm(t, w_txt + delta_txt, spec.ratio_text, spec.transpose))
     energy = energy_value(a_hat @ b_hat.T, spec)
     deltas = [delta_img] if spec.shared else [delta_img, delta_txt]
     grads = torch.autograd.grad(energy, deltas, create_graph=True)

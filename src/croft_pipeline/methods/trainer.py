@@ -1,6 +1,6 @@
 """The shared training loop: per-epoch LR schedule, one cached view per image, best-val epoch.
 
-CROFT_SPEC.md §3.1: SGD, cosine schedule stepped per epoch after a constant warm-up epoch;
+docs/algorithm.md §8: SGD, cosine schedule stepped per epoch after a constant warm-up epoch;
 the epoch kept is the one with the best ID-validation accuracy (the first one on ties).
 """
 

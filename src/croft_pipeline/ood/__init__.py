@@ -1,13 +1,12 @@
 """OOD scores and metrics with one convention: higher score = more in-distribution.
 
-ID is the positive class in every metric. Two protocols (DESIGN.md §5): ``paper`` (threshold
+ID is the positive class in every metric. Two protocols (docs/algorithm.md §10): ``paper`` (threshold
 from correctly classified reference samples) and ``deploy`` (threshold fixed on ID validation
 data by :func:`deploy_threshold`, then applied unchanged to every test set).
 """
 
 from croft_pipeline.ood.metrics import (
     accuracy,
-    accuracy_by_domain,
     aupr_in,
     aupr_out,
     auroc,
@@ -17,7 +16,6 @@ from croft_pipeline.ood.metrics import (
 )
 from croft_pipeline.ood.protocols import (
     apply_threshold,
-    deploy_protocol,
     deploy_threshold,
     paper_protocol,
 )
@@ -27,14 +25,12 @@ __all__ = [
     "SCORES",
     "ScoreInputs",
     "accuracy",
-    "accuracy_by_domain",
     "apply_threshold",
     "aupr_in",
     "aupr_out",
     "auroc",
     "average_precision",
     "compute_score",
-    "deploy_protocol",
     "deploy_threshold",
     "fpr_at_tpr",
     "ood_metrics",

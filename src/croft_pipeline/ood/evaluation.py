@@ -1,4 +1,4 @@
-"""Evaluate a predictions table (docs/CONTRACTS.md) into long metric tables, Kedro-free.
+"""Evaluate a predictions table (docs/architecture.md) into long metric tables, Kedro-free.
 
 ``score_predictions`` turns logits/embeddings into one OOD score column per registered score;
 ``evaluate_scores`` computes, per (method, seed), accuracy, threshold-free detection metrics,
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.ood.calibration import calibrated_entry
 from croft_pipeline.ood.metrics import finite_scores, ood_metrics
 from croft_pipeline.ood.protocols import apply_threshold, paper_protocol
-from croft_pipeline.ood.scores import ScoreInputs, compute_score
+from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_parameters
 
 RESULT_COLUMNS = ["method", "seed", "shift", "metric", "value"]
 DOMAIN_COLUMNS = ["method", "seed", "shift", "domain", "n", "accuracy"]
@@ -67,7 +68,7 @@ def score_predictions(
     """One row per evaluated sample with ``predicted``, ``correct`` and a column per score."""
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
-        raise ValueError(f"predictions table lacks columns {missing} (docs/CONTRACTS.md)")
+        raise ValueError(f"predictions table lacks columns {missing} (docs/architecture.md)")
     parts = [
         _score_group(group, logit_scale, config)
         for _, group in predictions.groupby(["method", "seed"], sort=True)
@@ -84,13 +85,8 @@ def _score_group(group: pd.DataFrame, logit_scale: float, config: EvaluationConf
             f"{where}: no rows of the evaluated splits {sorted(config.splits.values())}"
         )
     bank = group[group["split"] == config.knn_bank_split]
-    logits = _stack(rows["logits"], f"logits in {where}")
-    inputs = ScoreInputs(
-        logits=logits,
-        logit_scale=logit_scale,
-        embeddings=_stack(rows["embedding"], f"embeddings in {where}"),
-        bank=_stack(bank["embedding"], f"bank embeddings in {where}") if len(bank) else None,
-    )
+    inputs = prediction_inputs(rows, bank, logit_scale, where)
+    logits = inputs.logits
     out = rows[["method", "seed", "split", "sha256", "domain", "label"]].copy()
     out["predicted"] = logits.argmax(axis=1)
     out["correct"] = out["predicted"].to_numpy() == out["label"].to_numpy()
@@ -100,16 +96,6 @@ def _score_group(group: pd.DataFrame, logit_scale: float, config: EvaluationConf
         except (KeyError, ValueError) as error:
             raise ValueError(f"score {name!r} on {where}: {error}") from error
     return out
-
-
-def _stack(column: pd.Series, what: str) -> np.ndarray:
-    lengths = {len(row) for row in column}
-    if len(lengths) != 1:
-        raise ValueError(f"{what}: rows of different lengths {sorted(lengths)}")
-    array = np.asarray(np.stack(column.to_numpy()), dtype=np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what}: non-finite values")
-    return array
 
 
 def evaluate_scores(
@@ -126,7 +112,7 @@ def evaluate_scores(
             for shift, split in config.splits.items()
             if (group["split"] == split).any()
         }
-        threshold = _calibrated_threshold(calibration, method, seed)
+        threshold = calibrated_entry(calibration, method, seed)
         for shift, values in _group_metrics(by_shift, threshold, config):
             rows += [
                 {"method": method, "seed": int(seed), "shift": shift, "metric": k, "value": v}
@@ -155,7 +141,7 @@ def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, co
             metrics = ood_metrics(by_shift["id"][column], openset[column], config.tpr)
             yield "openset", {f"{name}_{metric}": value for metric, value in metrics.items()}
     if threshold is not None:
-        yield from _deploy_metrics(by_shift, openset, threshold)
+        yield from _deploy_metrics(by_shift, openset, threshold, config)
     reference = by_shift.get(config.paper_reference)
     if reference is not None and reference["correct"].any():
         column = score_column(config.paper_score)
@@ -163,11 +149,25 @@ def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, co
         yield "openset", {"paper_fpr95": paper["fpr"], "paper_auroc": paper["auroc"]}
 
 
-def _deploy_metrics(by_shift: dict[str, pd.DataFrame], openset: pd.DataFrame, threshold: dict):
-    """The share accepted as ID at the calibrated threshold, applied unchanged to every test set."""
-    column, value = score_column(threshold["score"]), threshold["threshold"]
+def _deploy_metrics(
+    by_shift: dict[str, pd.DataFrame], openset: pd.DataFrame, threshold: dict, config
+):
+    """The share accepted as ID at the calibrated threshold, applied unchanged to every test set.
+
+    The threshold was fixed on a score with given parameters; comparing it with the same score
+    under other parameters (``evaluate.scores``) would measure nothing, so that is an error.
+    """
+    name, value = threshold["score"], float(threshold["threshold"])
+    column = score_column(name)
     if column not in openset.columns:
-        raise ValueError(f"calibrated score {threshold['score']!r} is not among evaluate.scores")
+        raise ValueError(f"calibrated score {name!r} is not among evaluate.scores")
+    if score_parameters(name, threshold.get("params")) != score_parameters(
+        name, config.scores[name]
+    ):
+        raise ValueError(
+            f"the threshold was calibrated on {name} with parameters {threshold.get('params')}, "
+            f"but evaluate.scores.{name} is {config.scores[name]}: re-run the train pipeline"
+        )
     for shift in ("id", "covariate"):
         if shift in by_shift:
             yield shift, {"deploy_tpr": accepted_share(by_shift[shift][column], value)}
@@ -179,13 +179,6 @@ def _deploy_metrics(by_shift: dict[str, pd.DataFrame], openset: pd.DataFrame, th
 
 def accepted_share(scores, threshold: float) -> float:
     return float(apply_threshold(finite_scores(scores, "scores"), threshold).mean())
-
-
-def _calibrated_threshold(calibration, method: str, seed) -> dict | None:
-    entry = calibration.get(method, {}).get(str(int(seed)))
-    if entry is None:
-        return None
-    return {"score": entry.get("score", "energy"), "threshold": float(entry["threshold"])}
 
 
 def _domain_rows(frame: pd.DataFrame, method: str, seed: int, shift: str) -> list[dict[str, Any]]:

@@ -95,18 +95,6 @@ def accuracy(logits, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def accuracy_by_domain(logits, labels, domains) -> dict[str, float]:
-    """Top-1 accuracy per domain, in sorted domain order."""
-    predicted = _predicted(logits)
-    labels, domains = np.asarray(labels).reshape(-1), np.asarray(domains).reshape(-1)
-    if not labels.size == domains.size == predicted.size:
-        raise ValueError("logits, labels and domains have different lengths")
-    return {
-        str(domain): float(np.mean(predicted[domains == domain] == labels[domains == domain]))
-        for domain in sorted(set(domains.tolist()))
-    }
-
-
 def _predicted(logits) -> np.ndarray:
     logits = np.asarray(logits)
     if logits.ndim != 2:

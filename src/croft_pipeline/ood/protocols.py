@@ -1,4 +1,4 @@
-"""The two open-set protocols of DESIGN.md §5: ``deploy`` and ``paper``."""
+"""The two open-set protocols of docs/algorithm.md §10: ``deploy`` and ``paper``."""
 
 from __future__ import annotations
 
@@ -20,18 +20,8 @@ def apply_threshold(scores, threshold: float) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64) >= threshold
 
 
-def deploy_protocol(threshold: float, id_scores, ood_scores) -> dict[str, float]:
-    """The TPR on ID and the FPR on OOD that a fixed (calibrated) threshold actually gets."""
-    ids, oods = finite_scores(id_scores, "ID scores"), finite_scores(ood_scores, "OOD scores")
-    return {
-        "threshold": float(threshold),
-        "tpr": float(apply_threshold(ids, threshold).mean()),
-        "fpr": float(apply_threshold(oods, threshold).mean()),
-    }
-
-
 def paper_protocol(reference_scores, reference_correct, ood_scores) -> dict[str, float]:
-    """The official code's rule (CROFT_SPEC §4.1/4.2).
+    """The official code's rule (docs/algorithm.md §10.3).
 
     Keep the correctly classified reference samples, threshold = 5th percentile of their scores
     (``np.percentile``, linear interpolation), FPR = share of open-set scores strictly above it,

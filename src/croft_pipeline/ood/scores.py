@@ -5,10 +5,13 @@ Each score is ``fn(inputs: ScoreInputs, **params) -> np.ndarray [N]`` (float64).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -43,7 +46,7 @@ def _logits(inputs: ScoreInputs) -> torch.Tensor:
 
 
 def energy(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
-    """Negative free energy ``T * logsumexp(logits / T)`` (CROFT_SPEC 1.5 with T = 1)."""
+    """Negative free energy ``T * logsumexp(logits / T)`` (docs/algorithm.md §2.4 with T = 1)."""
     _check_positive("temperature", temperature)
     return (temperature * torch.logsumexp(_logits(inputs) / temperature, dim=1)).numpy()
 
@@ -67,14 +70,14 @@ def mcm(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
 
 
 def knn(inputs: ScoreInputs, k: int = 1, batch_size: int = 4096) -> np.ndarray:
-    """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalised).
+    """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalized).
 
     The official script negates the squared distance: same ranking, same threshold-free metrics.
     """
     if inputs.embeddings is None or inputs.bank is None:
         raise ValueError("the knn score needs embeddings and an ID feature bank")
-    queries = _normalise(inputs.embeddings, "embeddings")
-    bank = _normalise(inputs.bank, "bank")
+    queries = _normalize(inputs.embeddings, "embeddings")
+    bank = _normalize(inputs.bank, "bank")
     if queries.shape[1] != bank.shape[1]:
         raise ValueError(f"embedding dim {queries.shape[1]} != bank dim {bank.shape[1]}")
     if queries.shape[0] != np.asarray(inputs.logits).shape[0]:
@@ -103,14 +106,57 @@ def score_names() -> list[str]:
     return sorted(SCORES)
 
 
+def stacked(column, what: str) -> np.ndarray:
+    """A column of equal-length vectors (a predictions table's ``logits`` or ``embedding``) as
+    ``[N, L]`` float64; ragged or non-finite rows are a ValueError naming ``what``."""
+    lengths = {len(row) for row in column}
+    if len(lengths) > 1:
+        raise ValueError(f"{what}: rows of different lengths {sorted(lengths)}")
+    array = np.asarray(np.stack(list(column)), dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: non-finite values")
+    return array
+
+
+def prediction_inputs(
+    rows: pd.DataFrame, bank_rows: pd.DataFrame | None, logit_scale: float, where: str
+) -> ScoreInputs:
+    """:class:`ScoreInputs` of predictions-table rows (``logits``, ``embedding``), with the
+    ``embedding`` of ``bank_rows`` as the KNN bank; the one place they are built from a table."""
+    has_bank = bank_rows is not None and len(bank_rows) > 0
+    return ScoreInputs(
+        logits=stacked(rows["logits"], f"logits in {where}"),
+        logit_scale=logit_scale,
+        embeddings=stacked(rows["embedding"], f"embeddings in {where}"),
+        bank=stacked(bank_rows["embedding"], f"bank embeddings in {where}") if has_bank else None,
+    )
+
+
 def compute_score(name: str, inputs: ScoreInputs, **params) -> np.ndarray:
     """The score ``name`` of every sample (higher = more in-distribution)."""
+    resolved = score_parameters(name, params)
+    return np.asarray(SCORES[name](inputs, **resolved), dtype=np.float64)
+
+
+def score_parameters(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter of score ``name``: the given ones over its defaults (``{}`` and
+    ``{"temperature": 1.0}`` are the same energy). An unknown score or parameter is an error."""
     if name not in SCORES:
         raise KeyError(f"unknown OOD score {name!r}; known: {score_names()}")
-    return np.asarray(SCORES[name](inputs, **params), dtype=np.float64)
+    accepted = {
+        key: parameter.default
+        for key, parameter in inspect.signature(SCORES[name]).parameters.items()
+        if key != "inputs"
+    }
+    unknown = sorted(set(params or {}) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"score {name!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}"
+        )
+    return {**accepted, **dict(params or {})}
 
 
-def _normalise(features: np.ndarray, what: str) -> torch.Tensor:
+def _normalize(features: np.ndarray, what: str) -> torch.Tensor:
     tensor = torch.as_tensor(np.asarray(features), dtype=torch.float64)
     if tensor.ndim != 2:
         raise ValueError(f"{what} must be [N, D], got shape {tuple(tensor.shape)}")

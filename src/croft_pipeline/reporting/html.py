@@ -32,7 +32,7 @@ def table_html(table: pd.DataFrame, table_id: str) -> str:
     return f'<div class="scroll">{rendered}</div>'
 
 
-def render_report(
+def html_page(
     title: str,
     notes: Sequence[str],
     tables: Mapping[str, tuple[str, pd.DataFrame]],

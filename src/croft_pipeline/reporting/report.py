@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from croft_pipeline.ood.evaluation import score_column
-from croft_pipeline.reporting.html import render_report
+from croft_pipeline.reporting.html import html_page
 from croft_pipeline.reporting.plots import domain_accuracy_plot, roc_curve_plot, score_histograms
 from croft_pipeline.reporting.tables import detection_table, domain_table, summary_table
 
@@ -87,7 +87,7 @@ def build_report(
     }
     ordered = sorted(plots, key=lambda name: (_plot_rank(name), name))
     captions = {name: (_caption(name), plots[name]) for name in ordered}
-    return render_report(title, [CONVENTION, *(extra_notes or [])], tables, captions)
+    return html_page(title, [CONVENTION, *(extra_notes or [])], tables, captions)
 
 
 def _plot_rank(name: str) -> int:

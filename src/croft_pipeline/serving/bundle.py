@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from croft_pipeline.io_utils import atomic_write, atomic_write_bytes
+from croft_pipeline.methods import restore_method
 from croft_pipeline.serving.predictor import CroftPredictor
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the calibrated score's parameters (score_params)
 CONFIG_KEYS = (
     "model_name",
     "pretrained",
@@ -31,6 +32,7 @@ CONFIG_KEYS = (
     "class_names",
     "threshold",
     "score",
+    "score_params",
     "device",
 )
 
@@ -89,24 +91,6 @@ def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:
     return config
 
 
-def build_method(
-    config: Mapping[str, Any], text_features: torch.Tensor, state: dict, device: str = "auto"
-):
-    """Rebuild a fitted method from its name, config, text features and state dict."""
-    from croft_pipeline.methods import build_method as build
-
-    method_config = {**config["method_config"], "device": device}
-    method = build(
-        config["method"],
-        method_config,
-        text_features,
-        float(config["logit_scale"]),
-        int(config["seed"]),
-    )
-    method.load_state_dict(state)
-    return method
-
-
 def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> CroftPredictor:
     """A :class:`CroftPredictor` from bundle files; CLIP loads on the first image input.
 
@@ -115,7 +99,14 @@ def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> C
     config = read_config(artifacts)
     device = device or config.get("device", "auto")
     text_features = load_file(artifacts["text_features"])["text_features"]
-    method = build_method(config, text_features, load_file(artifacts["adapter"]), device)
+    method = restore_method(
+        config["method"],
+        {**config["method_config"], "device": device},
+        text_features,
+        float(config["logit_scale"]),
+        int(config["seed"]),
+        load_file(artifacts["adapter"]),
+    )
     pretrained = (
         artifacts.get("clip_checkpoint") if config["bundled_checkpoint"] else config["pretrained"]
     )
@@ -143,5 +134,6 @@ def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> C
         threshold=float(config["threshold"]),
         embed_dim=int(config["embed_dim"]),
         score=config["score"],
+        score_params=dict(config["score_params"]),
         encode_images=encode_images,
     )

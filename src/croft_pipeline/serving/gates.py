@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from croft_pipeline.ood.evaluation import non_finite_metrics
+
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
@@ -45,13 +47,9 @@ def check_gates(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) ->
 
 def _finite_gate(summary: pd.DataFrame, method: str) -> GateResult:
     rows = summary[summary["method"] == method]
-    bad = [
-        f"{row.shift}/{row.metric}"
-        for row in rows.itertuples()
-        if not (math.isfinite(float(row.mean)) and math.isfinite(float(row.std)))
-    ]
     if rows.empty:
         return GateResult("all metrics finite", False, f"no metrics for method {method!r}")
+    bad = non_finite_metrics(rows)
     detail = f"non-finite: {bad}" if bad else f"{len(rows)} metrics finite"
     return GateResult("all metrics finite", not bad, detail)
 

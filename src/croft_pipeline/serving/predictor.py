@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ class CroftPredictor:
     threshold: float
     embed_dim: int
     score: str = "energy"
+    score_params: dict = field(default_factory=dict)  # the calibrated score's parameters
     encode_images: Callable[[list], torch.Tensor] | None = None
     batch_size: int = 64
 
@@ -59,7 +60,7 @@ class CroftPredictor:
             logits = self.method.logits(features).double().cpu().numpy()
         inputs = ScoreInputs(logits, self.logit_scale)
         energy = compute_score("energy", inputs)
-        score = energy if self.score == "energy" else compute_score(self.score, inputs)
+        score = compute_score(self.score, inputs, **self.score_params)
         labels = logits.argmax(axis=1)
         return pd.DataFrame(
             {

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from croft_pipeline.clip.backend import local_checkpoint
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.serving.bundle import write_bundle
@@ -18,7 +19,7 @@ from croft_pipeline.serving.registry import alias_version, log_and_register
 
 
 def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:
-    """``{seed: entry}`` of ``method`` in ``train_summary["methods"]`` (docs/CONTRACTS.md)."""
+    """``{seed: entry}`` of ``method`` in ``train_summary["methods"]`` (docs/architecture.md)."""
     methods = train_summary.get("methods", {})
     if method not in methods:
         raise KeyError(
@@ -36,27 +37,6 @@ def choose_seed(runs: Mapping[str, Mapping[str, Any]], seed: int | None) -> str:
     return min(
         runs, key=lambda s: (-float(runs[s].get("best_val_accuracy", float("-inf"))), int(s))
     )
-
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
-
-
-def resolve_checkpoint(pretrained: str | None, project_dir: str | Path) -> Path | None:
-    """The local CLIP weights file named by ``pretrained`` (relative to the project), if any.
-
-    A hub tag (``openai``) or ``None`` gives ``None``; a path that does not exist is an error.
-    """
-    if not pretrained:
-        return None
-    path = Path(pretrained)
-    path = path if path.is_absolute() else Path(project_dir) / path
-    if path.is_file():
-        return path
-    if "/" in str(pretrained) or str(pretrained).endswith(CHECKPOINT_SUFFIXES):
-        raise FileNotFoundError(
-            f"clip_model_spec.pretrained: CLIP checkpoint {path} does not exist"
-        )
-    return None
 
 
 def publish_model(
@@ -82,7 +62,9 @@ def publish_model(
         raise ValueError(
             f"text_features keys {text_features.keys} differ from train_summary id_classes {class_names}"
         )
-    checkpoint = resolve_checkpoint(clip_model_spec.get("pretrained"), project_dir)
+    checkpoint = local_checkpoint(
+        clip_model_spec["model_name"], clip_model_spec.get("pretrained"), project_dir
+    )
     expected = clip_model_spec.get("checkpoint_sha256")
     if checkpoint is not None and expected and sha256_file(checkpoint) != expected:
         raise ValueError(
@@ -99,7 +81,8 @@ def publish_model(
         "logit_scale": float(train_summary["logit_scale"]),
         "class_names": class_names,
         "threshold": float(calibrated["threshold"]),
-        "score": calibrated.get("score", "energy"),
+        "score": calibrated["score"],
+        "score_params": dict(calibrated["params"]),
         "device": register.get("device", "auto"),
     }
     results = check_gates(summary, gates, method)
@@ -121,6 +104,7 @@ def publish_model(
         "seed": int(seed),
         "threshold": config["threshold"],
         "score": config["score"],
+        "score_params": config["score_params"],
         "clip_checkpoint_bundled": checkpoint is not None,
         "gates_passed": passed,
         "gates": [result.as_dict() for result in results],

@@ -1,4 +1,4 @@
-"""embed: image features (centre view, A augmented train views) and class text features."""
+"""embed: image features (center view, A augmented train views) and class text features."""
 
 from croft_pipeline.pipelines.embed.pipeline import create_pipeline
 

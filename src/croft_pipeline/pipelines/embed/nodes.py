@@ -7,16 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from croft_pipeline.clip.backend import (
-    LoadedClip,
-    encode_class_prompts,
-    load_clip,
-    torch_threads,
-)
+from croft_pipeline.clip.backend import LoadedClip, encode_class_prompts, load_configured_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
 from croft_pipeline.clip.views import AUGMENT, CENTER
 from croft_pipeline.data.discovery import image_file
 from croft_pipeline.features import FeatureTable
+from croft_pipeline.runtime import torch_threads
 
 
 def embed_center_views(
@@ -27,7 +23,7 @@ def embed_center_views(
     clip: dict[str, Any],
     embed: dict[str, Any],
 ) -> FeatureTable:
-    """One centre view (V = 1) for every image in ``splits``, keyed by sha256."""
+    """One center view (V = 1) for every image in ``splits``, keyed by sha256."""
     return _embed(splits, CENTER, 1, clip_model_spec, dataset_roots, project_dir, clip, embed)
 
 
@@ -97,21 +93,10 @@ def _embed(rows, kind, n_views, spec, dataset_roots, project_dir, clip, embed) -
 
 
 def _load(spec: dict[str, Any], project_dir: str, clip: dict[str, Any]) -> LoadedClip:
-    """The model of ``clip_model_spec``; an error if its checkpoint changed since pretrain."""
-    loaded = load_clip(
-        spec["model_name"],
-        spec["pretrained"],
-        clip.get("device"),
-        clip.get("precision", "fp32"),
-        base_dir=project_dir,
+    """The configured model (``params:clip``); it must be the one ``clip_model_spec`` describes."""
+    return load_configured_clip(
+        clip, project_dir, spec.get("checkpoint_sha256"), "clip_model_spec.json describes"
     )
-    expected = spec.get("checkpoint_sha256")
-    if expected and loaded.identity["checkpoint_sha256"] != expected:
-        raise ValueError(
-            f"the checkpoint {spec['pretrained']!r} changed since clip_model_spec was written "
-            f"(sha256 {expected[:12]}... expected): re-run `kedro run --pipeline=pretrain`"
-        )
-    return loaded
 
 
 def _augment_args(embed: dict[str, Any]) -> dict[str, Any]:

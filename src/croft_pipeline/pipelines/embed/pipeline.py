@@ -1,4 +1,4 @@
-"""embed: centre-view features for every split image, A views per train image, class prompts."""
+"""embed: center-view features for every split image, A views per train image, class prompts."""
 
 from kedro.pipeline import Node, Pipeline
 

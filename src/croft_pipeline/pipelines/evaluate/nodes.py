@@ -9,7 +9,9 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline import tracking
+from croft_pipeline.datasets import partition_value
 from croft_pipeline.features import FeatureTable
+from croft_pipeline.methods import partition_id
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
     evaluate_scores,
@@ -17,7 +19,6 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
-from croft_pipeline.pipelines.train.nodes import partition_id
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.serving.publish import choose_seed, publish_model, trained_runs
 
@@ -64,13 +65,8 @@ def render_report(
     summary: pd.DataFrame, domain_summary: pd.DataFrame, plots: dict[str, Any], params: dict
 ) -> str:
     """The self-contained HTML report (plots as embedded PNGs)."""
-    pngs = {name: _png(value) for name, value in plots.items()}
+    pngs = {name: partition_value(value) for name, value in plots.items()}
     return build_report(summary, domain_summary, pngs, params["report"]["title"])
-
-
-def _png(value: Any) -> bytes:
-    """A plot as bytes (a PartitionedDataset hands over a loader when read back)."""
-    return value() if callable(value) else value
 
 
 def log_to_mlflow(
@@ -99,7 +95,7 @@ def log_to_mlflow(
         tracking.log_file_artifact(folder / "report.html", "evaluation")
         tracking.log_file_artifact(folder / "summary.csv", "evaluation")
         for name, value in plots.items():
-            (folder / f"{name}.png").write_bytes(_png(value))
+            (folder / f"{name}.png").write_bytes(partition_value(value))
             tracking.log_file_artifact(folder / f"{name}.png", "evaluation/plots")
 
 
@@ -133,7 +129,7 @@ def register_model(
         project_dir,
         clip.get("precision", "fp32"),
         seed,
-        stored() if callable(stored) else stored,
+        partition_value(stored),
         register,
         params["gates"],
     )

@@ -8,7 +8,12 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.data.discovery import resolve_root
-from croft_pipeline.data.emojishift import build_pretrain_pairs, class_names, render_emojishift
+from croft_pipeline.data.emojishift import (
+    FILE_PATTERN,
+    build_pretrain_pairs,
+    class_names,
+    render_emojishift,
+)
 from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.data.splits import make_splits
 from croft_pipeline.validation import DataValidationError, validate_ingest
@@ -19,11 +24,12 @@ def _root_dirs(params: dict, project_dir: str) -> dict[str, Path]:
 
 
 def _dataset(params: dict) -> dict:
-    """The dataset block, with EmojiShift's class lists when it leaves them unset."""
+    """The dataset block, with EmojiShift's class lists and file pattern when it leaves them unset."""
     dataset = dict(params["dataset"])
     if params["source"] == "emojishift":
         for key in ("id_classes", "openset_classes"):
             dataset[key] = dataset.get(key) or class_names(params["emojishift"], key)
+        dataset["group_pattern"] = dataset.get("group_pattern") or FILE_PATTERN.pattern
     return dataset
 
 

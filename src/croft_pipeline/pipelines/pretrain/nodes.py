@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from croft_pipeline.clip.backend import load_clip, torch_threads
+from croft_pipeline.clip.backend import load_configured_clip
 from croft_pipeline.clip.default_model import (
     ensure_checkpoint,
     is_project_checkpoint,
@@ -15,6 +15,7 @@ from croft_pipeline.clip.default_model import (
 )
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy
 from croft_pipeline.data.discovery import image_file
+from croft_pipeline.runtime import torch_threads
 from croft_pipeline.tracking import metric_logger
 
 ZERO_SHOT_METRIC = "clip_zero_shot_acc"
@@ -70,22 +71,10 @@ def describe_clip_model(
     pretrain: dict[str, Any],
 ) -> dict[str, Any]:
     """The spec embed and serving load: model name, pretrained, checkpoint sha256, zero-shot accuracy."""
-    loaded = load_clip(
-        clip["model_name"],
-        clip["pretrained"],
-        clip.get("device"),
-        clip.get("precision", "fp32"),
-        base_dir=project_dir,
-    )
     trained_here = bool(pretrain_report.get("trained") or pretrain_report.get("reused"))
-    if (
-        trained_here
-        and loaded.identity["checkpoint_sha256"] != pretrain_report["checkpoint_sha256"]
-    ):
-        raise ValueError(
-            f"clip.pretrained {clip['pretrained']!r} is not the checkpoint the pretrain node wrote "
-            f"to pretrain.checkpoint {pretrain['checkpoint']!r}"
-        )
+    expected = pretrain_report["checkpoint_sha256"] if trained_here else None
+    where = f"the pretrain node wrote to pretrain.checkpoint {pretrain['checkpoint']!r}"
+    loaded = load_configured_clip(clip, project_dir, expected, where)
     spec = {**loaded.identity, "trained_here": trained_here}
     evaluation = pretrain.get("zero_shot") or {}
     if evaluation.get("enabled", True):

@@ -7,12 +7,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import save_file
 
 from croft_pipeline import tracking
+from croft_pipeline.datasets import partition_value
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.methods import (
     METHODS,
@@ -20,28 +20,25 @@ from croft_pipeline.methods import (
     LogFn,
     Selected,
     TrainSet,
-    build_method,
-    cpu_threads,
     fit_selected,
+    partition_id,
+    restore_method,
 )
-from croft_pipeline.methods.data import (
-    centre_features,
+from croft_pipeline.methods.feature_sets import (
+    center_features,
     class_text_features,
     eval_set,
-    resolve_config,
+    method_config,
     seed_rows,
     train_set,
 )
 from croft_pipeline.methods.selection import point_label
-from croft_pipeline.ood import ScoreInputs, compute_score, deploy_threshold
+from croft_pipeline.ood.calibration import calibrate_thresholds
+from croft_pipeline.ood.evaluation import EvaluationConfig
+from croft_pipeline.runtime import torch_threads
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "label"]
-
-
-def partition_id(method: str, seed: int) -> str:
-    """Adapter weights live at ``<adapter_dir>/<method>/seed_<seed>.safetensors``."""
-    return f"{method}/seed_{seed}"
 
 
 def fit_methods(
@@ -58,7 +55,7 @@ def fit_methods(
     Returns the adapter weights by partition (``<method>/seed_<s>``) and ``train_summary``.
     """
     text, logit_scale = class_text_features(text_features, id_classes)
-    configs = {name: resolve_config(params, name) for name in params["methods"]}  # names checked
+    configs = {name: method_config(params, name) for name in params["methods"]}  # names checked
     methods = {
         name: {
             "mode": getattr(METHODS[name], "mode", None),
@@ -68,7 +65,7 @@ def fit_methods(
         for name in configs
     }
     weights: dict[str, dict[str, torch.Tensor]] = {}
-    with cpu_threads(params.get("cpu_threads")):
+    with torch_threads(params.get("num_threads")):
         for seed in seeds:
             train = train_set(splits, seed, image_features_train_views)
             val = eval_set(splits, seed, "val", image_features_center)
@@ -142,7 +139,7 @@ def predict_splits(
     adapter_weights: Mapping[str, Any],
     train_summary: dict[str, Any],
 ) -> pd.DataFrame:
-    """The ``predictions`` table: logits and adapted embedding of every split row (centre view).
+    """The ``predictions`` table: logits and adapted embedding of every split row (center view).
 
     Each method is rebuilt from its summary entry and saved weights, as serving does.
     """
@@ -150,12 +147,11 @@ def predict_splits(
     frames = []
     for name, entry in train_summary["methods"].items():
         for seed, run in entry["seeds"].items():
-            method = build_method(name, run["config"], text, logit_scale, int(seed))
-            stored = adapter_weights[partition_id(name, int(seed))]
-            method.load_state_dict(stored() if callable(stored) else stored)
+            stored = partition_value(adapter_weights[partition_id(name, int(seed))])
+            method = restore_method(name, run["config"], text, logit_scale, int(seed), stored)
             rows = seed_rows(splits, int(seed))
             rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
-            features = centre_features(rows, image_features_center)
+            features = center_features(rows, image_features_center)
             frame = rows[ROW_COLUMNS].reset_index(drop=True)
             frame.insert(0, "seed", int(seed))
             frame.insert(0, "method", name)
@@ -166,25 +162,19 @@ def predict_splits(
 
 
 def calibrate(
-    predictions: pd.DataFrame, train_summary: dict[str, Any], params: dict[str, Any]
+    predictions: pd.DataFrame,
+    train_summary: dict[str, Any],
+    calibration: dict[str, Any],
+    evaluate: dict[str, Any],
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The open-set threshold per method and seed, at the set TPR on ID validation only."""
-    score, tpr = params["calibration"]["score"], float(params["calibration"]["tpr"])
-    calibration: dict[str, dict[str, dict[str, Any]]] = {}
-    for (name, seed), rows in predictions.groupby(["method", "seed"], sort=True):
-        group, bank = rows[rows["split"] == "val"], rows[rows["split"] == "train"]
-        inputs = ScoreInputs(
-            logits=np.stack(group["logits"].to_numpy()),
-            logit_scale=float(train_summary["logit_scale"]),
-            embeddings=np.stack(group["embedding"].to_numpy()),
-            bank=np.stack(bank["embedding"].to_numpy()) if len(bank) else None,  # for knn
-        )
-        scores = compute_score(score, inputs)
-        threshold = deploy_threshold(scores, tpr)
-        calibration.setdefault(name, {})[str(seed)] = {
-            "score": score,
-            "threshold": threshold,
-            "val_tpr": float(np.mean(scores >= threshold)),
-            "n_val": int(len(scores)),
-        }
-    return calibration
+    """The open-set threshold per method and seed, at the set TPR on ID validation only, on the
+    calibrated score with its ``evaluate.scores`` parameters."""
+    config = EvaluationConfig.from_params(evaluate)
+    return calibrate_thresholds(
+        predictions,
+        float(train_summary["logit_scale"]),
+        calibration["score"],
+        float(calibration["tpr"]),
+        config.scores,
+        config.knn_bank_split,
+    )

@@ -36,7 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.calibrate,
-                ["predictions", "train_summary", "params:train"],
+                ["predictions", "train_summary", "params:train.calibration", "params:evaluate"],
                 "calibration",
                 name="calibrate",
             ),

@@ -1,4 +1,5 @@
-"""From the ``splits`` table and cached feature tables to the tensors methods train on."""
+"""From the ``splits`` table and cached feature tables to the tensors methods train on, and
+each method's configuration from the ``train`` parameters."""
 
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ def train_set(splits: pd.DataFrame, seed: int, views: FeatureTable) -> TrainSet:
     return TrainSet(views.select(rows["sha256"].tolist()), _labels(rows))
 
 
-def centre_features(rows: pd.DataFrame, centre: FeatureTable) -> torch.Tensor:
-    """Centre-view features ``[len(rows), D]`` of the rows, in row order."""
-    return centre.select(rows["sha256"].tolist())[:, 0]
+def center_features(rows: pd.DataFrame, center: FeatureTable) -> torch.Tensor:
+    """Center-view features ``[len(rows), D]`` of the rows, in row order."""
+    return center.select(rows["sha256"].tolist())[:, 0]
 
 
-def eval_set(splits: pd.DataFrame, seed: int, split: str, centre: FeatureTable) -> EvalSet:
+def eval_set(splits: pd.DataFrame, seed: int, split: str, center: FeatureTable) -> EvalSet:
     rows = seed_rows(splits, seed, split)
-    return EvalSet(centre_features(rows, centre), _labels(rows))
+    return EvalSet(center_features(rows, center), _labels(rows))
 
 
 def class_text_features(
@@ -58,10 +59,15 @@ def class_text_features(
     return text_features.features[:, 0], float(text_features.meta["logit_scale"])
 
 
-def resolve_config(train_params: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A method's full configuration: ``device``, ``common`` (trained methods), its own entry."""
+def method_config(train_params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A method's full configuration, in layers (later wins): ``device``; ``common`` for trained
+    methods; the shared block its class names (``config_group``, e.g. ``croft``); its own entry
+    in ``method_params``. An environment that overrides one key of a layer changes every method
+    built on it."""
     if name not in METHODS:
         raise KeyError(f"train.methods names {name!r}; registered methods: {sorted(METHODS)}")
-    common = train_params["common"] if issubclass(METHODS[name], TrainableMethod) else {}
+    cls = METHODS[name]
+    common = train_params["common"] if issubclass(cls, TrainableMethod) else {}
+    group = train_params.get(cls.config_group, {}) if cls.config_group else {}
     own = train_params.get("method_params", {}).get(name) or {}
-    return {"device": train_params["device"], **common, **own}
+    return {"device": train_params["device"], **common, **group, **own}

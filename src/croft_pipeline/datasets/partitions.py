@@ -1,0 +1,14 @@
+"""Values of a Kedro ``PartitionedDataset``: a loader per partition when read back from disk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def partition_value(value: Any) -> Any:
+    """The partition's data: call its lazy loader if it has one, else the value itself.
+
+    A node that just produced the partitions hands over the data; a node that reads them from
+    the catalog gets ``{partition id: loader}``. Both go through here.
+    """
+    return value() if callable(value) else value
