@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from croft_pipeline.clip.backend import encode_pixels, load_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
 from croft_pipeline.clip.views import CENTER
+from croft_pipeline.config import parameters
 from croft_pipeline.data.images import load_rgb
 from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
 from croft_pipeline.runtime import torch_threads
@@ -52,7 +52,7 @@ def find_images(folder: Path, limit: int | None) -> list[ImageRef]:
 def render_emojishift() -> Path:
     from croft_pipeline.data.emojishift import render_emojishift as render
 
-    params = yaml.safe_load((ROOT / "conf/base/parameters_ingest.yml").read_text())["ingest"]
+    params = parameters(ROOT)["ingest"]
     target = WORK / "emojishift"
     render(params["emojishift"], target, WORK / "emojishift_pretrain")
     return target
@@ -123,8 +123,8 @@ def main() -> None:
     args = parser.parse_args()
 
     project = args.project.resolve()
-    clip = yaml.safe_load((project / "conf/base/parameters_clip.yml").read_text())["clip"]
-    embed = yaml.safe_load((project / "conf/base/parameters_embed.yml").read_text())["embed"]
+    resolved = parameters(project)
+    clip, embed = resolved["clip"], resolved["embed"]
     settings = EmbedSettings(
         batch_size=args.batch_size or int(embed["batch_size"]),
         chunk_rows=int(embed["chunk_rows"]),

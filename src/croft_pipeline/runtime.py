@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 
 class DeviceError(ValueError):
@@ -60,3 +64,41 @@ def free_cores() -> int:
     except OSError:
         return cores
     return max(1, min(cores, int(cores - busy + 1.5)))
+
+
+def worker_count(workers: int | str | None, jobs: int) -> int:
+    """Processes for ``jobs`` independent jobs: ``auto`` = the cores (at most one per job)."""
+    if workers in (None, "auto"):
+        workers = os.cpu_count() or 1
+    try:
+        count = int(workers)
+    except (TypeError, ValueError):
+        raise ValueError(f"workers must be a number >= 1 or 'auto', got {workers!r}") from None
+    if count < 1:
+        raise ValueError(f"workers must be a number >= 1 or 'auto', got {workers!r}")
+    return max(1, min(count, jobs))
+
+
+def parallel_map(
+    fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str = "jobs"
+) -> list[Any]:
+    """``[fn(item) for item in items]``, in ``workers`` fresh processes when ``workers > 1``.
+
+    Processes are spawned, not forked: a fork after torch started its OpenMP threads can hang.
+    ``fn`` must be importable (a module-level function) and its items picklable.
+    """
+    bar = tqdm(total=len(items), desc=desc, unit="job", disable=len(items) < 2)
+    with bar:
+        if workers <= 1 or len(items) <= 1:
+            results = []
+            for item in items:
+                results.append(fn(item))
+                bar.update()
+            return results
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = []
+            for result in pool.map(fn, items):
+                results.append(result)
+                bar.update()
+            return results

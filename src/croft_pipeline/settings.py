@@ -20,4 +20,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     # an environment overrides single keys of a parameter block, not the whole block
     "merge_strategy": {"parameters": "soft"},
+    # kedro-mlflow adds this pattern inside a session; stated here, code outside one reads it too
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
 }

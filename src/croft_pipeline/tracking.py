@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,17 +32,45 @@ def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[None]:
         yield
 
 
+def metric_key(name: str) -> str:
+    """An MLflow-safe metric name: characters MLflow refuses (``+`` of ``croft_clean+wise``)
+    become ``-``."""
+    return re.sub(r"[^\w\-. :/]", "-", name)
+
+
 def metric_logger(prefix: str = "") -> Callable[[int, dict[str, float]], None]:
     """A ``log(step, {name: value})`` callback that writes finite values to the active run."""
 
     def log(step: int, values: dict[str, float]) -> None:
         if not tracking_active():
             return
-        finite = {f"{prefix}{k}": float(v) for k, v in values.items() if math.isfinite(float(v))}
+        finite = {
+            metric_key(f"{prefix}{k}"): float(v)
+            for k, v in values.items()
+            if math.isfinite(float(v))
+        }
         if finite:
             mlflow.log_metrics(finite, step=step)
 
     return log
+
+
+def log_history(history: list[dict[str, float]], prefix: str = "") -> None:
+    """Per-epoch values (``history[epoch] = {name: value}``) with step = epoch, in batches."""
+    if not tracking_active() or not history:
+        return
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(metric_key(f"{prefix}{key}"), float(value), now, step)
+        for step, record in enumerate(history)
+        for key, value in record.items()
+        if math.isfinite(float(value))
+    ]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
 def log_params(params: dict[str, Any], prefix: str = "") -> None:

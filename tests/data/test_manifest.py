@@ -74,13 +74,16 @@ def test_duplicate_files_keep_one_row_and_list_the_others(tmp_path):
     assert "duplicate of main:" in reason
 
 
-def test_group_pattern_keeps_variants_together_and_pretrain_role(tmp_path):
-    for variant in range(2):
-        write_image(tmp_path / "noto" / "bird" / f"U+1F426_v{variant}.png", seed=variant)
+def test_group_pattern_gives_one_concept_in_every_style_and_pretrain_role(tmp_path):
+    for style in ("noto", "openmoji"):
+        for variant in range(2):
+            write_image(
+                tmp_path / style / "bird" / f"U+1F426_v{variant}.png", seed=variant + 9 * len(style)
+            )
     dataset = {**DATASET, "group_pattern": r"^(?P<group>U\+[0-9A-F]{4,6})_v[0-9]+$"}
     sources = [{"root": "pre", "layout": "domains", "role": "pretrain"}]
     manifest, _, _ = build_manifest(sources, {"pre": tmp_path}, dataset)
-    assert set(manifest["group"]) == {"noto/U+1F426"}
+    assert len(manifest) == 4 and set(manifest["group"]) == {"U+1F426"}
     assert set(manifest["role"]) == {"pretrain"}
     assert set(manifest["label"]) == {-1}
 

@@ -98,6 +98,7 @@ def synthetic_tables(seeds=(1, 2)):
                         "domain": domain,
                         "class_name": CLASSES[label] if known else "kite",
                         "label": label if known else -1,
+                        "group": f"{label}-{i}",  # concept i of the class, in every domain
                         "index": i,
                     }
                 )

@@ -19,7 +19,18 @@ def test_grid_points_and_labels():
 def test_best_validation_point_is_kept_and_diverging_points_are_recorded():
     data = make_synthetic()
     config = {**CONFIGS["linear_probe"], "warmup_epochs": 0}
-    logged = {}
+    probed = []
+
+    def probe(method):
+        probed.append(method.config["lr"])
+        return {
+            "shifted": float(
+                (method.logits(data.shifted.features).argmax(1) == data.shifted.labels)
+                .float()
+                .mean()
+            )
+        }
+
     selected = fit_selected(
         "linear_probe",
         config,
@@ -29,13 +40,16 @@ def test_best_validation_point_is_kept_and_diverging_points_are_recorded():
         1,
         data.train,
         data.val,
-        log_for=lambda point: lambda step, values: logged.setdefault(point["lr"], []).append(step),
+        probe,
     )
     assert "error" in selected.grid[0] and "non-finite" in selected.grid[0]["error"]
+    assert selected.grid[0]["point"] == {"lr": 1e30}
     accs = [row["val_accuracy"] for row in selected.grid[1:]]
     assert selected.report.best_val_accuracy == max(accs)
     assert selected.config["lr"] == [0.002, 0.02][accs.index(max(accs))]  # first on ties
-    assert logged[0.002] == logged[0.02] == [0, 1]
+    assert probed == [0.002, 0.02]  # every fitted point is probed after its fit
+    for row in selected.grid[1:]:
+        assert [r["val_accuracy"] for r in row["history"]] and 0 <= row["probe"]["shifted"] <= 1
 
     with pytest.raises(NonFiniteLossError):
         fit_selected(

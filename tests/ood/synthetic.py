@@ -52,6 +52,7 @@ def _row(rng, method, seed, split, domains, index, signal, prototypes):
         "sha256": f"{split}-{index:04d}",
         "domain": domains[index % len(domains)],
         "class_name": "unknown" if openset else CLASSES[label],
+        "group": f"{'o' if openset else CLASSES[label]}{index // 2}",  # concepts of two images
         "label": label,
         "logits": (LOGIT_SCALE * cosine).astype(np.float32).tolist(),
         "embedding": feature.astype(np.float32).tolist(),

@@ -76,6 +76,11 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
             "project_dir": str(project),
             "params:clip": {"precision": "fp32"},
             "params:evaluate": _params(),
+            # no WiSE-FT entries in this summary: the curves node has nothing to trace
+            "splits": pd.DataFrame(),
+            "image_features_center": text_features,
+            "openset_kinds": {"unknown": "far"},
+            "params:train.wise": {"alphas": [0.0, 1.0]},
         },
     )
     with mlflow.start_run(run_name="evaluate-test"):
@@ -101,6 +106,7 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     plots = sorted(p.name for p in (reporting / "plots").glob("*.png"))
     assert plots == [
         "accuracy_per_domain.png",
+        "accuracy_scatter.png",
         "energy_hist_clip_adapter.png",
         "energy_hist_zero_shot.png",
         "roc_energy.png",
@@ -109,7 +115,13 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert report.count("data:image/png;base64,") == len(plots)
     registration = catalog.load("model_registration")
     first_threshold = registration["threshold"]
-    assert registration["registered"] and registration["gates_passed"]
+    assert registration["registered"] and registration["gates_passed"], registration["gates"]
+    comparisons = catalog.load("evaluation_comparisons")
+    gate_rows = comparisons[
+        (comparisons["method"] == "clip_adapter") & (comparisons["baseline"] == "zero_shot")
+    ]
+    assert {"covariate", "openset", "openset_far"} <= set(gate_rows["shift"])
+    assert (gate_rows.loc[gate_rows["shift"] == "covariate", "low"] > 0).all()
     assert registration["seed"] == 1  # the best validation accuracy
     assert alias_version(MODEL, "candidate") == alias_version(MODEL, "champion") == "1"
 

@@ -7,8 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
+from croft_pipeline.features import FeatureTable
 from croft_pipeline.methods import METHODS, build_method
 from croft_pipeline.methods.feature_sets import method_config
+from croft_pipeline.methods.selection import grid_points
+from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import nodes
 from tests.kedro_harness import load_params
 from tests.methods.synthetic import CLASSES, DIM, synthetic_tables
@@ -20,6 +23,7 @@ PREDICTION_COLUMNS = [
     "sha256",
     "domain",
     "class_name",
+    "group",
     "label",
     "logits",
     "embedding",
@@ -46,25 +50,57 @@ def trained():
     return splits, center, text, params, weights, summary, predictions, calibration
 
 
+WISE = {f"{name}+wise" for name in METHODS if METHODS[name].trains}
+
+
 def test_summary_and_weights_cover_every_method_and_seed(trained):
     splits, center, text, params, weights, summary, _, _ = trained
     assert summary["logit_scale"] == 20.0 and summary["id_classes"] == CLASSES
-    assert set(summary["methods"]) == set(params["methods"]) == set(METHODS)
-    for name, entry in summary["methods"].items():
+    assert set(params["methods"]) == set(METHODS)
+    assert set(summary["methods"]) == set(METHODS) | WISE
+    grids = method_grids(params, params["methods"])
+    for name in METHODS:
+        entry = summary["methods"][name]
         assert set(entry["seeds"]) == {"1", "2"}
         for seed, run in entry["seeds"].items():
             assert run["adapter"] == f"data/06_models/adapters/{name}/seed_{seed}.safetensors"
             assert f"{name}/seed_{seed}" in weights
-            grid = params["grids"].get(name, {}).get("lambda2")
-            if grid:  # the kept grid point is the best on validation
-                assert [row["lambda2"] for row in run["grid"]] == grid
-                best = max(row["val_accuracy"] for row in run["grid"])
-                assert run["best_val_accuracy"] == best
-                assert run["config"]["lambda2"] in grid
-            assert run["config"] == {
-                **method_config(params, name),
-                **{k: run["config"][k] for k in params["grids"].get(name, {})},
-            }
+            points = grid_points(grids[name])
+            assert [row["point"] for row in run["grid"]] == points  # every point tried, recorded
+            if METHODS[name].trains:  # the kept point is the best on validation (first on ties)
+                accuracies = [row["val_accuracy"] for row in run["grid"]]
+                assert run["best_val_accuracy"] == max(accuracies)
+                kept = points[accuracies.index(max(accuracies))]
+                assert {k: run["config"][k] for k in kept} == kept
+            assert run["config"] == {**method_config(params, name), **points[0], **{
+                k: run["config"][k] for k in grids[name]}}  # fmt: skip
+
+
+def test_selection_never_reads_a_test_split(trained):
+    """Replace every test split's features with noise: the selected points, epochs, weights and
+    WiSE-FT alphas stay the same (only the oracle numbers, recorded for the report, change)."""
+    splits, center, text, params, weights, summary, _, _ = trained
+    views = synthetic_tables()[2]
+    oracle_changed = False
+    for seed in (1, 2):  # an image can be a test image in one seed and a val image in another
+        rows = splits[splits["seed"] == seed]
+        noise = torch.Generator().manual_seed(seed)
+        scrambled = center.features.clone()
+        index = center.index_of()
+        for key in rows.loc[rows["split"].str.startswith("test"), "sha256"]:
+            scrambled[index[key]] = 50 * torch.randn(scrambled.shape[1:], generator=noise)
+        poisoned = FeatureTable(center.keys, scrambled, center.meta)
+        again, again_summary = nodes.fit_methods(
+            splits, poisoned, views, text, CLASSES, params, [seed]
+        )
+        for key, state in again.items():
+            assert all(torch.equal(weights[key][k], state[k]) for k in state), key
+        for name, entry in again_summary["methods"].items():
+            run, other = summary["methods"][name]["seeds"][str(seed)], entry["seeds"][str(seed)]
+            for field in ("config", "best_epoch", "best_val_accuracy", "alpha"):
+                assert run.get(field) == other.get(field), (name, seed, field)
+            oracle_changed |= run.get("oracle") != other.get("oracle")
+    assert oracle_changed  # the probes did read the (scrambled) test splits
 
 
 def test_predictions_follow_the_contract(trained):
@@ -73,7 +109,7 @@ def test_predictions_follow_the_contract(trained):
     per_run = splits.groupby("seed").size()
     counts = predictions.groupby(["method", "seed"]).size()
     assert all(counts[(m, s)] == per_run[s] for m, s in counts.index)
-    assert len(counts) == len(METHODS) * 2
+    assert len(counts) == (len(METHODS) + len(WISE)) * 2
     assert set(predictions["split"]) == set(nodes.PREDICTED_SPLITS)
     assert {len(v) for v in predictions["logits"]} == {len(CLASSES)}
     assert {len(v) for v in predictions["embedding"]} == {DIM}
@@ -89,7 +125,7 @@ def test_predictions_follow_the_contract(trained):
 
 def test_calibration_fixes_the_threshold_on_validation_only(trained):
     *_, predictions, calibration = trained
-    assert set(calibration) == set(METHODS)
+    assert set(calibration) == set(METHODS) | WISE
     for name, seeds in calibration.items():
         for seed, entry in seeds.items():
             val = predictions[

@@ -15,7 +15,8 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
-from croft_pipeline.methods import METHODS, restore_method
+from croft_pipeline.methods import METHODS, grid_points, restore_method
+from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import create_pipeline
 from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
@@ -75,15 +76,27 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
     summary = json.loads((project / "data/06_models/train_summary.json").read_text())
     calibration = json.loads((project / "data/06_models/calibration.json").read_text())
     predictions = pd.read_parquet(project / "data/07_model_output/predictions.parquet")
-    assert set(summary["methods"]) == set(calibration) == set(METHODS)
+    wise = {f"{name}+wise" for name in METHODS if METHODS[name].trains}
+    assert set(summary["methods"]) == set(calibration) == set(METHODS) | wise
+    weight_space = {
+        f"{n}+wise" for n in METHODS if METHODS[n].trains and METHODS[n].starts_at_zero_shot
+    }
     for name, entry in summary["methods"].items():
         for seed in map(str, SEEDS):
             run = entry["seeds"][seed]
+            if name in wise:  # an interpolation: its own weights only in weight space
+                assert entry["base"] == name.removesuffix("+wise")
+                assert ("adapter" in run) == (name in weight_space)
+                assert run["alpha"] in params["wise"]["alphas"]
+                continue
             assert run["adapter"] == f"{params['adapter_dir']}/{name}/seed_{seed}.safetensors"
             state = load_file(project / run["adapter"])  # the path is relative to the project
             method = restore_method(
                 name, run["config"], text.features[:, 0], summary["logit_scale"], int(seed), state
             )
+            if METHODS[name].trains:
+                tried = [row["point"] for row in run["grid"]]
+                assert run["zero_shot_val_accuracy"] >= 0 and run["oracle"]["point"] in tried
             rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
             logits = np.stack(rows["logits"].to_numpy())
             assert logits.dtype == np.float32 and logits.shape[1] == len(CLASSES)
@@ -93,9 +106,8 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
             val = rows[rows["split"] == "val"]
             energy = torch.logsumexp(torch.tensor(np.stack(val["logits"].to_numpy())), 1)
             assert float((energy >= calibration[name][seed]["threshold"]).float().mean()) >= 0.95
-    assert len(list((project / "data/06_models/adapters").rglob("*.safetensors"))) == 2 * len(
-        METHODS
-    )
+    files = list((project / "data/06_models/adapters").rglob("*.safetensors"))
+    assert len(files) == len(SEEDS) * (len(METHODS) + len(weight_space))
 
 
 def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
@@ -127,22 +139,26 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
             assert [m.step for m in history] == list(range(epochs)), (name, key)
         lrs = [m.value for m in client.get_metric_history(run_id, "lr")]
         assert lrs[0] == params["common"]["warmup_lr"]
-        if name in params["grids"]:  # each grid point's curve under its own prefix
-            for value in params["grids"][name]["lambda2"]:
-                steps = client.get_metric_history(run_id, f"lambda2_{value:g}/loss")
-                assert len(steps) == epochs
+        assert client.get_metric_history(run_id, "wise_alpha")
+        # every grid point tried is a run nested under the method's run, with its curve
+        points = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+        assert len(points) == len(grid_points(method_grids(params, [name])[name]))
+        for point_id in points["run_id"]:
+            assert len(client.get_metric_history(point_id, "val_accuracy")) == epochs
+            assert client.get_metric_history(point_id, "oracle_test_covariate")
 
 
 @pytest.mark.slow
 def test_train_outputs_in_the_tiny_end_to_end_run(tiny_project):
     summary = json.loads((tiny_project / "data/06_models/train_summary.json").read_text())
     params = load_params("test")["train"]
-    assert set(summary["methods"]) == set(params["methods"])
+    trained = {name for name in params["methods"] if METHODS[name].trains}
+    assert set(summary["methods"]) == set(params["methods"]) | {f"{n}+wise" for n in trained}
     predictions = pd.read_parquet(tiny_project / "data/07_model_output/predictions.parquet")
     splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
     for name, entry in summary["methods"].items():
         for seed, run in entry["seeds"].items():
-            assert (tiny_project / run["adapter"]).is_file()
+            assert "adapter" not in run or (tiny_project / run["adapter"]).is_file()
             rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
             assert len(rows) == (splits["seed"] == int(seed)).sum()
             assert np.isfinite(np.stack(rows["logits"].to_numpy())).all()

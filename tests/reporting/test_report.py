@@ -4,9 +4,11 @@ import io
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
+from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
     evaluate_scores,
@@ -36,17 +38,56 @@ def evaluation():
     domain_summary = summarise(
         domains.rename(columns={"accuracy": "value"}), ("method", "shift", "domain")
     )
-    plots = build_plots(scores, domain_summary, calibration, CONFIG.splits)
-    return summary, domain_summary, plots
+    comparisons = compare_methods(scores, summary, CONFIG, ComparisonConfig(draws=200))
+    plots = build_plots(scores, summary, domain_summary, WISE_CURVES, calibration, CONFIG.splits)
+    return summary, domain_summary, plots, comparisons
+
+
+# a WiSE-FT curve of croft_clean from zero-shot (alpha 0) to fine-tuned (alpha 1)
+WISE_CURVES = pd.DataFrame(
+    [
+        {"method": "croft_clean", "seed": seed, "alpha": a, "split": split, "accuracy": acc + a / 4}
+        for seed in (1, 2)
+        for a in (0.0, 0.5, 1.0)
+        for split, acc in (("val", 0.5), ("test_id", 0.5), ("test_covariate", 0.4))
+    ]
+)
+TRAIN_SUMMARY = {
+    "methods": {
+        "zero_shot": {"seeds": {"1": {"config": {}, "best_epoch": -1, "best_val_accuracy": 0.5}}},
+        "croft_clean": {
+            "grid": {"lr": [0.01, 0.05]},
+            "seeds": {
+                "1": {
+                    "config": {"lr": 0.05},
+                    "best_epoch": 7,
+                    "best_val_accuracy": 0.7,
+                    "zero_shot_val_accuracy": 0.5,
+                    "grid": [
+                        {"point": {"lr": 0.01}, "probe": {"test_covariate": 0.61}},
+                        {"point": {"lr": 0.05}, "probe": {"test_covariate": 0.55}},
+                    ],
+                    "oracle": {"point": {"lr": 0.01}, "test_covariate": 0.61},
+                }
+            },
+        },
+        "croft_clean+wise": {
+            "base": "croft_clean",
+            "space": "weight",
+            "seeds": {"1": {"alpha": 0.5, "best_val_accuracy": 0.72}},
+        },
+    }
+}
 
 
 @pytest.fixture(scope="module")
 def report_file(evaluation, tmp_path_factory) -> Path:
-    summary, domain_summary, plots = evaluation
+    summary, domain_summary, plots, comparisons = evaluation
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(
-        build_report(summary, domain_summary, plots, "Synthetic <run>"), encoding="utf-8"
+    page = build_report(
+        summary, domain_summary, comparisons, TRAIN_SUMMARY, plots, "Synthetic <run>"
     )
+    path.write_text(page, encoding="utf-8")
     return path
 
 
@@ -57,7 +98,7 @@ def test_format_mean_std():
 
 
 def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
-    summary, domain_summary, _ = evaluation
+    summary, domain_summary, _, _ = evaluation
     table = summary_table(summary)
     assert list(table.index) == ["croft_clean", "zero_shot"]
     assert ("covariate", "accuracy") in table.columns
@@ -71,7 +112,9 @@ def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
     )
     detection = detection_table(summary)
     assert set(detection.index) == {(m, s) for m in table.index for s in ("energy", "msp", "knn")}
-    assert list(detection.columns) == ["fpr95", "auroc", "aupr_in", "aupr_out"]
+    assert list(detection.columns) == [
+        ("openset", m) for m in ("fpr95", "auroc", "aupr_in", "aupr_out")
+    ]
     assert all(
         re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell) for cell in detection.to_numpy().ravel()
     )
@@ -80,8 +123,9 @@ def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
 
 
 def test_plots_are_png_images(evaluation):
-    *_, plots = evaluation
+    _, _, plots, _ = evaluation
     assert set(plots) == {
+        "accuracy_scatter",
         "energy_hist_croft_clean",
         "energy_hist_zero_shot",
         "roc_energy",
@@ -96,6 +140,16 @@ def test_report_is_self_contained_and_escaped(report_file, evaluation):
     page = report_file.read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == len(evaluation[2])
+    # the page opens with the verdict, then the ID-vs-covariate scatter
+    first_table, first_figure = (
+        page.index('id="verdict-table"'),
+        page.index('id="accuracy-scatter"'),
+    )
+    assert first_table < first_figure < page.index('id="summary-table"')
+    assert (
+        page.index("<table") > page.index("Verdict") and "▲" in page
+    )  # croft_clean wins beyond noise
+    assert 'id="selection-table"' in page and "oracle (upper bound)" in page
     assert all(src.startswith("data:image/png;base64,") for src in sources)
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, flags=re.I)
     assert "<link" not in page and "<script" not in page
@@ -111,6 +165,7 @@ def test_report_renders_in_headless_chromium(report_file, evaluation):
     assert seen["loaded"] == seen["images"], seen["widths"]
     tables = {table["id"]: table["rows"] for table in seen["tables"]}
     assert tables["summary-table"] == 2 and tables["domain-table"] == 2
+    assert tables["verdict-table"] == 1 and tables["selection-table"] == 3
     assert tables["detection-table"] == 6
     assert seen["title"] == "Synthetic <run>"
 

@@ -26,7 +26,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("gx")
     build_domain_tree(root, DOMAINS, ["dog", "horse"], per_class=4)
     manifest, _, id_classes = build_manifest(PARAMS["sources"], {"main": root}, DATASET)
-    splits = make_splits(manifest, [1], heldout_domain="photo", shots=2, val_per_class=2)
+    splits = make_splits(manifest, [1], heldout_domain="photo", shots=2)
     return root, manifest, splits, id_classes
 
 
@@ -45,7 +45,7 @@ def validate(data, manifest=None, splits=None, dataset=None, params=None):
 def test_clean_data_passes_and_the_report_is_json(data):
     report = validate(data)
     assert report["success"], report["failure_message"]
-    assert set(report["suites"]) == {"manifest", "splits", "id_candidates_per_source_domain"}
+    assert set(report["suites"]) == {"manifest", "splits", "id_groups_per_class"}
     json.dumps(report)
 
 
@@ -98,9 +98,25 @@ def test_same_image_in_two_splits(data):
     assert leak["path"].iloc[0] in message
 
 
-def test_too_few_training_candidates_in_a_source_domain(data):
-    params = {**PARAMS, "splits": {"shots": 5}}
+def test_too_few_training_concepts_in_a_class(data):
+    # 8 source images per class (each its own concept): 2 go to val, 2 to test_id, 4 to train
+    params = {**PARAMS, "splits": {"shots": 5, "val_fraction": 0.2, "test_fraction": 0.2}}
     message = failed(validate(data, params=params))
-    assert "[id_candidates_per_source_domain]" in message
-    assert "column='candidate_groups', min_value=5" in message
-    assert "class_name=dog, domain=art" in message
+    assert "[id_groups_per_class]" in message
+    assert "column='train_groups', min_value=5" in message
+    assert "train_groups=4, class_name=dog" in message
+
+
+def test_a_concept_in_two_of_train_val_test_id_fails_but_covariate_may_share(data):
+    import pandas as pd
+
+    splits = data[2].copy()
+    train_group = splits.loc[splits["split"] == "train", "group"].iloc[0]
+    sharing = splits[splits["split"] == "test_covariate"].head(1).assign(group=train_group)
+    covariate_ok = pd.concat([splits[splits.index != sharing.index[0]], sharing])
+    assert validate(data, splits=covariate_ok)["success"]
+    leaked = splits[splits["split"] == "val"].head(1).assign(group=train_group)
+    message = failed(
+        validate(data, splits=pd.concat([splits[splits.index != leaked.index[0]], leaked]))
+    )
+    assert "column='splits_sharing_group'" in message

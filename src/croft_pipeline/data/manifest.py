@@ -77,12 +77,14 @@ def _unassigned_reason(candidate: Candidate, candidates: list[Candidate]) -> str
     return f"class {candidate.class_name!r} is neither an ID nor an open-set class"
 
 
-def group_of(domain: str, path: str, sha256: str, pattern: re.Pattern | None) -> str:
-    """Images that must share a split: ``<domain>/<match>`` of ``group_pattern``, else sha256."""
+def group_of(path: str, sha256: str, pattern: re.Pattern | None) -> str:
+    """The concept an image shows, shared by the images that must share a split: the ``group``
+    match of ``group_pattern`` on the file stem in every domain (an emoji code point in all its
+    styles and render variants), else the image's own sha256."""
     if pattern is not None:
         match = pattern.match(Path(path).stem)
         if match:
-            return f"{domain}/{match.group('group')}"
+            return match.group("group")
     return sha256
 
 
@@ -146,7 +148,7 @@ def build_manifest(
                 "class_name": candidate.class_name,
                 "label": id_classes.index(candidate.class_name) if role == "id" else -1,
                 "role": role,
-                "group": group_of(f.domain, f.path, info.sha256, pattern),
+                "group": group_of(f.path, info.sha256, pattern),
                 "width": info.width,
                 "height": info.height,
                 "mode": info.mode,

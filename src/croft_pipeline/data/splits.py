@@ -1,7 +1,15 @@
-"""Splits as data, per seed: k-shot train, ID val and test, covariate-shift and open-set tests.
+"""Splits as data, per seed: train, ID validation and ID test by concept, the held-out domain
+(covariate shift) and the open-set classes (semantic shift).
 
-Every split takes whole ``group``s (all render variants of one glyph, or one image elsewhere), so
-per seed no group and no sha256 is in two splits. Pretraining images never appear.
+DomainBed's training-domain validation: per ID class, the *groups* (concepts: an emoji code
+point shared by all its styles and render variants; one image elsewhere) that have source-domain
+images are shuffled per seed and cut into train / val / test_id by fraction, so no group is in
+two of them. ``train`` takes every source-domain image of its groups (``shots: null``) or k per
+class (``shots: k``, round-robin over the source domains, one image per group); ``val`` every
+image of its groups, or whole groups up to ``val_per_class``; ``test_id`` every source image of
+a group that neither train nor val touched. The held-out domain is the covariate test, whole;
+groups shared with ``train`` are the same concept in a new style, the others are novel glyphs.
+Pretraining images never appear.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import pandas as pd
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS
 
 SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
+SOURCE_SPLITS = ("train", "val", "test_id")  # no group is in two of these
 SPLIT_COLUMNS = ["seed", "split", *MANIFEST_COLUMNS]
 
 
@@ -42,60 +51,82 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
 
-def _quotas(total: int, domains: list[str], rng: np.random.Generator) -> dict[str, int]:
-    """``total`` spread round-robin over ``domains`` (remainder to a seeded choice of domains)."""
+def group_counts(n_groups: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """How many of a class's ``n_groups`` go to val, test_id and train: val and test_id get at
+    least one each (while there are groups), train the rest (possibly none: the data check
+    ``id_groups_per_class`` then names the class)."""
+    n_val = min(n_groups, max(1, round(n_groups * val_fraction)))
+    n_test = min(n_groups - n_val, max(1, round(n_groups * test_fraction)))
+    return n_val, n_test, n_groups - n_val - n_test
+
+
+def _round_robin(groups_by_domain: dict[str, list[str]], rng: np.random.Generator):
+    """Groups alternating over the domains (a seeded domain order), each group once."""
+    domains = sorted(groups_by_domain)
     order = [domains[i] for i in rng.permutation(len(domains))]
-    return {
-        d: total // len(domains) + (1 if i < total % len(domains) else 0)
-        for i, d in enumerate(order)
-    }
+    queues = {d: list(groups_by_domain[d]) for d in order}
+    seen: set[str] = set()
+    while any(queues.values()):
+        for domain in order:
+            while queues[domain]:
+                group = queues[domain].pop(0)
+                if group not in seen:
+                    seen.add(group)
+                    yield domain, group
+                    break
 
 
 def _split_class(
-    rows: pd.DataFrame, sources: list[str], shots: int, val_per_class: int, rng: np.random.Generator
+    rows: pd.DataFrame,
+    shots: int | None,
+    val_per_class: int | None,
+    fractions: tuple[float, float],
+    rng: np.random.Generator,
 ) -> dict[str, list[int]]:
     """Row indices of one ID class's source-domain images for train, val and test_id."""
-    groups_by_domain: dict[str, list[str]] = {}
-    for domain in sources:
-        names = sorted(rows.loc[rows["domain"] == domain, "group"].unique())
-        groups_by_domain[domain] = [names[i] for i in rng.permutation(len(names))]
-    used: set[str] = set()
+    groups = sorted(rows["group"].unique())
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    n_val, n_test, _ = group_counts(len(groups), *fractions)
+    pools = {"val": groups[:n_val], "train": groups[n_val + n_test :]}
+    members = {group: rows.index[rows["group"] == group].tolist() for group in groups}
     out: dict[str, list[int]] = {"train": [], "val": [], "test_id": []}
+    used: set[str] = set()
 
-    # train: one image from each of k groups, the k spread over the source domains
-    quotas = _quotas(shots, sources, rng)
-    shortfall = 0
-    for domain in sources:
-        taken = _take_groups(groups_by_domain[domain], used, quotas[domain])
-        shortfall += quotas[domain] - len(taken)
-        out["train"] += [_one_row(rows, g, domain, rng) for g in taken]
-    for domain in sources:  # a domain short of groups: fill from the others
-        taken = _take_groups(groups_by_domain[domain], used, shortfall)
-        shortfall -= len(taken)
-        out["train"] += [_one_row(rows, g, domain, rng) for g in taken]
+    if shots is None:
+        for group in pools["train"]:
+            out["train"] += members[group]
+            used.add(group)
+    else:
+        by_domain = _groups_by_domain(rows, pools["train"])
+        for domain, group in _round_robin(by_domain, rng):
+            if len(out["train"]) >= shots:
+                break
+            candidates = rows.index[(rows["group"] == group) & (rows["domain"] == domain)]
+            out["train"].append(int(candidates[rng.integers(len(candidates))]))
+            used.add(group)
 
-    # val: whole groups, round-robin over the source domains, until val_per_class images
-    pending = {d: [g for g in groups_by_domain[d] if g not in used] for d in sources}
-    while len(out["val"]) < val_per_class and any(pending.values()):
-        for domain in sources:
-            if pending[domain] and len(out["val"]) < val_per_class:
-                group = pending[domain].pop(0)
-                used.add(group)
-                out["val"] += rows.index[rows["group"] == group].tolist()
-        pending = {d: [g for g in groups if g not in used] for d, groups in pending.items()}
-    out["test_id"] = rows.index[~rows["group"].isin(used)].tolist()
+    if val_per_class is None:
+        for group in pools["val"]:
+            out["val"] += members[group]
+            used.add(group)
+    else:
+        for _, group in _round_robin(_groups_by_domain(rows, pools["val"]), rng):
+            if len(out["val"]) >= val_per_class:
+                break
+            out["val"] += members[group]
+            used.add(group)
+    out["test_id"] = [i for group in groups if group not in used for i in members[group]]
     return out
 
 
-def _take_groups(ordered: list[str], used: set[str], count: int) -> list[str]:
-    taken = [g for g in ordered if g not in used][: max(count, 0)]
-    used.update(taken)
-    return taken
-
-
-def _one_row(rows: pd.DataFrame, group: str, domain: str, rng: np.random.Generator) -> int:
-    members = rows.index[(rows["group"] == group) & (rows["domain"] == domain)]
-    return int(members[rng.integers(len(members))])
+def _groups_by_domain(rows: pd.DataFrame, groups: list[str]) -> dict[str, list[str]]:
+    """The groups (in the given order) that have images in each domain."""
+    chosen = rows[rows["group"].isin(groups)]
+    rank = {group: i for i, group in enumerate(groups)}
+    return {
+        str(domain): sorted(part["group"].unique(), key=rank.__getitem__)
+        for domain, part in chosen.groupby("domain", sort=True)
+    }
 
 
 def _cap_per_class(rows: pd.DataFrame, cap: int | None, seed: int) -> list[int]:
@@ -119,26 +150,28 @@ def make_splits(
     manifest: pd.DataFrame,
     seeds: list[int],
     heldout_domain: str,
-    shots: int,
-    val_per_class: int,
+    shots: int | None = None,
+    val_per_class: int | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
     source_domains: list[str] | None = None,
     openset_max_per_class: int | None = None,
 ) -> pd.DataFrame:
-    """The ``splits`` table (docs/architecture.md) for every seed."""
+    """The ``splits`` table (docs/architecture.md) for every seed (module docstring)."""
     sources = resolve_domains(manifest, heldout_domain, source_domains)
     table = manifest.sort_values(["root", "path"], ignore_index=True)
     ident = table[table["role"] == "id"]
     covariate = ident[ident["domain"] == heldout_domain]
-    # a group that also has held-out images stays in test_covariate (never in a source split)
-    covariate_groups = set(covariate["group"])
-    source_rows = ident[ident["domain"].isin(sources) & ~ident["group"].isin(covariate_groups)]
+    source_rows = ident[ident["domain"].isin(sources)]
     openset = table[table["role"] == "openset"]
 
     frames = []
     for seed in seeds:
         chosen: dict[str, list[int]] = defaultdict(list)
         for name, rows in source_rows.groupby("class_name", sort=True):
-            parts = _split_class(rows, sources, shots, val_per_class, _rng(seed, str(name)))
+            parts = _split_class(
+                rows, shots, val_per_class, (val_fraction, test_fraction), _rng(seed, str(name))
+            )
             for split, idx in parts.items():
                 chosen[split] += idx
         chosen["test_covariate"] = covariate.index.tolist()
@@ -148,3 +181,10 @@ def make_splits(
             frames.append(part.assign(seed=int(seed), split=split))
     splits = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return splits.reindex(columns=SPLIT_COLUMNS).astype({"seed": "int64"})
+
+
+def novel_groups(splits: pd.DataFrame, seed: int) -> set[str]:
+    """Groups of the seed's covariate test that no training image shares (unseen concepts)."""
+    rows = splits[splits["seed"] == seed]
+    trained = set(rows.loc[rows["split"] == "train", "group"])
+    return set(rows.loc[rows["split"] == "test_covariate", "group"]) - trained

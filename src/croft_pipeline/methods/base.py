@@ -100,6 +100,9 @@ class Method(ABC):
     name: ClassVar[str]
     config_keys: ClassVar[frozenset[str]] = frozenset({"device"})
     config_group: ClassVar[str | None] = None  # a shared block of ``train`` params (e.g. croft)
+    # True when the untrained method computes zero-shot CLIP (WiSE-FT then interpolates weights)
+    starts_at_zero_shot: ClassVar[bool] = False
+    trains: ClassVar[bool] = False  # fitted by SGD (gets train.common and the lr search)
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int

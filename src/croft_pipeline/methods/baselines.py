@@ -30,6 +30,7 @@ class ZeroShot(Method):
     """Zero-shot CLIP: ``s · n(f) n(t)ᵀ``; nothing is trained."""
 
     name = "zero_shot"
+    starts_at_zero_shot = True
 
     def _logits(self, features: Tensor) -> Tensor:
         return self.logit_scale * l2_normalize(features) @ l2_normalize(self.text_features).T
@@ -63,6 +64,7 @@ class LinearProbe(CrossEntropyMethod):
     """``s · (n(f) Wᵀ + b)``, with W initialised to the zero-shot classifier ``n(t)`` and b = 0."""
 
     name = "linear_probe"
+    starts_at_zero_shot = True
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int

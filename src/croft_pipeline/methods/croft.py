@@ -104,6 +104,7 @@ class Croft(TrainableMethod):
     mode: ClassVar[str]
     config_keys = CROFT_KEYS
     config_group = "croft"
+    starts_at_zero_shot = True  # identity adapters (the generator is not used at test time)
 
     def __init__(
         self, config: dict[str, Any], text_features: Tensor, logit_scale: float, seed: int

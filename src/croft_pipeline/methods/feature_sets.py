@@ -11,7 +11,6 @@ import torch
 
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.methods.base import METHODS, EvalSet, TrainSet
-from croft_pipeline.methods.trainer import TrainableMethod
 
 
 def seed_rows(splits: pd.DataFrame, seed: int, split: str | None = None) -> pd.DataFrame:
@@ -67,7 +66,7 @@ def method_config(train_params: Mapping[str, Any], name: str) -> dict[str, Any]:
     if name not in METHODS:
         raise KeyError(f"train.methods names {name!r}; registered methods: {sorted(METHODS)}")
     cls = METHODS[name]
-    common = train_params["common"] if issubclass(cls, TrainableMethod) else {}
+    common = train_params["common"] if cls.trains else {}
     group = train_params.get(cls.config_group, {}) if cls.config_group else {}
     own = train_params.get("method_params", {}).get(name) or {}
     return {"device": train_params["device"], **common, **group, **own}

@@ -1,4 +1,9 @@
-"""Fit one method per grid point and keep the one with the best ID-validation accuracy."""
+"""Fit one method per grid point and keep the one with the best ID-validation accuracy.
+
+Selection reads the training and the ID validation sets only. ``probe`` (optional) is called on
+every fitted point *after* its fit, to record numbers the selection never sees (the benchmark's
+oracle: accuracy on the held-out domain, an upper bound no user could select).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,21 @@ from torch import Tensor
 from croft_pipeline.methods.base import (
     EvalSet,
     FitReport,
-    LogFn,
     Method,
     NonFiniteLossError,
     TrainSet,
     build_method,
-    no_log,
 )
 
 logger = logging.getLogger(__name__)
 
+Probe = Callable[[Method], dict[str, float]]
+
 
 @dataclass
 class Selected:
-    """The kept fit, its full configuration, and one row per grid point tried."""
+    """The kept fit, its full configuration, and one row per grid point tried (with the point's
+    per-epoch ``history``; ``probe`` numbers under ``probe``)."""
 
     method: Method
     config: dict[str, Any]
@@ -60,7 +66,7 @@ def fit_selected(
     seed: int,
     train: TrainSet,
     val: EvalSet,
-    log_for: Callable[[dict[str, Any]], LogFn] = lambda point: no_log,
+    probe: Probe | None = None,
 ) -> Selected:
     """Fit ``name`` at every grid point; keep the best ID-validation accuracy (first on ties).
 
@@ -73,14 +79,20 @@ def fit_selected(
     for point in grid_points(grid):
         method = build_method(name, {**config, **point}, text_features, logit_scale, seed)
         try:
-            report = method.fit(train, val, log_for(point))
+            report = method.fit(train, val)
         except NonFiniteLossError as exc:
             logger.warning("%s seed %d %s: %s", name, seed, point, exc)
-            rows.append({**point, "error": str(exc)})
+            rows.append({"point": point, "error": str(exc)})
             error = exc
             continue
         rows.append(
-            {**point, "val_accuracy": report.best_val_accuracy, "best_epoch": report.best_epoch}
+            {
+                "point": point,
+                "val_accuracy": report.best_val_accuracy,
+                "best_epoch": report.best_epoch,
+                "history": report.history,
+                "probe": probe(method) if probe else {},
+            }
         )
         if best is None or report.best_val_accuracy > best.report.best_val_accuracy:
             best = Selected(method, {**config, **point}, report)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from croft_pipeline.methods.base import (
     EvalSet,
@@ -57,6 +56,7 @@ class TrainableMethod(Method):
     """A method trained by SGD with the shared loop; subclasses define the step."""
 
     config_keys = Method.config_keys | OPTIM_KEYS
+    trains = True
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -114,7 +114,7 @@ class TrainableMethod(Method):
         epochs = int(self.config["epochs"])
         best = (-1, -math.inf, self.state_dict())
         history: list[dict[str, float]] = []
-        for epoch in tqdm(range(epochs), desc=f"{self.name} seed {self.seed}", leave=False):
+        for epoch in range(epochs):
             lr = lr_at_epoch(
                 epoch,
                 lr=self.config["lr"],

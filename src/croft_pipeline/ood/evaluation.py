@@ -4,6 +4,12 @@
 ``evaluate_scores`` computes, per (method, seed), accuracy, threshold-free detection metrics,
 the ``deploy`` rates at the calibrated threshold and the ``paper`` protocol; ``summarise`` takes
 mean ± std (numpy ``std``, ddof = 0) over seeds.
+
+Shifts (``shift_frames``): ``id`` (ID test), ``covariate`` (the held-out domain, all of it),
+``covariate_novel`` (its images whose concept no training image shows), ``openset`` (every
+open-set class) and ``openset_near`` / ``openset_far`` (classes that share a CLDR group with an
+ID class, or not; ``openset_kinds``). Detection metrics compare the ID test set with each
+open-set part.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_pa
 
 RESULT_COLUMNS = ["method", "seed", "shift", "metric", "value"]
 DOMAIN_COLUMNS = ["method", "seed", "shift", "domain", "n", "accuracy"]
-PREDICTION_COLUMNS = ("method", "seed", "split", "sha256", "domain", "label", "logits", "embedding")
+PREDICTION_COLUMNS = (
+    "method", "seed", "split", "sha256", "domain", "class_name", "group", "label", "logits",
+    "embedding",
+)  # fmt: skip
+SAMPLE_COLUMNS = ["method", "seed", "split", "sha256", "domain", "class_name", "group", "label"]
+OPENSET_KINDS = ("near", "far")
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,18 @@ class EvaluationConfig:
     knn_bank_split: str = "train"
     paper_score: str = "energy"
     paper_reference: str = "covariate"
+    openset_kinds: dict[str, str] = field(default_factory=dict)  # open-set class -> near | far
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> EvaluationConfig:
+    def from_params(
+        cls, params: Mapping[str, Any], openset_kinds: Mapping[str, str] | None = None
+    ) -> EvaluationConfig:
         paper = params.get("paper", {})
+        unknown = sorted(set((openset_kinds or {}).values()) - set(OPENSET_KINDS))
+        if unknown:
+            raise ValueError(f"openset kinds must be one of {OPENSET_KINDS}, got {unknown}")
         return cls(
+            openset_kinds=dict(openset_kinds or {}),
             scores={
                 name: dict(p or {}) for name, p in params.get("scores", {"energy": {}}).items()
             },
@@ -87,9 +105,12 @@ def _score_group(group: pd.DataFrame, logit_scale: float, config: EvaluationConf
     bank = group[group["split"] == config.knn_bank_split]
     inputs = prediction_inputs(rows, bank, logit_scale, where)
     logits = inputs.logits
-    out = rows[["method", "seed", "split", "sha256", "domain", "label"]].copy()
+    out = rows[SAMPLE_COLUMNS].copy()
     out["predicted"] = logits.argmax(axis=1)
     out["correct"] = out["predicted"].to_numpy() == out["label"].to_numpy()
+    trained = set(group.loc[group["split"] == "train", "group"])
+    out["novel"] = (out["split"] == config.splits["covariate"]) & ~out["group"].isin(trained)
+    out["openset_kind"] = out["class_name"].map(config.openset_kinds).fillna("")
     for name, params in config.scores.items():
         try:
             out[score_column(name)] = compute_score(name, inputs, **params)
@@ -107,11 +128,7 @@ def evaluate_scores(
     rows: list[dict[str, Any]] = []
     domain_rows: list[dict[str, Any]] = []
     for (method, seed), group in sample_scores.groupby(["method", "seed"], sort=True):
-        by_shift = {
-            shift: group[group["split"] == split]
-            for shift, split in config.splits.items()
-            if (group["split"] == split).any()
-        }
+        by_shift = shift_frames(group, config)
         threshold = calibrated_entry(calibration, method, seed)
         for shift, values in _group_metrics(by_shift, threshold, config):
             rows += [
@@ -127,19 +144,37 @@ def evaluate_scores(
     )
 
 
+def shift_frames(samples: pd.DataFrame, config: EvaluationConfig) -> dict[str, pd.DataFrame]:
+    """One method and seed's scored samples by shift (module docstring); empty parts left out."""
+    by_split = {shift: samples[samples["split"] == split] for shift, split in config.splits.items()}
+    frames = dict(by_split)
+    if "covariate" in by_split:
+        frames["covariate_novel"] = by_split["covariate"][by_split["covariate"]["novel"]]
+    if "openset" in by_split:
+        for kind in OPENSET_KINDS:
+            openset = by_split["openset"]
+            frames[f"openset_{kind}"] = openset[openset["openset_kind"] == kind]
+    return {shift: frame for shift, frame in frames.items() if len(frame)}
+
+
+ACCURACY_SHIFTS = ("id", "covariate", "covariate_novel")
+OPENSET_SHIFTS = ("openset", "openset_near", "openset_far")
+
+
 def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, config):
     """``(shift, {metric: value})`` pairs for one method and seed."""
-    for shift in ("id", "covariate"):
+    for shift in ACCURACY_SHIFTS:
         if shift in by_shift:
             yield shift, {"accuracy": float(by_shift[shift]["correct"].mean())}
     openset = by_shift.get("openset")
     if openset is None:
         return
-    if "id" in by_shift:
-        for name in config.scores:
-            column = score_column(name)
-            metrics = ood_metrics(by_shift["id"][column], openset[column], config.tpr)
-            yield "openset", {f"{name}_{metric}": value for metric, value in metrics.items()}
+    for shift in OPENSET_SHIFTS:
+        if "id" in by_shift and shift in by_shift:
+            for name in config.scores:
+                column = score_column(name)
+                metrics = ood_metrics(by_shift["id"][column], by_shift[shift][column], config.tpr)
+                yield shift, {f"{name}_{metric}": value for metric, value in metrics.items()}
     if threshold is not None:
         yield from _deploy_metrics(by_shift, openset, threshold, config)
     reference = by_shift.get(config.paper_reference)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -32,17 +33,24 @@ def table_html(table: pd.DataFrame, table_id: str) -> str:
     return f'<div class="scroll">{rendered}</div>'
 
 
-def html_page(
-    title: str,
-    notes: Sequence[str],
-    tables: Mapping[str, tuple[str, pd.DataFrame]],
-    plots: Mapping[str, tuple[str, bytes]],
-) -> str:
-    """The report page.
+@dataclass(frozen=True)
+class Table:
+    element_id: str
+    heading: str
+    table: pd.DataFrame
+    note: str = ""
 
-    ``tables`` maps an element id to ``(heading, table)``; ``plots`` maps an element id to
-    ``(caption, png bytes)``.
-    """
+
+@dataclass(frozen=True)
+class Plot:
+    element_id: str
+    caption: str
+    png: bytes
+
+
+def html_page(title: str, notes: Sequence[str], sections: Sequence[Table | Plot]) -> str:
+    """The report page: the notes, then each section in order (a table with its heading, or a
+    figure with its caption)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -50,13 +58,17 @@ def html_page(
         f"<h1>{html.escape(title)}</h1>",
         *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
     ]
-    for table_id, (heading, table) in tables.items():
-        parts += [f"<h2>{html.escape(heading)}</h2>", table_html(table, table_id)]
-    parts.append("<h2>Plots</h2>")
-    for plot_id, (caption, png) in plots.items():
-        parts.append(
-            f'<figure id="{html.escape(plot_id)}"><img class="plot" alt="{html.escape(caption)}" '
-            f'src="{png_data_uri(png)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
+    for section in sections:
+        if isinstance(section, Table):
+            parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+            if section.note:
+                parts.append(f'<p class="note">{html.escape(section.note)}</p>')
+            parts.append(table_html(section.table, section.element_id))
+        else:
+            parts.append(
+                f'<figure id="{html.escape(section.element_id)}"><img class="plot" '
+                f'alt="{html.escape(section.caption)}" src="{png_data_uri(section.png)}">'
+                f"<figcaption>{html.escape(section.caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)

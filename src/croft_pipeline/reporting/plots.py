@@ -102,3 +102,35 @@ def _ordered_domains(domain_summary: pd.DataFrame) -> list[tuple[str, str]]:
     pairs = domain_summary[["shift", "domain"]].drop_duplicates()
     order = {"id": 0, "covariate": 1}
     return sorted(map(tuple, pairs.to_numpy()), key=lambda p: (order.get(p[0], 2), p[1]))
+
+
+def accuracy_scatter(summary: pd.DataFrame, wise_curves: pd.DataFrame) -> bytes:
+    """ID-test accuracy (x) against held-out-domain accuracy (y): one point per method (mean
+    over seeds), the WiSE-FT curve of each trained method as a line from α = 0 to α = 1."""
+    figure, axes = plt.subplots(figsize=(6.4, 5.2))
+    means = summary[summary["metric"] == "accuracy"].pivot(
+        index="method", columns="shift", values="mean"
+    )
+    colours = {}
+    if not wise_curves.empty:
+        curves = wise_curves.groupby(["method", "alpha", "split"])["accuracy"].mean().unstack()
+        for method, part in curves.groupby(level="method"):
+            part = part.droplevel("method").sort_index()
+            (line,) = axes.plot(part["test_id"], part["test_covariate"], "-", alpha=0.6, lw=1.2)
+            colours[method] = line.get_color()
+    for method, row in means.iterrows():
+        if not {"id", "covariate"} <= set(row.index) or np.isnan(row["id"]):
+            continue
+        base = method.removesuffix("+wise")
+        marker = "*" if method.endswith("+wise") else "o" if method != "zero_shot" else "s"
+        axes.scatter(row["id"], row["covariate"], marker=marker, s=70 if marker == "*" else 40,
+                     color=colours.get(base, "black"), zorder=3)  # fmt: skip
+        axes.annotate(method, (row["id"], row["covariate"]), fontsize=7,
+                      xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    axes.set(
+        xlabel="ID test accuracy",
+        ylabel="held-out domain (covariate) accuracy",
+        title="Accuracy: ID vs covariate shift (lines: WiSE-FT, α from 0 to 1)",
+    )
+    axes.grid(alpha=0.3)
+    return to_png(figure)

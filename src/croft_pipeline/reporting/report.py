@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 
 from croft_pipeline.ood.evaluation import score_column
-from croft_pipeline.reporting.html import html_page
-from croft_pipeline.reporting.plots import domain_accuracy_plot, roc_curve_plot, score_histograms
+from croft_pipeline.reporting.html import Plot, Table, html_page
+from croft_pipeline.reporting.plots import (
+    accuracy_scatter,
+    domain_accuracy_plot,
+    roc_curve_plot,
+    score_histograms,
+)
 from croft_pipeline.reporting.tables import detection_table, domain_table, summary_table
+from croft_pipeline.reporting.verdict import VERDICT_NOTE, selection_table, verdict_table
 
 CONVENTION = (
     "Convention: every OOD score is higher for more in-distribution samples; ID is the positive "
@@ -28,13 +34,16 @@ SHORT_CONVENTION = "higher score = more ID; ID is the positive class; mean ± st
 
 def build_plots(
     sample_scores: pd.DataFrame,
+    summary: pd.DataFrame,
     domain_summary: pd.DataFrame,
+    wise_curves: pd.DataFrame,
     calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
     splits: Mapping[str, str],
     score: str = "energy",
     bins: int = 40,
 ) -> dict[str, bytes]:
-    """PNG bytes by name: score histograms per method, ROC curves, accuracy per domain."""
+    """PNG bytes by name: the ID-vs-covariate accuracy scatter with WiSE-FT curves, score
+    histograms per method, ROC curves, accuracy per domain."""
     column = score_column(score)
     by_method: dict[str, dict[str, np.ndarray]] = {}
     for method, group in sample_scores.groupby("method", sort=True):
@@ -44,7 +53,10 @@ def build_plots(
             if (group["split"] == split).any()
         }
     thresholds = _mean_thresholds(calibration, score)
-    plots = score_histograms(by_method, score, thresholds, bins)
+    plots = (
+        {"accuracy_scatter": accuracy_scatter(summary, wise_curves)} if not summary.empty else {}
+    )
+    plots.update(score_histograms(by_method, score, thresholds, bins))
     pairs = {
         m: (s["id"], s["openset"]) for m, s in by_method.items() if {"id", "openset"} <= set(s)
     }
@@ -66,28 +78,63 @@ def _mean_thresholds(calibration, score: str) -> dict[str, float]:
 def build_report(
     summary: pd.DataFrame,
     domain_summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    train_summary: Mapping[str, Any],
     plots: Mapping[str, bytes],
     title: str,
-    extra_notes: list[str] | None = None,
 ) -> str:
-    """The self-contained HTML page with the run's tables and plots."""
-    tables = {
-        "summary-table": (
+    """The self-contained HTML page: the verdict (differences from zero-shot with intervals), the
+    ID-vs-covariate scatter, the EDR ablation and best-baseline comparisons, how each method was
+    selected, then the full tables and the plots."""
+    sections: list[Table | Plot] = [
+        Table(
+            "verdict-table",
+            "Verdict: each method against zero-shot CLIP",
+            verdict_table(comparisons, "vs zero-shot"),
+            VERDICT_NOTE,
+        ),  # fmt: skip
+    ]
+    if "accuracy_scatter" in plots:
+        sections.append(
+            Plot("accuracy-scatter", _caption("accuracy_scatter"), plots["accuracy_scatter"])
+        )
+    sections += [
+        Table(
+            "edr-table",
+            "Does the energy term help? CRoFT against croft_no_edr",
+            verdict_table(comparisons, "vs no EDR"),
+        ),  # fmt: skip
+        Table(
+            "baseline-table",
+            "CRoFT against the best baseline on each metric (chosen on these test results)",
+            verdict_table(comparisons, "vs best baseline"),
+        ),  # fmt: skip
+        Table(
+            "selection-table",
+            "Model selection on ID validation (the oracle column is an upper bound no user could select)",
+            selection_table(train_summary),
+        ),  # fmt: skip
+        Table(
+            "summary-table",
             f"Results: method × shift × metric ({SHORT_CONVENTION})",
             summary_table(summary),
-        ),
-        "detection-table": (
-            f"Open-set detection by OOD score, ID test vs open-set ({SHORT_CONVENTION})",
+        ),  # fmt: skip
+        Table(
+            "detection-table",
+            f"Open-set detection by OOD score, ID test vs each open-set part ({SHORT_CONVENTION})",
             detection_table(summary),
-        ),
-        "domain-table": (
+        ),  # fmt: skip
+        Table(
+            "domain-table",
             "Accuracy per domain (mean ± std over seeds)",
             domain_table(domain_summary),
         ),
-    }
-    ordered = sorted(plots, key=lambda name: (_plot_rank(name), name))
-    captions = {name: (_caption(name), plots[name]) for name in ordered}
-    return html_page(title, [CONVENTION, *(extra_notes or [])], tables, captions)
+    ]
+    rest = sorted(
+        (name for name in plots if name != "accuracy_scatter"), key=lambda n: (_plot_rank(n), n)
+    )
+    sections += [Plot(name, _caption(name), plots[name]) for name in rest]
+    return html_page(title, [CONVENTION], sections)
 
 
 def _plot_rank(name: str) -> int:
@@ -96,6 +143,8 @@ def _plot_rank(name: str) -> int:
 
 
 def _caption(name: str) -> str:
+    if name == "accuracy_scatter":
+        return "ID vs held-out-domain accuracy per method; lines: WiSE-FT from zero-shot (α = 0) to fine-tuned (α = 1)"
     if "_hist_" in name:
         score, method = name.split("_hist_", 1)
         return f"{score} distribution of ID, covariate-shifted and open-set test data: {method}"

@@ -73,13 +73,13 @@ def summary_table(summary: pd.DataFrame, headline_score: str = "energy") -> pd.D
 
 
 def detection_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """(Method, score) × detection metric of open-set vs ID test, every registered score."""
+    """(Method, score) × (open-set part, detection metric) against the ID test set."""
     if summary.empty:
         return pd.DataFrame()
     _, detection = _split_detection(summary)
     measure_rank = detection["measure"].map({m: i for i, m in enumerate(DETECTION_METRICS)})
-    detection = detection.assign(_r=measure_rank).sort_values(["_r", "method", "score"])
-    return _wide(detection.drop(columns="_r"), ["method", "score"], ["measure"])
+    detection = detection.assign(_r=measure_rank).sort_values(["shift", "_r", "method", "score"])
+    return _wide(detection.drop(columns="_r"), ["method", "score"], ["shift", "measure"])
 
 
 def domain_table(domain_summary: pd.DataFrame) -> pd.DataFrame:

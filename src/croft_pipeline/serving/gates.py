@@ -4,11 +4,15 @@
 
     require_finite: true          # every summary metric of the registered method is finite
     comparisons:
-      - {shift: covariate, metric: accuracy, op: ">", baseline: zero_shot}
+      - {shift: covariate, metric: accuracy, op: ">", baseline: zero_shot, interval: true}
       - {shift: openset, metric: energy_auroc, op: ">=", value: 0.6}
 
 A comparison checks the registered method's mean over seeds against a baseline method's mean
-(``baseline``) or a fixed ``value``. A metric that is missing fails its gate.
+(``baseline``) or a fixed ``value``. With ``interval: true`` it checks the paired difference's
+confidence interval instead (``ood.comparisons``): ``>`` passes only when the whole interval is
+above zero (better beyond noise), ``>=`` unless the whole interval is below zero (not worse
+beyond noise), and ``<`` / ``<=`` likewise; a difference within seed and test-set noise never
+counts as a win. A metric that is missing fails its gate.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ import pandas as pd
 from croft_pipeline.ood.evaluation import non_finite_metrics
 
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+INTERVAL_TESTS = {  # (low, high) of the difference's interval -> passed
+    ">": lambda low, high: low > 0,
+    ">=": lambda low, high: high >= 0,
+    "<": lambda low, high: high < 0,
+    "<=": lambda low, high: low <= 0,
+}
 
 
 @dataclass(frozen=True)
@@ -36,13 +46,48 @@ class GateResult:
         return asdict(self)
 
 
-def check_gates(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) -> list[GateResult]:
-    """Every gate's result for ``method`` on a summary table (method, shift, metric, mean, std)."""
+def check_gates(
+    summary: pd.DataFrame, comparisons: pd.DataFrame, gates: Mapping[str, Any], method: str
+) -> list[GateResult]:
+    """Every gate's result for ``method`` on a summary table (method, shift, metric, mean, std)
+    and the comparisons table (method, baseline, shift, metric, difference, low, high)."""
     results = []
     if gates.get("require_finite", True):
         results.append(_finite_gate(summary, method))
-    results += [_comparison(summary, gate, method) for gate in gates.get("comparisons", [])]
+    for gate in gates.get("comparisons", []):
+        if gate.get("interval"):
+            results.append(_interval_comparison(comparisons, gate, method))
+        else:
+            results.append(_comparison(summary, gate, method))
     return results
+
+
+def _interval_comparison(
+    comparisons: pd.DataFrame, gate: Mapping[str, Any], method: str
+) -> GateResult:
+    shift, metric, op = gate["shift"], gate["metric"], gate.get("op", ">")
+    if op not in INTERVAL_TESTS or "baseline" not in gate:
+        raise ValueError(
+            f"an interval gate needs op in {sorted(INTERVAL_TESTS)} and a baseline, got {dict(gate)}"
+        )
+    name = gate.get("name") or f"{method} {shift}/{metric} {op} {gate['baseline']} (interval)"
+    row = comparisons[
+        (comparisons["method"] == method)
+        & (comparisons["baseline"] == gate["baseline"])
+        & (comparisons["shift"] == shift)
+        & (comparisons["metric"] == metric)
+    ]
+    if row.empty:
+        return GateResult(
+            name, False, f"no interval for {method} vs {gate['baseline']} on {shift}/{metric}"
+        )
+    r = row.iloc[0]
+    passed = INTERVAL_TESTS[op](float(r["low"]), float(r["high"]))
+    detail = (
+        f"{method} - {gate['baseline']} = {r['difference']:+.4f}, {r['level']:.0%} interval "
+        f"[{r['low']:+.4f}, {r['high']:+.4f}] over {int(r['units'])} units"
+    )
+    return GateResult(name, bool(passed), detail)
 
 
 def _finite_gate(summary: pd.DataFrame, method: str) -> GateResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from croft_pipeline.clip.backend import local_checkpoint
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.methods import partition_id
 from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.serving.gates import check_gates
 from croft_pipeline.serving.registry import alias_version, log_and_register
@@ -39,23 +40,48 @@ def choose_seed(runs: Mapping[str, Mapping[str, Any]], seed: int | None) -> str:
     )
 
 
+def served_method(train_summary: Mapping[str, Any], method: str) -> str:
+    """The registered method class of a summary entry (a weight-space WiSE-FT point is served as
+    its base method with the interpolated weights; an output-space one cannot be served)."""
+    entry = train_summary["methods"][method]
+    if "base" not in entry:
+        return method
+    if entry["space"] != "weight":
+        raise ValueError(
+            f"evaluate.register.method {method!r} blends two models' outputs (WiSE-FT in output "
+            f"space); register {entry['base']!r} or a weight-space interpolation instead"
+        )
+    return str(entry["base"])
+
+
+def interval_gate_pairs(register: Mapping[str, Any], gates: Mapping[str, Any]):
+    """(registered method, baseline) of every gate that compares with an interval."""
+    return [
+        (register["method"], gate["baseline"])
+        for gate in gates.get("comparisons", [])
+        if gate.get("interval") and "baseline" in gate
+    ]
+
+
 def publish_model(
     train_summary: Mapping[str, Any],
     calibration: Mapping[str, Any],
     text_features: FeatureTable,
     clip_model_spec: Mapping[str, Any],
     summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
     project_dir: str | Path,
     precision: str,
-    seed: str,
-    adapter_state: Mapping[str, torch.Tensor],
+    weights: Callable[[str], Mapping[str, torch.Tensor]],
     register: Mapping[str, Any],
     gates: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Bundle, log and register ``register.method`` at ``seed``; ``champion`` moves only if every
+    """Bundle, log and register ``register.method`` at its seed; ``champion`` moves only if every
     gate passes."""
     method = register["method"]
-    run = trained_runs(train_summary, method)[seed]
+    runs = trained_runs(train_summary, method)
+    seed = choose_seed(runs, register.get("seed"))
+    run = runs[seed]
     calibrated = calibration[method][seed]
     class_names = list(train_summary["id_classes"])
     if list(text_features.keys) != class_names:
@@ -75,7 +101,7 @@ def publish_model(
         "model_name": clip_model_spec["model_name"],
         "pretrained": clip_model_spec.get("pretrained"),
         "precision": precision,
-        "method": method,
+        "method": served_method(train_summary, method),
         "method_config": run["config"],
         "seed": int(seed),
         "logit_scale": float(train_summary["logit_scale"]),
@@ -85,13 +111,12 @@ def publish_model(
         "score_params": dict(calibrated["params"]),
         "device": register.get("device", "auto"),
     }
-    results = check_gates(summary, gates, method)
+    results = check_gates(summary, comparisons, gates, method)
     passed = all(result.passed for result in results)
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
+    state = weights(partition_id(method, int(seed)))
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = write_bundle(
-            tmp, config, text_features.features[:, 0], adapter_state, checkpoint
-        )
+        artifacts = write_bundle(tmp, config, text_features.features[:, 0], state, checkpoint)
         registered = log_and_register(
             artifacts,
             register["model_name"],

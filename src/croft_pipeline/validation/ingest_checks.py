@@ -16,7 +16,13 @@ from tqdm.auto import tqdm
 from croft_pipeline.data.discovery import resolve_in_root
 from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, ROLES
-from croft_pipeline.data.splits import SPLIT_COLUMNS, SPLITS, resolve_domains
+from croft_pipeline.data.splits import (
+    SOURCE_SPLITS,
+    SPLIT_COLUMNS,
+    SPLITS,
+    group_counts,
+    resolve_domains,
+)
 from croft_pipeline.validation.gx_runner import Suite, run_suites
 
 logger = logging.getLogger(__name__)
@@ -61,27 +67,30 @@ def with_file_checks(
 
 
 def with_split_overlaps(splits: pd.DataFrame) -> pd.DataFrame:
-    """Per row: in how many splits of its seed its sha256 and its group appear (must be 1)."""
+    """Per row: in how many splits of its seed its sha256 appears, and in how many of train, val
+    and test_id its group (concept) appears (both must be 1; the covariate test shares concepts
+    with train by design: the same concept in a new style)."""
     out = splits.copy()
-    for column in ("sha256", "group"):
-        out[f"splits_sharing_{column}"] = out.groupby(["seed", column])["split"].transform(
-            "nunique"
-        )
+    out["splits_sharing_sha256"] = out.groupby(["seed", "sha256"])["split"].transform("nunique")
+    source = out["split"].isin(SOURCE_SPLITS)
+    shared = out[source].groupby(["seed", "group"])["split"].transform("nunique")
+    out["splits_sharing_group"] = shared.reindex(out.index).fillna(1).astype(int)
     return out
 
 
 def candidate_coverage(
-    manifest: pd.DataFrame, id_classes: list[str], source_domains: list[str]
+    manifest: pd.DataFrame, id_classes: list[str], source_domains: list[str], splits: dict
 ) -> pd.DataFrame:
-    """Candidate groups per (ID class, source domain), zeros included."""
-    ident = manifest[manifest["role"] == "id"]
-    counts = ident.groupby(["class_name", "domain"])["group"].nunique()
-    rows = [
-        {"class_name": c, "domain": d, "candidate_groups": int(counts.get((c, d), 0))}
-        for c in id_classes
-        for d in source_domains
-    ]
-    return pd.DataFrame(rows, columns=["class_name", "domain", "candidate_groups"])
+    """Per ID class: its source-domain groups, and how many of them the train part gets."""
+    ident = manifest[(manifest["role"] == "id") & manifest["domain"].isin(source_domains)]
+    counts = ident.groupby("class_name")["group"].nunique()
+    fractions = float(splits.get("val_fraction", 0.2)), float(splits.get("test_fraction", 0.2))
+    rows = []
+    for name in id_classes:
+        n_groups = int(counts.get(name, 0))
+        train = group_counts(n_groups, *fractions)[2]
+        rows.append({"class_name": name, "source_groups": n_groups, "train_groups": train})
+    return pd.DataFrame(rows, columns=["class_name", "source_groups", "train_groups"])
 
 
 def known_domains(manifest: pd.DataFrame, dataset: dict, params: dict) -> list[str]:
@@ -162,11 +171,13 @@ def splits_suite(id_classes: list[str]) -> Suite:
     return Suite("splits", expectations, ["seed", "split", "root", "path"])
 
 
-def coverage_suite(shots: int) -> Suite:
+def coverage_suite(shots: int | None) -> Suite:
+    """Every ID class leaves val and test_id a group each and train at least ``shots`` groups."""
     import great_expectations.expectations as gxe
 
-    expectations = [gxe.ExpectColumnValuesToBeBetween(column="candidate_groups", min_value=shots)]
-    return Suite("id_candidates_per_source_domain", expectations, ["class_name", "domain"])
+    least = max(1, int(shots or 1))
+    expectations = [gxe.ExpectColumnValuesToBeBetween(column="train_groups", min_value=least)]
+    return Suite("id_groups_per_class", expectations, ["class_name"])
 
 
 def validate_ingest(
@@ -186,9 +197,9 @@ def validate_ingest(
             with_file_checks(manifest, root_dirs, max_pixels),
         ),
         "splits": (splits_suite(id_classes), with_split_overlaps(splits)),
-        "id_candidates_per_source_domain": (
-            coverage_suite(int(params["splits"]["shots"])),
-            candidate_coverage(manifest, id_classes, sources),
+        "id_groups_per_class": (
+            coverage_suite(params["splits"].get("shots")),
+            candidate_coverage(manifest, id_classes, sources, params["splits"]),
         ),
     }
     report = run_suites(batches)

@@ -11,7 +11,10 @@ import pandas as pd
 from croft_pipeline import tracking
 from croft_pipeline.datasets import partition_value
 from croft_pipeline.features import FeatureTable
-from croft_pipeline.methods import partition_id
+from croft_pipeline.methods.feature_sets import class_text_features, eval_set
+from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
+from croft_pipeline.methods.wise import curve
+from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
     evaluate_scores,
@@ -20,12 +23,16 @@ from croft_pipeline.ood.evaluation import (
     summarise,
 )
 from croft_pipeline.reporting.report import build_plots, build_report
-from croft_pipeline.serving.publish import choose_seed, publish_model, trained_runs
+from croft_pipeline.serving.publish import interval_gate_pairs, publish_model
+
+WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
 
 
-def score_samples(predictions: pd.DataFrame, train_summary: dict, params: dict) -> pd.DataFrame:
+def score_samples(
+    predictions: pd.DataFrame, train_summary: dict, openset_kinds: dict, params: dict
+) -> pd.DataFrame:
     """Every OOD score of every evaluated sample (higher = more in-distribution)."""
-    config = EvaluationConfig.from_params(params)
+    config = EvaluationConfig.from_params(params, openset_kinds)
     return score_predictions(predictions, float(train_summary["logit_scale"]), config)
 
 
@@ -47,13 +54,67 @@ def summarise_metrics(
     return summary, domain_summary, metrics_document(summary, domain_summary)
 
 
+def compare_with_intervals(
+    evaluation_scores: pd.DataFrame, summary: pd.DataFrame, params: dict
+) -> pd.DataFrame:
+    """Paired differences with bootstrap intervals: every method against zero-shot, CRoFT against
+    its no-EDR ablation and the best baseline, and every pair an interval gate needs."""
+    return compare_methods(
+        evaluation_scores,
+        summary,
+        EvaluationConfig.from_params(params),
+        ComparisonConfig.from_params(params.get("comparisons")),
+        interval_gate_pairs(params["register"], params["gates"]),
+    )
+
+
+def trace_wise_curves(
+    splits: pd.DataFrame,
+    image_features_center: FeatureTable,
+    text_features: FeatureTable,
+    adapter_weights: dict[str, Any],
+    train_summary: dict,
+    wise: dict,
+) -> pd.DataFrame:
+    """Accuracy on val, ID test and the held-out domain at every WiSE-FT α of every method."""
+    text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
+    rows = []
+    for name, entry in train_summary["methods"].items():
+        if f"{name}+wise" not in train_summary["methods"]:
+            continue
+        for seed in entry["seeds"]:
+            model = fitted_model(
+                name, entry, int(seed), lambda p: partition_value(adapter_weights[p]), text,
+                logit_scale,
+            )  # fmt: skip
+            zero_shot = zero_shot_model(text, logit_scale, entry["seeds"][seed]["config"]["device"])
+            sets = {
+                split: _tensors(eval_set(splits, int(seed), split, image_features_center))
+                for split in WISE_CURVE_SPLITS
+            }
+            for row in curve(model, zero_shot, wise["alphas"], sets):
+                rows.append({"method": name, "seed": int(seed), **row})
+    return pd.DataFrame(rows, columns=["method", "seed", "alpha", "split", "accuracy"])
+
+
+def _tensors(data):
+    return data.features, data.labels
+
+
 def render_plots(
-    evaluation_scores: pd.DataFrame, domain_summary: pd.DataFrame, calibration: dict, params: dict
+    evaluation_scores: pd.DataFrame,
+    summary: pd.DataFrame,
+    domain_summary: pd.DataFrame,
+    wise_curves: pd.DataFrame,
+    calibration: dict,
+    params: dict,
 ) -> dict[str, bytes]:
     report = params["report"]
     return build_plots(
         evaluation_scores,
+        summary,
         domain_summary,
+        wise_curves,
         calibration,
         params["splits"],
         score=report["plot_score"],
@@ -62,23 +123,33 @@ def render_plots(
 
 
 def render_report(
-    summary: pd.DataFrame, domain_summary: pd.DataFrame, plots: dict[str, Any], params: dict
+    summary: pd.DataFrame,
+    domain_summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    train_summary: dict,
+    plots: dict[str, Any],
+    params: dict,
 ) -> str:
-    """The self-contained HTML report (plots as embedded PNGs)."""
+    """The self-contained HTML report (plots as embedded PNGs), opening with the verdict."""
     pngs = {name: partition_value(value) for name, value in plots.items()}
-    return build_report(summary, domain_summary, pngs, params["report"]["title"])
+    return build_report(
+        summary, domain_summary, comparisons, train_summary, pngs, params["report"]["title"]
+    )
 
 
 def log_to_mlflow(
     results: pd.DataFrame,
     summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
     metrics: dict[str, Any],
     plots: dict[str, Any],
     report: str,
-) -> None:
-    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts."""
+) -> dict[str, Any]:
+    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts.
+
+    Returns what it logged (registration waits for it: a model is registered last)."""
     if not tracking.tracking_active():
-        return
+        return {"logged": False}
     log = tracking.metric_logger()
     log(0, {f"{r.method}/{r.shift}/{r.metric}": r.mean for r in summary.itertuples()})
     log(0, {f"{r.method}/{r.shift}/{r.metric}_std": r.std for r in summary.itertuples()})
@@ -92,11 +163,13 @@ def log_to_mlflow(
         folder = Path(tmp)
         (folder / "report.html").write_text(report, encoding="utf-8")
         summary.to_csv(folder / "summary.csv", index=False)
-        tracking.log_file_artifact(folder / "report.html", "evaluation")
-        tracking.log_file_artifact(folder / "summary.csv", "evaluation")
+        comparisons.to_csv(folder / "comparisons.csv", index=False)
+        for name in ("report.html", "summary.csv", "comparisons.csv"):
+            tracking.log_file_artifact(folder / name, "evaluation")
         for name, value in plots.items():
             (folder / f"{name}.png").write_bytes(partition_value(value))
             tracking.log_file_artifact(folder / f"{name}.png", "evaluation/plots")
+    return {"logged": True, "metrics": len(summary), "plots": len(plots)}
 
 
 def register_model(
@@ -106,30 +179,31 @@ def register_model(
     clip_model_spec: dict,
     adapter_weights: dict[str, Any],
     summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    logged: dict,
     project_dir: str,
     clip: dict,
     params: dict,
 ) -> dict[str, Any]:
     """Log the served model as a pyfunc, register it as `candidate`; `champion` if gates pass.
 
-    The served CLIP encodes at ``clip.precision``, as the embed pipeline did.
+    Runs after the report and the MLflow logging (``logged``), so a run that fails earlier never
+    registers a version. The served CLIP encodes at ``clip.precision``, as embed did.
     """
+    del logged  # an input only so that Kedro runs this node last
     register = params["register"]
     if not register.get("enabled", True):
         return {"registered": False, "reason": "evaluate.register.enabled is false"}
-    runs = trained_runs(train_summary, register["method"])
-    seed = choose_seed(runs, register.get("seed"))
-    stored = adapter_weights[partition_id(register["method"], int(seed))]
     registration = publish_model(
         train_summary,
         calibration,
         text_features,
         clip_model_spec,
         summary,
+        comparisons,
         project_dir,
         clip.get("precision", "fp32"),
-        seed,
-        partition_value(stored),
+        lambda partition: partition_value(adapter_weights[partition]),
         register,
         params["gates"],
     )

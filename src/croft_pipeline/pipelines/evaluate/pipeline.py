@@ -1,4 +1,5 @@
-"""evaluate: score -> metrics -> summary -> plots -> report -> MLflow; register the model."""
+"""evaluate: score -> metrics -> summary -> intervals, WiSE-FT curves -> plots -> report ->
+MLflow -> register the model (last: a run that fails earlier registers nothing)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.score_samples,
-                ["predictions", "train_summary", "params:evaluate"],
+                ["predictions", "train_summary", "openset_kinds", "params:evaluate"],
                 "evaluation_scores",
                 name="score_evaluation_samples",
             ),
@@ -27,10 +28,31 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="summarise_evaluation_metrics",
             ),
             Node(
+                nodes.compare_with_intervals,
+                ["evaluation_scores", "evaluation_summary", "params:evaluate"],
+                "evaluation_comparisons",
+                name="compare_methods_with_intervals",
+            ),
+            Node(
+                nodes.trace_wise_curves,
+                [
+                    "splits",
+                    "image_features_center",
+                    "text_features",
+                    "adapter_weights",
+                    "train_summary",
+                    "params:train.wise",
+                ],
+                "wise_curves",
+                name="trace_wise_curves",
+            ),
+            Node(
                 nodes.render_plots,
                 [
                     "evaluation_scores",
+                    "evaluation_summary",
                     "evaluation_domain_summary",
+                    "wise_curves",
                     "calibration",
                     "params:evaluate",
                 ],
@@ -42,6 +64,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 [
                     "evaluation_summary",
                     "evaluation_domain_summary",
+                    "evaluation_comparisons",
+                    "train_summary",
                     "evaluation_plots",
                     "params:evaluate",
                 ],
@@ -53,11 +77,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 [
                     "evaluation_results",
                     "evaluation_summary",
+                    "evaluation_comparisons",
                     "evaluation_metrics",
                     "evaluation_plots",
                     "evaluation_report",
                 ],
-                None,
+                "evaluation_logged",
                 name="log_evaluation_to_mlflow",
             ),
             Node(
@@ -69,6 +94,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "clip_model_spec",
                     "adapter_weights",
                     "evaluation_summary",
+                    "evaluation_comparisons",
+                    "evaluation_logged",
                     "project_dir",
                     "params:clip",
                     "params:evaluate",

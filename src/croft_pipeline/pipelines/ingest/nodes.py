@@ -70,8 +70,10 @@ def build_splits(manifest: pd.DataFrame, params: dict, seeds: list[int]) -> pd.D
         manifest,
         seeds,
         heldout_domain=dataset["heldout_domain"],
-        shots=int(splits["shots"]),
-        val_per_class=int(splits["val_per_class"]),
+        shots=splits.get("shots"),
+        val_per_class=splits.get("val_per_class"),
+        val_fraction=float(splits["val_fraction"]),
+        test_fraction=float(splits["test_fraction"]),
         source_domains=dataset.get("source_domains"),
         openset_max_per_class=splits.get("openset_max_per_class"),
     )
@@ -95,16 +97,28 @@ def validate_data(
     )
 
 
+def openset_class_kinds(render_receipt: dict, params: dict) -> dict[str, str]:
+    """Open-set class -> ``near`` | ``far``: EmojiShift's own (shares a CLDR group with an ID
+    class, or not), or ``ingest.dataset.openset_kinds`` for a folder dataset (may be empty)."""
+    configured = dict(params["dataset"].get("openset_kinds") or {})
+    if params["source"] != "emojishift":
+        return configured
+    classes = render_receipt.get("classes", {})
+    kinds = {name: c["kind"] for name, c in classes.items() if c.get("role") == "openset"}
+    return {**kinds, **configured}
+
+
 def publish_validated(
     report: dict[str, Any],
     manifest: pd.DataFrame,
     splits: pd.DataFrame,
     pretrain_pairs: pd.DataFrame,
     id_classes: list[str],
+    openset_kinds: dict[str, str],
     params: dict,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], dict[str, str]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], dict[str, str], dict[str, str]]:
     """Release the validated tables to the catalog, or stop the run before anything downstream."""
     if not report["success"]:
         raise DataValidationError(report["failure_message"])
     roots = {name: str(path) for name, path in params["roots"].items()}
-    return manifest, splits, pretrain_pairs, id_classes, roots
+    return manifest, splits, pretrain_pairs, id_classes, openset_kinds, roots

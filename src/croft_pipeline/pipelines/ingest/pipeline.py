@@ -33,6 +33,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_pretrain_pairs",
             ),
             Node(
+                nodes.openset_class_kinds,
+                ["emojishift_receipt", "params:ingest"],
+                "openset_kinds_candidate",
+                name="describe_openset_classes",
+            ),
+            Node(
                 nodes.validate_data,
                 [
                     "manifest_candidate",
@@ -52,9 +58,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "splits_candidate",
                     "pretrain_pairs_candidate",
                     "id_classes_candidate",
+                    "openset_kinds_candidate",
                     "params:ingest",
                 ],
-                ["manifest", "splits", "pretrain_pairs", "id_classes", "dataset_roots"],
+                [
+                    "manifest",
+                    "splits",
+                    "pretrain_pairs",
+                    "id_classes",
+                    "openset_kinds",
+                    "dataset_roots",
+                ],
                 name="publish_validated_data",
             ),
         ]

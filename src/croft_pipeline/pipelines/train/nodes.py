@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,7 @@ from safetensors.torch import save_file
 from croft_pipeline import tracking
 from croft_pipeline.datasets import partition_value
 from croft_pipeline.features import FeatureTable
-from croft_pipeline.methods import (
-    METHODS,
-    EvalSet,
-    LogFn,
-    Selected,
-    TrainSet,
-    fit_selected,
-    partition_id,
-    restore_method,
-)
+from croft_pipeline.methods import METHODS, partition_id
 from croft_pipeline.methods.feature_sets import (
     center_features,
     class_text_features,
@@ -32,13 +23,17 @@ from croft_pipeline.methods.feature_sets import (
     seed_rows,
     train_set,
 )
+from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.selection import point_label
+from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
+from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.evaluation import EvaluationConfig
-from croft_pipeline.runtime import torch_threads
+from croft_pipeline.runtime import worker_count
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
-ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "label"]
+ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
+PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
 
 
 def fit_methods(
@@ -50,86 +45,115 @@ def fit_methods(
     params: dict[str, Any],
     seeds: list[int],
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """Fit every method of ``params.methods`` for every seed (grid point chosen on ID val).
+    """Fit every method of ``params.methods`` for every seed: the grid point with the best ID
+    validation accuracy, then its WiSE-FT interpolation (α on ID validation too).
 
-    Returns the adapter weights by partition (``<method>/seed_<s>``) and ``train_summary``.
+    Returns the weights by partition (``<method>/seed_<s>``; ``<method>+wise/seed_<s>`` for a
+    weight-space interpolation) and ``train_summary``.
     """
     text, logit_scale = class_text_features(text_features, id_classes)
     configs = {name: method_config(params, name) for name in params["methods"]}  # names checked
-    methods = {
-        name: {
-            "mode": getattr(METHODS[name], "mode", None),
-            "grid": dict(params.get("grids", {}).get(name) or {}),
-            "seeds": {},
-        }
+    grids = method_grids(params, list(configs))
+    wise = params.get("wise") or {}
+    jobs = [
+        FitJob(
+            name=name,
+            seed=int(seed),
+            config=configs[name],
+            grid=grids[name],
+            text_features=text,
+            logit_scale=logit_scale,
+            train=train_set(splits, seed, image_features_train_views),
+            val=eval_set(splits, seed, "val", image_features_center),
+            probes={s: eval_set(splits, seed, s, image_features_center) for s in PROBED_SPLITS},
+            wise_alphas=tuple(wise.get("alphas") or ()) if METHODS[name].trains else (),
+            num_threads=params.get("num_threads"),
+        )
+        for seed in seeds
         for name in configs
-    }
+    ]
+    outcomes = fit_all(jobs, worker_count(params.get("workers", "auto"), len(jobs)))
+    methods: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
-    with torch_threads(params.get("num_threads")):
-        for seed in seeds:
-            train = train_set(splits, seed, image_features_train_views)
-            val = eval_set(splits, seed, "val", image_features_center)
-            for name, entry in methods.items():
-                selected = _fit_tracked(
-                    name, configs[name], entry, seed, text, logit_scale, train, val
-                )
-                weights[partition_id(name, seed)] = selected.method.state_dict()
-                entry["seeds"][str(seed)] = {
-                    "config": selected.config,
-                    "best_epoch": selected.report.best_epoch,
-                    "best_val_accuracy": selected.report.best_val_accuracy,
-                    "fit_seconds": round(selected.report.seconds, 3),
-                    "grid": selected.grid,
-                    "adapter": f"{params['adapter_dir']}/{partition_id(name, seed)}.safetensors",
-                }
+    for outcome in outcomes:
+        _log_outcome(outcome, grids[outcome.name])
+        _record(outcome, grids[outcome.name], params["adapter_dir"], methods, weights)
     summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
     return weights, summary
 
 
-def _fit_tracked(
-    name: str,
-    config: dict[str, Any],
-    entry: dict[str, Any],
-    seed: int,
-    text: torch.Tensor,
-    logit_scale: float,
-    train: TrainSet,
-    val: EvalSet,
-) -> Selected:
-    """One method and seed, in its own nested MLflow run."""
-    tags = {"method": name, "seed": str(seed), "mode": str(entry["mode"])}
-    with tracking.child_run(f"{name}/seed_{seed}", tags=tags):
-        tracking.log_params({"method": name, "seed": seed, **config, "grid": entry["grid"]})
-        several = any(len(values) > 1 for values in entry["grid"].values())
-        selected = fit_selected(
-            name, config, entry["grid"], text, logit_scale, seed, train, val, _grid_logger(several)
-        )
-        _log_selected(selected, relog_history=several)
-    return selected
+def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights: dict) -> None:
+    """The outcome's summary entries and weights (its WiSE-FT point as a method of its own)."""
+    name, seed = outcome.name, outcome.seed
+    entry = methods.setdefault(
+        name, {"mode": getattr(METHODS[name], "mode", None), "grid": grid, "seeds": {}}
+    )
+    weights[partition_id(name, seed)] = outcome.state
+    oracle = max(
+        (row for row in outcome.grid if "probe" in row),
+        key=lambda row: row["probe"].get("test_covariate", float("-inf")),
+    )
+    entry["seeds"][str(seed)] = {
+        "config": outcome.config,
+        "best_epoch": outcome.report.best_epoch,
+        "best_val_accuracy": outcome.report.best_val_accuracy,
+        "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
+        "fit_seconds": round(outcome.report.seconds, 3),
+        "grid": [{k: v for k, v in row.items() if k != "history"} for row in outcome.grid],
+        "oracle": {"point": oracle["point"], **oracle["probe"]},
+        "adapter": f"{adapter_dir}/{partition_id(name, seed)}.safetensors",
+    }
+    if outcome.wise is None:
+        return
+    wise = outcome.wise
+    wise_entry = methods.setdefault(
+        wise_name(name),
+        {"mode": entry["mode"], "base": name, "space": wise["space"], "seeds": {}},
+    )
+    record = {
+        "config": outcome.config,
+        "alpha": wise["alpha"],
+        "best_val_accuracy": wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
+        "val_accuracy_by_alpha": wise["val_accuracy_by_alpha"],
+    }
+    if "state" in wise:
+        weights[partition_id(wise_name(name), seed)] = wise["state"]
+        record["adapter"] = f"{adapter_dir}/{partition_id(wise_name(name), seed)}.safetensors"
+    wise_entry["seeds"][str(seed)] = record
 
 
-def _grid_logger(several: bool) -> Callable[[dict[str, Any]], LogFn]:
-    """Per-epoch metrics of each grid point, prefixed by the point when there are several."""
-    return lambda point: tracking.metric_logger(f"{point_label(point)}/" if several else "")
-
-
-def _log_selected(selected: Selected, relog_history: bool) -> None:
-    """The kept fit's resolved configuration and weights (and, after a grid search, its
-    per-epoch values without prefix) in the active MLflow run."""
+def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
+    """One nested MLflow run per method and seed, one below it per grid point tried."""
     if not tracking.tracking_active():
         return
-    log = tracking.metric_logger("")
-    for epoch, record in enumerate(selected.report.history if relog_history else []):
-        log(epoch, record)
-    log(
-        max(selected.report.best_epoch, 0), {"best_val_accuracy": selected.report.best_val_accuracy}
-    )
-    tracking.log_json_artifact(selected.config, "config.json")
-    tracking.log_json_artifact(selected.grid, "grid.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "adapter.safetensors"
-        save_file(selected.method.state_dict(), str(path))
-        tracking.log_file_artifact(path)
+    name, seed = outcome.name, outcome.seed
+    tags = {"method": name, "seed": str(seed), "mode": str(getattr(METHODS[name], "mode", None))}
+    with tracking.child_run(f"{name}/seed_{seed}", tags=tags):
+        tracking.log_params({"method": name, "seed": seed, **outcome.config, "grid": grid})
+        tracking.log_history(outcome.report.history)
+        values = {
+            "best_val_accuracy": outcome.report.best_val_accuracy,
+            "best_epoch": outcome.report.best_epoch,
+            "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
+        }
+        if outcome.wise is not None:
+            values["wise_alpha"] = outcome.wise["alpha"]
+        tracking.metric_logger()(0, values)
+        for row in outcome.grid if len(outcome.grid) > 1 else []:
+            with tracking.child_run(point_label(row["point"]) or "default", tags=tags):
+                tracking.log_params(row["point"])
+                tracking.log_history(row.get("history", []))
+                final = {f"best_{k}" if k == "val_accuracy" else k: row[k]
+                         for k in ("val_accuracy", "best_epoch") if k in row}  # fmt: skip
+                final.update({f"oracle_{k}": v for k, v in row.get("probe", {}).items()})
+                tracking.metric_logger()(0, final)
+        tracking.log_json_artifact(outcome.config, "config.json")
+        grid_rows = [{k: v for k, v in row.items() if k != "history"} for row in outcome.grid]
+        tracking.log_json_artifact(grid_rows, "grid.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "adapter.safetensors"
+            save_file(outcome.state, str(path))
+            tracking.log_file_artifact(path)
 
 
 def predict_splits(
@@ -141,22 +165,25 @@ def predict_splits(
 ) -> pd.DataFrame:
     """The ``predictions`` table: logits and adapted embedding of every split row (center view).
 
-    Each method is rebuilt from its summary entry and saved weights, as serving does.
+    Each model is rebuilt from its summary entry and saved weights, as serving does.
     """
     text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
+
+    def weights(partition: str):
+        return partition_value(adapter_weights[partition])
+
     frames = []
     for name, entry in train_summary["methods"].items():
-        for seed, run in entry["seeds"].items():
-            stored = partition_value(adapter_weights[partition_id(name, int(seed))])
-            method = restore_method(name, run["config"], text, logit_scale, int(seed), stored)
+        for seed in entry["seeds"]:
+            model = fitted_model(name, entry, int(seed), weights, text, logit_scale)
             rows = seed_rows(splits, int(seed))
             rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
             features = center_features(rows, image_features_center)
             frame = rows[ROW_COLUMNS].reset_index(drop=True)
             frame.insert(0, "seed", int(seed))
             frame.insert(0, "method", name)
-            frame["logits"] = list(method.logits(features).numpy())
-            frame["embedding"] = list(method.embed(features).numpy())
+            frame["logits"] = list(model.logits(features).numpy())
+            frame["embedding"] = list(model.embed(features).numpy())
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -1,0 +1,140 @@
+"""One fit job = one method and seed: its grid on ID validation, the probes, its WiSE-FT point.
+
+Jobs are independent (their own seed, data and grid), so they run in worker processes when
+``train.workers`` allows; a job returns plain data (weights, reports, numbers) and the driver
+alone writes MLflow and the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from croft_pipeline.methods.base import (
+    METHODS,
+    EvalSet,
+    FitReport,
+    TrainSet,
+    accuracy,
+    build_method,
+)
+from croft_pipeline.methods.selection import fit_selected, grid_points
+from croft_pipeline.methods.wise import OUTPUT, choose_alpha, interpolated_state, space_of
+from croft_pipeline.runtime import parallel_map, torch_threads
+
+
+def method_grids(params: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Each method's search (``grids.<name>``; zero-shot has none). With ``equal_budget`` every
+    trained method must try the same number of points (a fair comparison), or this is an error
+    naming the counts."""
+    grids = {
+        name: {
+            key: list(values) for key, values in (params.get("grids", {}).get(name) or {}).items()
+        }
+        for name in names
+    }
+    sizes = {name: len(grid_points(g)) for name, g in grids.items() if METHODS[name].trains}
+    if params.get("equal_budget", True) and len(set(sizes.values())) > 1:
+        raise ValueError(
+            f"train.equal_budget: every trained method must try the same number of grid points "
+            f"(train.grids.<method>), got {sizes}"
+        )
+    return grids
+
+
+@dataclass(frozen=True)
+class FitJob:
+    name: str
+    seed: int
+    config: dict[str, Any]
+    grid: dict[str, list[Any]]
+    text_features: Tensor
+    logit_scale: float
+    train: TrainSet
+    val: EvalSet
+    probes: dict[str, EvalSet] = field(default_factory=dict)  # never used for selection
+    wise_alphas: tuple[float, ...] = ()  # empty: no WiSE-FT point
+    num_threads: int | str | None = 1
+
+
+@dataclass
+class FitOutcome:
+    name: str
+    seed: int
+    config: dict[str, Any]
+    report: FitReport
+    state: dict[str, Tensor]
+    grid: list[dict[str, Any]]
+    zero_shot_val_accuracy: float
+    wise: dict[str, Any] | None = None  # alpha, space, val accuracy per alpha, state (weight space)
+
+
+def run_fit(job: FitJob) -> FitOutcome:
+    """Fit ``job.name`` at every grid point, keep the best on val, then choose its WiSE-FT α."""
+    with torch_threads(job.num_threads):
+        zero_shot = build_method(
+            "zero_shot", {"device": job.config["device"]}, job.text_features, job.logit_scale
+        )
+        zero_shot_val = accuracy(zero_shot.logits(job.val.features), job.val.labels)
+
+        def probe(method) -> dict[str, float]:
+            return {
+                split: accuracy(method.logits(data.features), data.labels)
+                for split, data in job.probes.items()
+            }
+
+        selected = fit_selected(
+            job.name,
+            job.config,
+            job.grid,
+            job.text_features,
+            job.logit_scale,
+            job.seed,
+            job.train,
+            job.val,
+            probe if job.probes else None,
+        )
+        wise = None
+        if job.wise_alphas:
+            method = selected.method
+            alpha, by_alpha = choose_alpha(
+                method, zero_shot, job.val.features, job.val.labels, job.wise_alphas
+            )
+            space = space_of(method)
+            wise = {"alpha": alpha, "space": space, "val_accuracy_by_alpha": by_alpha}
+            if space != OUTPUT:
+                wise["state"] = interpolated_state(method, alpha)
+        return FitOutcome(
+            name=job.name,
+            seed=job.seed,
+            config=selected.config,
+            report=selected.report,
+            state=selected.method.state_dict(),
+            grid=selected.grid,
+            zero_shot_val_accuracy=zero_shot_val,
+            wise=wise,
+        )
+
+
+def job_cost(job: FitJob) -> float:
+    """A rough relative cost (grid points × epochs × images; CRoFT steps cost ~3x), to start
+    the longest jobs first."""
+    points = 1
+    for values in job.grid.values():
+        points *= max(1, len(values))
+    epochs = float(job.config.get("epochs", 0))
+    weight = 3.0 if job.config.get("lambda1") is not None else 1.0
+    return points * epochs * len(job.train.labels) * weight
+
+
+def fit_all(jobs: Sequence[FitJob], workers: int) -> list[FitOutcome]:
+    """Every job's outcome, in job order; in ``workers`` processes when there are several."""
+    order = sorted(range(len(jobs)), key=lambda i: -job_cost(jobs[i]))
+    results = parallel_map(run_fit, [jobs[i] for i in order], workers)
+    outcomes: list[FitOutcome | None] = [None] * len(jobs)
+    for index, outcome in zip(order, results, strict=True):
+        outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]

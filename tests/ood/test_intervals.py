@@ -1,0 +1,85 @@
+"""The paired two-level bootstrap interval against hand cases, scipy and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import bootstrap
+from sklearn.metrics import roc_auc_score
+
+from croft_pipeline.ood.intervals import (
+    PairedUnit,
+    auroc_metric,
+    mean_metric,
+    paired_bootstrap,
+)
+
+
+def _acc_unit(a, b):
+    return PairedUnit((np.asarray(a, float),), (np.asarray(b, float),))
+
+
+def test_identical_methods_differ_by_exactly_zero():
+    rng = np.random.default_rng(0)
+    units = [_acc_unit(x, x) for x in (rng.random(50) < 0.5 for _ in range(3))]
+    interval = paired_bootstrap(units, mean_metric, draws=500)
+    assert (interval.difference, interval.low, interval.high) == (0.0, 0.0, 0.0)
+    assert not interval.excludes_zero()
+
+
+def test_a_constant_per_sample_gain_gives_that_gain_with_no_width():
+    # method A is right on every sample, B on none: the paired difference is 1 in every resample
+    units = [_acc_unit(np.ones(40), np.zeros(40)) for _ in range(3)]
+    interval = paired_bootstrap(units, mean_metric, draws=300)
+    assert interval.difference == interval.low == interval.high == 1.0
+    assert interval.excludes_zero() and interval.units == 3
+
+
+def test_between_unit_variation_hand_case():
+    """Two units without any within-unit variation: differences 0 and 1. Resampling 2 units gives
+    a mean of 0, 0.5, 1 with probability 1/4, 1/2, 1/4, so the 95% interval is [0, 1]."""
+    units = [_acc_unit(np.zeros(30), np.zeros(30)), _acc_unit(np.ones(30), np.zeros(30))]
+    interval = paired_bootstrap(units, mean_metric, draws=4000, seed=3)
+    assert interval.difference == pytest.approx(0.5)
+    assert (interval.low, interval.high) == (0.0, 1.0)
+
+
+def test_one_unit_matches_scipys_paired_percentile_bootstrap():
+    rng = np.random.default_rng(1)
+    a = (rng.random(400) < 0.62).astype(float)
+    b = np.where(rng.random(400) < 0.8, a, 1 - a)  # paired: B agrees with A on ~80% of samples
+    ours = paired_bootstrap([_acc_unit(a, b)], mean_metric, draws=4000, seed=0)
+    theirs = bootstrap(
+        (a, b), lambda x, y: np.mean(x) - np.mean(y), paired=True, n_resamples=4000,
+        method="percentile", random_state=0, vectorized=False,
+    ).confidence_interval  # fmt: skip
+    assert ours.difference == pytest.approx(np.mean(a) - np.mean(b))
+    assert ours.low == pytest.approx(theirs.low, abs=0.01)
+    assert ours.high == pytest.approx(theirs.high, abs=0.01)
+
+
+def test_weighted_auroc_equals_scikit_learn_on_the_resampled_data():
+    rng = np.random.default_rng(2)
+    pos = rng.normal(1.0, 1.0, 60).round(1)  # rounding makes ties
+    neg = rng.normal(0.0, 1.0, 80).round(1)
+    w_pos, w_neg = (
+        rng.integers(0, 3, (1, 60)).astype(float),
+        rng.integers(0, 3, (1, 80)).astype(float),
+    )
+    expected = roc_auc_score(
+        np.r_[np.ones(int(w_pos.sum())), np.zeros(int(w_neg.sum()))],
+        np.r_[np.repeat(pos, w_pos[0].astype(int)), np.repeat(neg, w_neg[0].astype(int))],
+    )
+    got = auroc_metric([pos, neg], [w_pos, w_neg])[0] * 60 * 80 / (w_pos.sum() * w_neg.sum())
+    assert got == pytest.approx(expected)
+    ones = [np.ones((1, 60)), np.ones((1, 80))]
+    assert auroc_metric([pos, neg], ones)[0] == pytest.approx(
+        roc_auc_score(np.r_[np.ones(60), np.zeros(80)], np.r_[pos, neg])
+    )
+
+
+def test_unpaired_or_empty_inputs_are_refused():
+    with pytest.raises(ValueError, match="same non-empty set of samples"):
+        _acc_unit(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="at least one unit"):
+        paired_bootstrap([], mean_metric)
