@@ -1,4 +1,4 @@
-"""WiSE-FT (Wortsman et al., CVPR 2022): between the zero-shot solution and a fine-tuned one.
+"""WiSE-FT (Wortsman et al., CVPR 2022; docs/algorithm.md §12): zero-shot to fine-tuned.
 
 A method that *starts at* zero-shot (its untrained state computes the zero-shot classifier:
 CRoFT's identity adapters, the linear probe's zero-shot head) is interpolated in weight space,

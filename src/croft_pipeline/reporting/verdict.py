@@ -91,7 +91,13 @@ def selection_table(train_summary: Mapping[str, Any]) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows).set_index("method")
-    return table.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
+    return table.map(_cell).fillna("–")
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "–" if np.isnan(value) else f"{value:.3f}"
+    return value
 
 
 def _point(run: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
