@@ -83,3 +83,17 @@ def test_values_two_files_share_come_from_globals():
     catalog = config_loader(ROOT)["catalog"]
     assert params["train"]["adapter_dir"] == catalog["adapter_weights"]["path"]
     assert params["pretrain"]["checkpoint"] == params["clip"]["pretrained"]
+
+
+@pytest.mark.parametrize(
+    ("env", "model", "templates"),
+    [
+        (None, "CroftRN-MiniLM-64", ["an emoji of a {}"]),
+        ("test", "CroftRN-Tiny-32", ["an emoji of a {}"]),
+        ("pacs", "ViT-B-16", ["a photo of a {}."]),
+        ("vlcs", "ViT-B-16", ["a photo of a {}."]),
+    ],
+)
+def test_each_shipped_environment_gets_the_model_and_prompts_it_promises(env, model, templates):
+    clip = parameters(ROOT, env)["clip"]
+    assert (clip["model_name"], clip["templates"]) == (model, templates)

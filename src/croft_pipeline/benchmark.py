@@ -175,8 +175,9 @@ def _stack(folds: Sequence[Fold], name: str) -> pd.DataFrame:
 def aggregate(folds: Sequence[Fold], params: dict, run_id: str) -> dict[str, Any]:
     """Mean ± std over folds × seeds, paired intervals over folds × seeds, selection records."""
     results = _stack(folds, "evaluation_results")
-    results = results.assign(unit=results["fold"] + "/" + results["seed"].astype(str))
-    summary = summarise(results.drop(columns="seed").rename(columns={"unit": "seed"}))
+    # one unit per (fold, seed): summarise's mean and std run over folds x seeds
+    units = results.assign(seed=results["fold"] + "/" + results["seed"].astype(str))
+    summary = summarise(units)
     scores = _stack(folds, "evaluation_scores")
     evaluate = params["evaluate"]
     comparisons = compare_methods(

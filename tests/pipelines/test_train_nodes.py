@@ -144,11 +144,12 @@ def test_calibration_fixes_the_threshold_on_validation_only(trained):
             assert entry["threshold"] in set(energy.tolist())
 
 
-def test_fit_is_deterministic_and_bad_inputs_are_named():
+def test_fit_is_deterministic_in_one_or_two_processes_and_bad_inputs_are_named():
     splits, center, views, text = synthetic_tables(seeds=(1,))
     params = {**train_params(), "methods": ["croft_clean", "tip_adapter_f"]}
     first, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
-    second, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
+    in_workers = {**params, "workers": 2}  # two spawned processes, one job each
+    second, _ = nodes.fit_methods(splits, center, views, text, CLASSES, in_workers, [1])
     assert first.keys() == second.keys()
     for key in first:
         assert all(torch.equal(first[key][k], second[key][k]) for k in first[key])

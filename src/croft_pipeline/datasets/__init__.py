@@ -2,7 +2,7 @@
 
 from croft_pipeline.datasets.bytes import BytesDataset
 from croft_pipeline.datasets.feature_table import FeatureTableDataset
-from croft_pipeline.datasets.partitions import partition_value
+from croft_pipeline.datasets.partitions import partition_reader, partition_value
 from croft_pipeline.datasets.project_dir import ProjectDirDataset
 from croft_pipeline.datasets.safetensors_dict import SafetensorsDictDataset
 
@@ -11,5 +11,6 @@ __all__ = [
     "FeatureTableDataset",
     "ProjectDirDataset",
     "SafetensorsDictDataset",
+    "partition_reader",
     "partition_value",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -12,3 +13,8 @@ def partition_value(value: Any) -> Any:
     the catalog gets ``{partition id: loader}``. Both go through here.
     """
     return value() if callable(value) else value
+
+
+def partition_reader(partitions: Mapping[str, Any]) -> Callable[[str], Any]:
+    """``partition id -> data`` over a partitioned dataset's value (loaders or data)."""
+    return lambda partition: partition_value(partitions[partition])

@@ -71,6 +71,10 @@ class FitOutcome:
     zero_shot_val_accuracy: float
     wise: dict[str, Any] | None = None  # alpha, space, val accuracy per alpha, state (weight space)
 
+    def grid_rows(self) -> list[dict[str, Any]]:
+        """The grid points tried, without their per-epoch histories (for files and tables)."""
+        return [{k: v for k, v in row.items() if k != "history"} for row in self.grid]
+
 
 def run_fit(job: FitJob) -> FitOutcome:
     """Fit ``job.name`` at every grid point, keep the best on val, then choose its WiSE-FT α."""
@@ -126,7 +130,7 @@ def job_cost(job: FitJob) -> float:
     for values in job.grid.values():
         points *= max(1, len(values))
     epochs = float(job.config.get("epochs", 0))
-    weight = 3.0 if job.config.get("lambda1") is not None else 1.0
+    weight = 3.0 if METHODS[job.name].config_group == "croft" else 1.0
     return points * epochs * len(job.train.labels) * weight
 
 

@@ -23,7 +23,9 @@ def run_suites(batches: dict[str, tuple[Suite, pd.DataFrame]]) -> dict[str, Any]
     """Validate each table with its suite in one ephemeral GX context."""
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # GX sets one module's logger to INFO itself ("Created temporary directory ... docs site")
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

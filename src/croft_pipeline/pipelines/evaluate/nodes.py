@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline import tracking
-from croft_pipeline.datasets import partition_value
+from croft_pipeline.datasets import partition_reader, partition_value
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.methods.feature_sets import class_text_features, eval_set
 from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
-from croft_pipeline.methods.wise import curve
+from croft_pipeline.methods.wise import curve, wise_name
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
@@ -78,15 +78,12 @@ def trace_wise_curves(
 ) -> pd.DataFrame:
     """Accuracy on val, ID test and the held-out domain at every WiSE-FT α of every method."""
     text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
-    rows = []
+    weights, rows = partition_reader(adapter_weights), []
     for name, entry in train_summary["methods"].items():
-        if f"{name}+wise" not in train_summary["methods"]:
+        if wise_name(name) not in train_summary["methods"]:
             continue
         for seed in entry["seeds"]:
-            model = fitted_model(
-                name, entry, int(seed), lambda p: partition_value(adapter_weights[p]), text,
-                logit_scale,
-            )  # fmt: skip
+            model = fitted_model(name, entry, int(seed), weights, text, logit_scale)
             zero_shot = zero_shot_model(text, logit_scale, entry["seeds"][seed]["config"]["device"])
             sets = {
                 split: _tensors(eval_set(splits, int(seed), split, image_features_center))
@@ -203,7 +200,7 @@ def register_model(
         comparisons,
         project_dir,
         clip.get("precision", "fp32"),
-        lambda partition: partition_value(adapter_weights[partition]),
+        partition_reader(adapter_weights),
         register,
         params["gates"],
     )

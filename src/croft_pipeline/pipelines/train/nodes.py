@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from croft_pipeline import tracking
-from croft_pipeline.datasets import partition_value
+from croft_pipeline.datasets import partition_reader
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.methods import METHODS, partition_id
 from croft_pipeline.methods.feature_sets import (
@@ -54,7 +54,15 @@ def fit_methods(
     text, logit_scale = class_text_features(text_features, id_classes)
     configs = {name: method_config(params, name) for name in params["methods"]}  # names checked
     grids = method_grids(params, list(configs))
-    wise = params.get("wise") or {}
+    alphas = tuple((params.get("wise") or {}).get("alphas") or ())
+    data = {
+        seed: {
+            "train": train_set(splits, seed, image_features_train_views),
+            "val": eval_set(splits, seed, "val", image_features_center),
+            "probes": {s: eval_set(splits, seed, s, image_features_center) for s in PROBED_SPLITS},
+        }
+        for seed in seeds
+    }
     jobs = [
         FitJob(
             name=name,
@@ -63,10 +71,8 @@ def fit_methods(
             grid=grids[name],
             text_features=text,
             logit_scale=logit_scale,
-            train=train_set(splits, seed, image_features_train_views),
-            val=eval_set(splits, seed, "val", image_features_center),
-            probes={s: eval_set(splits, seed, s, image_features_center) for s in PROBED_SPLITS},
-            wise_alphas=tuple(wise.get("alphas") or ()) if METHODS[name].trains else (),
+            **data[seed],
+            wise_alphas=alphas if METHODS[name].trains else (),
             num_threads=params.get("num_threads"),
         )
         for seed in seeds
@@ -99,7 +105,7 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         "best_val_accuracy": outcome.report.best_val_accuracy,
         "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
         "fit_seconds": round(outcome.report.seconds, 3),
-        "grid": [{k: v for k, v in row.items() if k != "history"} for row in outcome.grid],
+        "grid": outcome.grid_rows(),
         "oracle": {"point": oracle["point"], **oracle["probe"]},
         "adapter": f"{adapter_dir}/{partition_id(name, seed)}.safetensors",
     }
@@ -148,8 +154,7 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
                 final.update({f"oracle_{k}": v for k, v in row.get("probe", {}).items()})
                 tracking.metric_logger()(0, final)
         tracking.log_json_artifact(outcome.config, "config.json")
-        grid_rows = [{k: v for k, v in row.items() if k != "history"} for row in outcome.grid]
-        tracking.log_json_artifact(grid_rows, "grid.json")
+        tracking.log_json_artifact(outcome.grid_rows(), "grid.json")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "adapter.safetensors"
             save_file(outcome.state, str(path))
@@ -168,11 +173,7 @@ def predict_splits(
     Each model is rebuilt from its summary entry and saved weights, as serving does.
     """
     text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
-
-    def weights(partition: str):
-        return partition_value(adapter_weights[partition])
-
-    frames = []
+    weights, frames = partition_reader(adapter_weights), []
     for name, entry in train_summary["methods"].items():
         for seed in entry["seeds"]:
             model = fitted_model(name, entry, int(seed), weights, text, logit_scale)
