@@ -22,23 +22,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 import croft_pipeline  # noqa: F401  (offline defaults first)
 from croft_pipeline.benchmark import run_benchmark
 from croft_pipeline.io_utils import atomic_write_bytes
-from croft_pipeline.reporting.verdict import format_interval
+from croft_pipeline.ood.evaluation import OPENSET_SHIFTS
+from croft_pipeline.reporting.tables import format_mean_std
+from croft_pipeline.reporting.verdict import (
+    VERDICT_NOTE,
+    selection_records,
+    selection_table,
+    verdict_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIFT_LABELS = {
-    "id": "ID",
-    "covariate": "covariate",
-    "covariate_novel": "novel glyphs",
-    "openset": "open-set",
-    "openset_near": "near",
-    "openset_far": "far",
-}
 
 
 def machine() -> str:
@@ -74,112 +72,45 @@ def commit() -> str:
         return "unknown"
 
 
-def cell(summary: pd.DataFrame, method: str, shift: str, metric: str) -> str:
-    row = summary[
-        (summary["method"] == method) & (summary["shift"] == shift) & (summary["metric"] == metric)
-    ]
-    if row.empty:
-        return "–"
-    return f"{row['mean'].iloc[0]:.3f} ± {row['std'].iloc[0]:.3f}"
+METHOD_COLUMNS = [
+    ("id", "accuracy"), ("covariate", "accuracy"), ("covariate_novel", "accuracy"),
+    *((shift, f"energy_{m}") for shift in OPENSET_SHIFTS for m in ("auroc", "fpr95")),
+    ("openset", "energy_aupr_in"), ("openset", "energy_aupr_out"),
+    *((shift, "knn_auroc") for shift in OPENSET_SHIFTS),
+]  # fmt: skip
+ROLES = {
+    "vs zero-shot": "Against zero-shot CLIP",
+    "vs no EDR": "Does the energy term help? CRoFT against croft_no_edr",
+    "vs best baseline": "CRoFT against the best baseline on each metric (chosen on these test results)",
+    "wise vs fine-tuned": "Does WiSE-FT help? Each interpolation against its fine-tuned method",
+}
 
 
-def method_table(summary: pd.DataFrame) -> list[str]:
-    columns = [("id", "accuracy"), ("covariate", "accuracy"), ("covariate_novel", "accuracy")]
-    for shift in ("openset", "openset_near", "openset_far"):
-        columns += [
-            (shift, f"{score}_{m}") for score in ("energy", "knn") for m in ("auroc", "fpr95")
-        ]
-    header = ["method"] + [f"{SHIFT_LABELS[s]} {m.replace('_', ' ')}" for s, m in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method in sorted(summary["method"].unique()):
-        lines.append(
-            "| " + " | ".join([method] + [cell(summary, method, s, m) for s, m in columns]) + " |"
-        )
-    return lines
+def method_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Method × the headline metrics, mean ± std over folds × seeds."""
+    cells = {}
+    for shift, metric in METHOD_COLUMNS:
+        rows = summary[(summary["shift"] == shift) & (summary["metric"] == metric)]
+        cells[f"{shift} {metric}"] = {
+            r.method: format_mean_std(r.mean, r.std, r.n_seeds) for r in rows.itertuples()
+        }
+    return pd.DataFrame(cells).fillna("–")
 
 
-def comparison_table(comparisons: pd.DataFrame, role: str) -> list[str]:
-    rows = comparisons[comparisons["role"] == role]
-    metrics = list(dict.fromkeys(zip(rows["shift"], rows["metric"], strict=True)))
-    header = ["method − baseline"] + [
-        f"{SHIFT_LABELS.get(s, s)} {m.replace('_', ' ')}" for s, m in metrics
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (method, baseline), part in rows.groupby(["method", "baseline"], sort=True):
-        cells = []
-        for shift, metric in metrics:
-            hit = part[(part["shift"] == shift) & (part["metric"] == metric)]
-            cells.append(
-                "–" if hit.empty else format_interval(*hit[["difference", "low", "high"]].iloc[0])
-            )
-        lines.append(f"| {method} − {baseline} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def selection_rows(selection: dict[str, dict]) -> list[dict[str, Any]]:
-    """Per fold, method and seed: the chosen point, its epoch, val accuracy, zero-shot's, oracle."""
-    rows = []
-    for fold, summary in selection.items():
-        for name, entry in summary["methods"].items():
-            for seed, run in entry["seeds"].items():
-                row = {
-                    "fold": fold,
-                    "method": name,
-                    "seed": int(seed),
-                    "val_accuracy": run.get("best_val_accuracy"),
-                }
-                if "base" in entry:
-                    row["alpha"] = run["alpha"]
-                else:
-                    row.update(
-                        point={k: run["config"][k] for k in entry.get("grid", {})},
-                        best_epoch=run.get("best_epoch"),
-                        zero_shot_val_accuracy=run.get("zero_shot_val_accuracy"),
-                        oracle=run.get("oracle"),
-                        selected_heldout_accuracy=_selected_probe(run).get("test_covariate"),
-                    )
-                rows.append(row)
-    return rows
-
-
-def _selected_probe(run: dict) -> dict:
-    for row in run.get("grid", []):
-        if all(run["config"].get(k) == v for k, v in row.get("point", {}).items()):
-            return row.get("probe", {})
-    return {}
-
-
-def selection_table(rows: list[dict[str, Any]]) -> list[str]:
-    frame = pd.DataFrame(
-        [
-            r
-            for r in rows
-            if "best_epoch" in r and r["best_epoch"] is not None and r["best_epoch"] >= 0
-        ]
-    )
-    lines = [
-        "| method | best epoch (min–max) | val acc | zero-shot val acc | held-out acc, selected | held-out acc, oracle (upper bound) | oracle gap |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for method, part in frame.groupby("method", sort=True):
-        oracle = np.mean([r["test_covariate"] for r in part["oracle"]])
-        chosen = part["selected_heldout_accuracy"].mean()
-        lines.append(
-            f"| {method} | {part['best_epoch'].min()}–{part['best_epoch'].max()} | {part['val_accuracy'].mean():.3f} "
-            f"| {part['zero_shot_val_accuracy'].mean():.3f} | {chosen:.3f} | {oracle:.3f} | {oracle - chosen:+.3f} |"
-        )
-    alphas = pd.DataFrame([r for r in rows if "alpha" in r])
-    if not alphas.empty:
-        lines += ["", "WiSE-FT α chosen on ID validation (mean, min–max over folds × seeds): " + ", ".join(
-            f"{m} {p['alpha'].mean():.2f} ({p['alpha'].min():g}–{p['alpha'].max():g})"
-            for m, p in alphas.groupby("method", sort=True)
-        )]  # fmt: skip
-    return lines
+def markdown(table: pd.DataFrame) -> str:
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" ".join(map(str, c)) for c in flat.columns]
+    return flat.to_markdown()
 
 
 def write_results(results: dict[str, Any], out: Path, command: str, seconds: float) -> None:
     summary, comparisons = results["summary"], results["comparisons"]
-    selection = selection_rows(results["selection"])
+    records = [
+        record
+        for fold, train_summary in results["selection"].items()
+        for record in selection_records(train_summary, fold=fold)
+    ]
     meta = {
         "command": command,
         "machine": machine(),
@@ -190,13 +121,14 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         "mlflow_run_id": results["mlflow_run_id"],
         "units": "folds x seeds (held-out style x training seed)",
     }
+    curves = results["wise_curves"].groupby(["method", "alpha", "split"])["accuracy"].mean()
     document = {
         **meta,
         "summary": summary.to_dict("records"),
         "comparisons": comparisons.to_dict("records"),
-        "selection": selection,
-        "wise_curves": results["wise_curves"].groupby(["method", "alpha", "split"])["accuracy"].mean().reset_index().to_dict("records"),
-    }  # fmt: skip
+        "selection": records,
+        "wise_curves": curves.reset_index().to_dict("records"),
+    }
     atomic_write_bytes(
         out / "accuracy.json", json.dumps(document, indent=1, default=float).encode()
     )
@@ -212,32 +144,28 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         "Every style of EmojiShift is held out in turn (covariate test); each method is tuned on ID "
         "validation only, with the same number of grid points (conf/base/parameters_train.yml). "
         "Cells: mean ± std over folds × seeds (numpy std, ddof 0). Open-set detection: ID test "
-        "against every open-set class, the near ones (same CLDR group as an ID class) and the far "
-        "ones; higher AUROC is better, lower FPR95 is better.",
+        "against every open-set class (openset), the near ones (same CLDR group as an ID class) "
+        "and the far ones; higher AUROC and AUPR are better, lower FPR95 is better. "
+        "docs/benchmark.md explains the protocol.",
         "",
         "## Every method",
         "",
-        *method_table(summary),
+        markdown(method_table(summary)),
         "",
         "## Paired differences with 95% intervals (folds × seeds and test images resampled)",
         "",
-        "▲ the whole interval above 0, ▼ below 0, no mark: within noise.",
+        VERDICT_NOTE,
         "",
-        "### Against zero-shot CLIP",
+    ]
+    for role, heading in ROLES.items():
+        lines += [f"### {heading}", "", markdown(verdict_table(comparisons, role)), ""]
+    lines += [
+        "## Model selection on ID validation, and the oracle",
         "",
-        *comparison_table(comparisons, "vs zero-shot"),
+        "The oracle is the grid point with the best held-out-style accuracy: an upper bound no "
+        "user could select.",
         "",
-        "### Does the energy term help? CRoFT against croft_no_edr",
-        "",
-        *comparison_table(comparisons, "vs no EDR"),
-        "",
-        "### CRoFT against the best baseline on each metric (chosen on these test results)",
-        "",
-        *comparison_table(comparisons, "vs best baseline"),
-        "",
-        "## Model selection (ID validation) and the oracle (held-out style, an upper bound no user could select)",
-        "",
-        *selection_table(selection),
+        markdown(selection_table(records)),
         "",
     ]
     atomic_write_bytes(out / "accuracy.md", "\n".join(lines).encode())

@@ -13,6 +13,7 @@ paired differences with their intervals over folds × seeds (``ood.comparisons``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ from croft_pipeline.config import config_loader
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import EvaluationConfig, summarise
 from croft_pipeline.pipeline_registry import register_pipelines
-from croft_pipeline.pipelines.ingest.nodes import build_splits
+from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
+from croft_pipeline.validation import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +118,13 @@ def run_fold(project: Path, env: str | None, params: dict, heldout: str) -> Fold
         **params,
         "ingest": {**params["ingest"], "dataset": {**params["ingest"]["dataset"], "heldout_domain": heldout}},
     }  # fmt: skip
-    manifest = pd.read_parquet(
-        project / config_loader(project, env)["catalog"]["manifest"]["filepath"]
-    )
+    catalog_paths = config_loader(project, env)["catalog"]
+    manifest = pd.read_parquet(project / catalog_paths["manifest"]["filepath"])
+    id_classes = json.loads((project / catalog_paths["id_classes"]["filepath"]).read_text())
     splits = build_splits(manifest, fold_params["ingest"], params["seeds"])
+    report = validate_data(manifest, splits, id_classes, fold_params["ingest"], str(project))
+    if not report["success"]:  # the same data checks as the default run's splits
+        raise DataValidationError(f"held-out {heldout}: {report['failure_message']}")
     catalog = _fold_catalog(project, env, fold_params, splits)
     with chdir(project):
         SequentialRunner().run(fold_pipeline(), catalog)

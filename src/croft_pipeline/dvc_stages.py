@@ -72,6 +72,11 @@ def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
+def _outermost(keys: set[str]) -> list[str]:
+    """``train`` covers ``train.calibration``: keep only the keys no other key contains."""
+    return sorted(k for k in keys if not any(k.startswith(f"{other}.") for other in keys))
+
+
 def build_stages(project_root: Path) -> dict[str, Any]:
     conf_dir = project_root / "conf"
     loader = config_loader(project_root)
@@ -86,16 +91,16 @@ def build_stages(project_root: Path) -> dict[str, Any]:
         outputs = pipeline.all_outputs()
         params: dict[str, set[str]] = {}
         for dataset in sorted(inputs):
-            if dataset.startswith("params:") or dataset == "parameters":
-                key = dataset.removeprefix("params:").split(".")[0]
-                if key in param_files:
-                    params.setdefault(param_files[key], set()).add(key)
+            if dataset.startswith("params:"):
+                key = dataset.removeprefix("params:")  # a block, or one key of it (a.b)
+                if key.split(".")[0] in param_files:
+                    params.setdefault(param_files[key.split(".")[0]], set()).add(key)
         code = [f"{PACKAGE}/pipelines/{name}"] + [f"{PACKAGE}/{m}" for m in CORE_CODE[name]]
         deps = sorted({paths[d] for d in inputs if d in paths} | set(code))
         written = sorted(paths[d] for d in outputs if d in paths)
         stage: dict[str, Any] = {"cmd": f"kedro run --pipeline={name}", "deps": deps}
         if params:
-            stage["params"] = [{f: sorted(keys)} for f, keys in sorted(params.items())]
+            stage["params"] = [{f: _outermost(keys)} for f, keys in sorted(params.items())]
         outs = [p for p in written if p not in METRICS_FILES] + extra.get(name, [])
         if outs:
             stage["outs"] = outs

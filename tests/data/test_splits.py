@@ -114,7 +114,7 @@ def test_novel_glyphs_are_the_covariate_concepts_no_training_image_shows():
         rows = splits[splits["seed"] == seed]
         train = set(rows.loc[rows["split"] == "train", "group"])
         covariate = set(rows.loc[rows["split"] == "test_covariate", "group"])
-        novel = novel_groups(splits, seed)
+        novel = novel_groups(rows)
         assert novel == covariate - train
         assert {"x0", "y0"} <= novel  # held-out-only concepts are always novel
         val_and_test = set(rows.loc[rows["split"].isin(["val", "test_id"]), "group"])
@@ -155,3 +155,9 @@ def test_open_set_cap_per_class():
 def test_unknown_held_out_domain_is_a_clear_error():
     with pytest.raises(ValueError, match="held-out domain 'nope' has no ID images"):
         run(synthetic_manifest(), heldout_domain="nope")
+
+
+def test_novel_glyphs_need_the_training_rows():
+    splits = run(synthetic_manifest(), seeds=(1,))
+    with pytest.raises(ValueError, match="need the seed's train rows"):
+        novel_groups(splits[splits["split"] != "train"])

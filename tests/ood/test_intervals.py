@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from croft_pipeline.ood.intervals import (
     PairedUnit,
     auroc_metric,
+    beyond_noise,
     mean_metric,
     paired_bootstrap,
 )
@@ -24,7 +25,7 @@ def test_identical_methods_differ_by_exactly_zero():
     units = [_acc_unit(x, x) for x in (rng.random(50) < 0.5 for _ in range(3))]
     interval = paired_bootstrap(units, mean_metric, draws=500)
     assert (interval.difference, interval.low, interval.high) == (0.0, 0.0, 0.0)
-    assert not interval.excludes_zero()
+    assert beyond_noise(interval.low, interval.high) == 0
 
 
 def test_a_constant_per_sample_gain_gives_that_gain_with_no_width():
@@ -32,7 +33,7 @@ def test_a_constant_per_sample_gain_gives_that_gain_with_no_width():
     units = [_acc_unit(np.ones(40), np.zeros(40)) for _ in range(3)]
     interval = paired_bootstrap(units, mean_metric, draws=300)
     assert interval.difference == interval.low == interval.high == 1.0
-    assert interval.excludes_zero() and interval.units == 3
+    assert beyond_noise(interval.low, interval.high) == 1 and interval.units == 3
 
 
 def test_between_unit_variation_hand_case():
@@ -70,8 +71,7 @@ def test_weighted_auroc_equals_scikit_learn_on_the_resampled_data():
         np.r_[np.ones(int(w_pos.sum())), np.zeros(int(w_neg.sum()))],
         np.r_[np.repeat(pos, w_pos[0].astype(int)), np.repeat(neg, w_neg[0].astype(int))],
     )
-    got = auroc_metric([pos, neg], [w_pos, w_neg])[0] * 60 * 80 / (w_pos.sum() * w_neg.sum())
-    assert got == pytest.approx(expected)
+    assert auroc_metric([pos, neg], [w_pos, w_neg])[0] == pytest.approx(expected)
     ones = [np.ones((1, 60)), np.ones((1, 80))]
     assert auroc_metric([pos, neg], ones)[0] == pytest.approx(
         roc_auc_score(np.r_[np.ones(60), np.zeros(80)], np.r_[pos, neg])
@@ -83,3 +83,27 @@ def test_unpaired_or_empty_inputs_are_refused():
         _acc_unit(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="at least one unit"):
         paired_bootstrap([], mean_metric)
+
+
+def test_images_shared_by_units_are_resampled_together():
+    """Two seeds scored on the same open-set images: their test-set noise is common to both, so
+    the interval keeps the one-unit width. Two independent test sets narrow it: to sqrt(3/4) of
+    it here, since a draw of two units picks the same unit twice half of the time."""
+    rng = np.random.default_rng(4)
+    a = (rng.random(300) < 0.6).astype(float)
+    b = np.where(rng.random(300) < 0.7, a, 1 - a)
+    keys = np.arange(300)
+
+    def width(units):
+        interval = paired_bootstrap(units, mean_metric, draws=3000, seed=1)
+        return interval.high - interval.low
+
+    one = width([PairedUnit((a,), (b,), (keys,))])
+    shared = width([PairedUnit((a,), (b,), (keys,)), PairedUnit((a,), (b,), (keys,))])
+    separate = width([PairedUnit((a,), (b,), (keys,)), PairedUnit((a,), (b,), (keys + 300,))])
+    assert shared == pytest.approx(one, rel=0.1)
+    assert separate == pytest.approx(np.sqrt(0.75) * one, rel=0.06)
+
+
+def test_beyond_noise_reads_the_interval():
+    assert [beyond_noise(0.1, 0.3), beyond_noise(-0.3, -0.1), beyond_noise(-0.1, 0.2)] == [1, -1, 0]

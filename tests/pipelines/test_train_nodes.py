@@ -46,7 +46,10 @@ def trained():
     blobs = {key: save(state) for key, state in weights.items()}
     stored = {key: (lambda b=blob: load(b)) for key, blob in blobs.items()}  # lazy loaders
     predictions = nodes.predict_splits(splits, center, text, stored, summary)
-    calibration = nodes.calibrate(predictions, summary, params["calibration"], evaluate_params())
+    evaluate = evaluate_params()
+    calibration = nodes.calibrate(
+        predictions, summary, params["calibration"], evaluate["scores"], evaluate["knn_bank_split"]
+    )
     return splits, center, text, params, weights, summary, predictions, calibration
 
 

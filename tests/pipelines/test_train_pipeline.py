@@ -62,7 +62,8 @@ def trained_project(tmp_path_factory, mlflow_tmp_store):
             "id_classes": CLASSES,
             "params:train": params,
             "params:train.calibration": params["calibration"],
-            "params:evaluate": load_params("test")["evaluate"],
+            "params:evaluate.scores": load_params("test")["evaluate"]["scores"],
+            "params:evaluate.knn_bank_split": load_params("test")["evaluate"]["knn_bank_split"],
             "params:seeds": SEEDS,
         },
     )
@@ -78,15 +79,13 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
     predictions = pd.read_parquet(project / "data/07_model_output/predictions.parquet")
     wise = {f"{name}+wise" for name in METHODS if METHODS[name].trains}
     assert set(summary["methods"]) == set(calibration) == set(METHODS) | wise
-    weight_space = {
-        f"{n}+wise" for n in METHODS if METHODS[n].trains and METHODS[n].starts_at_zero_shot
-    }
+    weight_space = {n for n in METHODS if METHODS[n].trains and METHODS[n].starts_at_zero_shot}
     for name, entry in summary["methods"].items():
         for seed in map(str, SEEDS):
             run = entry["seeds"][seed]
-            if name in wise:  # an interpolation: its own weights only in weight space
-                assert entry["base"] == name.removesuffix("+wise")
-                assert ("adapter" in run) == (name in weight_space)
+            if name in wise:  # an interpolation, rebuilt from its base method's weights
+                assert entry["base"] == name.removesuffix("+wise") and "adapter" not in run
+                assert entry["space"] == ("weight" if entry["base"] in weight_space else "output")
                 assert run["alpha"] in params["wise"]["alphas"]
                 continue
             assert run["adapter"] == f"{params['adapter_dir']}/{name}/seed_{seed}.safetensors"
@@ -107,7 +106,7 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
             energy = torch.logsumexp(torch.tensor(np.stack(val["logits"].to_numpy())), 1)
             assert float((energy >= calibration[name][seed]["threshold"]).float().mean()) >= 0.95
     files = list((project / "data/06_models/adapters").rglob("*.safetensors"))
-    assert len(files) == len(SEEDS) * (len(METHODS) + len(weight_space))
+    assert len(files) == len(SEEDS) * len(METHODS)
 
 
 def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):

@@ -183,8 +183,13 @@ def make_splits(
     return splits.reindex(columns=SPLIT_COLUMNS).astype({"seed": "int64"})
 
 
-def novel_groups(splits: pd.DataFrame, seed: int) -> set[str]:
-    """Groups of the seed's covariate test that no training image shares (unseen concepts)."""
-    rows = splits[splits["seed"] == seed]
+def novel_groups(rows: pd.DataFrame, covariate_split: str = "test_covariate") -> set[str]:
+    """The concepts of one seed's covariate test that no training image shows (novel glyphs).
+
+    ``rows``: one seed's rows with ``split`` and ``group`` (the splits table or predictions).
+    Without its ``train`` rows nothing could be called novel, so that is an error.
+    """
     trained = set(rows.loc[rows["split"] == "train", "group"])
-    return set(rows.loc[rows["split"] == "test_covariate", "group"]) - trained
+    if not trained:
+        raise ValueError("novel glyphs need the seed's train rows (none given)")
+    return set(rows.loc[rows["split"] == covariate_split, "group"]) - trained

@@ -1,8 +1,7 @@
 """Rebuild the fitted models a ``train_summary`` describes, from their stored weights.
 
 An entry is a trained method (its own weights), or a WiSE-FT point of one (``base``, ``space``,
-per-seed ``alpha``): in weight space it has its own interpolated weights of the base class; in
-output space it blends the base method's logits with zero-shot CLIP at ``alpha``.
+per-seed ``alpha``), rebuilt from the base method's weights.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from croft_pipeline.methods.base import build_method, partition_id, restore_method
-from croft_pipeline.methods.wise import WEIGHT, Blend
+from croft_pipeline.methods.wise import interpolate
 
 Weights = Callable[[str], Mapping[str, Tensor]]  # partition id -> state dict
 
@@ -30,18 +29,17 @@ def fitted_model(
     text_features: Tensor,
     logit_scale: float,
 ):
-    """The model of ``train_summary["methods"][name]`` at ``seed`` (``logits`` and ``embed``)."""
+    """The model of ``train_summary["methods"][name]`` at ``seed`` (``logits`` and ``embed``).
+
+    A WiSE-FT entry is rebuilt from its base method's weights by :func:`methods.wise.interpolate`
+    (zero-shot CLIP exactly at α = 0, the fine-tuned model at α = 1), the one rule that chose α.
+    """
     run = entry["seeds"][str(seed)]
-    base = entry.get("base")
-    if base is None:
-        return restore_method(
-            name, run["config"], text_features, logit_scale, seed, weights(partition_id(name, seed))
-        )
-    if entry["space"] == WEIGHT:
-        state = weights(partition_id(name, seed))
-        return restore_method(base, run["config"], text_features, logit_scale, seed, state)
+    base = entry.get("base", name)
     fine_tuned = restore_method(
         base, run["config"], text_features, logit_scale, seed, weights(partition_id(base, seed))
     )
+    if "base" not in entry:
+        return fine_tuned
     zero_shot = zero_shot_model(text_features, logit_scale, run["config"]["device"])
-    return Blend(fine_tuned, zero_shot, float(run["alpha"]))
+    return interpolate(fine_tuned, zero_shot, float(run["alpha"]))

@@ -90,6 +90,7 @@ def fit_selected(
                 "point": point,
                 "val_accuracy": report.best_val_accuracy,
                 "best_epoch": report.best_epoch,
+                "seconds": round(report.seconds, 3),
                 "history": report.history,
                 "probe": probe(method) if probe else {},
             }

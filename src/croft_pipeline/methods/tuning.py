@@ -7,6 +7,7 @@ alone writes MLflow and the catalog.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,10 @@ from croft_pipeline.methods.base import (
     FitReport,
     TrainSet,
     accuracy,
-    build_method,
 )
+from croft_pipeline.methods.fitted import zero_shot_model
 from croft_pipeline.methods.selection import fit_selected, grid_points
-from croft_pipeline.methods.wise import OUTPUT, choose_alpha, interpolated_state, space_of
+from croft_pipeline.methods.wise import choose_alpha, space_of
 from croft_pipeline.runtime import parallel_map, torch_threads
 
 
@@ -69,7 +70,8 @@ class FitOutcome:
     state: dict[str, Tensor]
     grid: list[dict[str, Any]]
     zero_shot_val_accuracy: float
-    wise: dict[str, Any] | None = None  # alpha, space, val accuracy per alpha, state (weight space)
+    seconds: float  # the whole job: every grid point, the probes, the WiSE-FT choice
+    wise: dict[str, Any] | None = None  # alpha, space, validation accuracy per alpha
 
     def grid_rows(self) -> list[dict[str, Any]]:
         """The grid points tried, without their per-epoch histories (for files and tables)."""
@@ -78,10 +80,9 @@ class FitOutcome:
 
 def run_fit(job: FitJob) -> FitOutcome:
     """Fit ``job.name`` at every grid point, keep the best on val, then choose its WiSE-FT α."""
+    started = time.perf_counter()
     with torch_threads(job.num_threads):
-        zero_shot = build_method(
-            "zero_shot", {"device": job.config["device"]}, job.text_features, job.logit_scale
-        )
+        zero_shot = zero_shot_model(job.text_features, job.logit_scale, job.config["device"])
         zero_shot_val = accuracy(zero_shot.logits(job.val.features), job.val.labels)
 
         def probe(method) -> dict[str, float]:
@@ -107,10 +108,7 @@ def run_fit(job: FitJob) -> FitOutcome:
             alpha, by_alpha = choose_alpha(
                 method, zero_shot, job.val.features, job.val.labels, job.wise_alphas
             )
-            space = space_of(method)
-            wise = {"alpha": alpha, "space": space, "val_accuracy_by_alpha": by_alpha}
-            if space != OUTPUT:
-                wise["state"] = interpolated_state(method, alpha)
+            wise = {"alpha": alpha, "space": space_of(method), "val_accuracy_by_alpha": by_alpha}
         return FitOutcome(
             name=job.name,
             seed=job.seed,
@@ -119,6 +117,7 @@ def run_fit(job: FitJob) -> FitOutcome:
             state=selected.method.state_dict(),
             grid=selected.grid,
             zero_shot_val_accuracy=zero_shot_val,
+            seconds=time.perf_counter() - started,
             wise=wise,
         )
 
@@ -135,10 +134,9 @@ def job_cost(job: FitJob) -> float:
 
 
 def fit_all(jobs: Sequence[FitJob], workers: int) -> list[FitOutcome]:
-    """Every job's outcome, in job order; in ``workers`` processes when there are several."""
+    """Every job's outcome, in job order; in ``workers`` processes when there are several (the
+    costliest jobs start first)."""
     order = sorted(range(len(jobs)), key=lambda i: -job_cost(jobs[i]))
     results = parallel_map(run_fit, [jobs[i] for i in order], workers)
-    outcomes: list[FitOutcome | None] = [None] * len(jobs)
-    for index, outcome in zip(order, results, strict=True):
-        outcomes[index] = outcome
-    return [outcome for outcome in outcomes if outcome is not None]
+    by_job = dict(zip(order, results, strict=True))
+    return [by_job[i] for i in range(len(jobs))]

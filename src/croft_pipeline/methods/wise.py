@@ -20,11 +20,21 @@ from torch import Tensor
 from croft_pipeline.methods.base import Method, accuracy, build_method, l2_normalize
 
 WEIGHT, OUTPUT = "weight", "output"
+SUFFIX = "+wise"
 
 
 def wise_name(method: str) -> str:
     """The reported name of a method's interpolation, e.g. ``croft_clean+wise``."""
-    return f"{method}+wise"
+    return f"{method}{SUFFIX}"
+
+
+def is_wise(name: str) -> bool:
+    return name.endswith(SUFFIX)
+
+
+def wise_base(name: str) -> str:
+    """``croft_clean`` for ``croft_clean+wise``; any other name unchanged."""
+    return name.removesuffix(SUFFIX)
 
 
 def space_of(method: Method) -> str:

@@ -23,19 +23,19 @@ def calibrate_thresholds(
     logit_scale: float,
     score: str,
     tpr: float,
-    scores: Mapping[str, Mapping[str, Any]],
+    evaluated: Mapping[str, Mapping[str, Any]],
     bank_split: str,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{method: {seed: entry}}`` with the threshold keeping ``tpr`` of the ID validation rows.
 
-    ``scores`` are the evaluated scores' parameters (``evaluate.scores``): the calibrated score
-    must be one of them, so that evaluation applies the threshold to the same numbers.
+    ``evaluated`` are the evaluated scores' parameters (``evaluate.scores``): the calibrated
+    score must be one of them, so that evaluation applies the threshold to the same numbers.
     """
-    if score not in scores:
+    if score not in evaluated:
         raise ValueError(
-            f"train.calibration.score {score!r} is not among evaluate.scores {sorted(scores)}"
+            f"train.calibration.score {score!r} is not among evaluate.scores {sorted(evaluated)}"
         )
-    score_params = score_parameters(score, scores[score])
+    score_params = score_parameters(score, evaluated[score])
     calibration: dict[str, dict[str, dict[str, Any]]] = {}
     for (method, seed), rows in predictions.groupby(["method", "seed"], sort=True):
         val = rows[rows["split"] == VAL_SPLIT]

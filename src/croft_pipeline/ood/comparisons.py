@@ -3,20 +3,34 @@
 A comparison is (method, baseline, shift, metric): the mean over units (seeds, or folds ×
 seeds) of method − baseline on the same test samples, with its interval. Metrics: ``accuracy``
 on the ID, covariate and novel-glyph parts; ``<score>_auroc`` of the ID test set against each
-open-set part. Which pairs: every method against zero-shot (the verdict), each CRoFT variant
-against ``croft_no_edr`` (does the energy term help?) and against the best baseline on that
-metric (the highest mean among the non-CRoFT methods, chosen on these test results).
+open-set part. Which pairs (``role``):
+- ``vs zero-shot``: every method (the verdict);
+- ``vs no EDR``: each CRoFT variant against ``croft_no_edr`` (does the energy term help?);
+- ``vs best baseline``: each CRoFT variant against the best non-CRoFT method on that metric
+  (the highest mean, chosen on these test results);
+- ``wise vs fine-tuned``: each ``<method>+wise`` against its fine-tuned ``<method>``;
+- ``gate``: whatever an interval gate of ``evaluate.gates`` needs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from croft_pipeline.ood.evaluation import EvaluationConfig, score_column, shift_frames
+from croft_pipeline.methods.wise import is_wise, wise_base, wise_name
+from croft_pipeline.ood.evaluation import (
+    ACCURACY_SHIFTS,
+    OPENSET_SHIFTS,
+    EvaluationConfig,
+    score_column,
+    shift_frames,
+)
 from croft_pipeline.ood.intervals import PairedUnit, auroc_metric, mean_metric, paired_bootstrap
+
+logger = logging.getLogger(__name__)
 
 COMPARISON_COLUMNS = [
     "method", "baseline", "role", "shift", "metric", "difference", "low", "high", "level",
@@ -31,8 +45,8 @@ class ComparisonConfig:
     draws: int = 2000
     level: float = 0.95
     seed: int = 0
-    accuracy_shifts: tuple[str, ...] = ("id", "covariate", "covariate_novel")
-    detection_shifts: tuple[str, ...] = ("openset", "openset_near", "openset_far")
+    accuracy_shifts: tuple[str, ...] = ACCURACY_SHIFTS
+    detection_shifts: tuple[str, ...] = OPENSET_SHIFTS
 
     @classmethod
     def from_params(cls, params: dict | None) -> ComparisonConfig:
@@ -50,29 +64,37 @@ class ComparisonConfig:
 
 def is_croft(method: str) -> bool:
     """A CRoFT variant with the energy term (``croft_no_edr`` is its ablation)."""
-    return method.startswith("croft_") and not method.startswith(NO_EDR)
+    base = wise_base(method)
+    return base.startswith("croft_") and base != NO_EDR
 
 
 def is_baseline(method: str) -> bool:
     """A method of the literature CRoFT is compared with (not zero-shot, not a CRoFT variant)."""
-    return not method.startswith("croft_") and method != ZERO_SHOT
+    return not wise_base(method).startswith("croft_") and method != ZERO_SHOT
 
 
 def unit_keys(samples: pd.DataFrame) -> list[str]:
-    """The independent units: folds × seeds in a benchmark, seeds in one run."""
+    """The units: folds × seeds in a benchmark, seeds in one run."""
     return ["fold", "seed"] if "fold" in samples.columns else ["seed"]
 
 
+def _ordered(frame: pd.DataFrame, shift: str) -> pd.DataFrame:
+    """A shift's samples in sha256 order; one row per image (else the pairing is ambiguous)."""
+    if frame["sha256"].duplicated().any():
+        raise ValueError(f"{shift}: an image is scored twice in one method and unit")
+    return frame.sort_values("sha256", kind="stable")
+
+
 def _strata(frames: dict[str, pd.DataFrame], shift: str, metric: str, column: str):
-    """The per-sample arrays one metric needs, in sha256 order, or None if a part is missing."""
+    """(values per stratum, sha256 keys per stratum) of one metric, or None if a part is missing."""
     if shift not in frames or (metric != "accuracy" and "id" not in frames):
         return None
-    part = frames[shift].sort_values("sha256")
+    part = _ordered(frames[shift], shift)
     if metric == "accuracy":
-        return (part["correct"].to_numpy(float),), tuple(part["sha256"])
-    ident = frames["id"].sort_values("sha256")
-    strata = (ident[column].to_numpy(float), part[column].to_numpy(float))
-    return strata, tuple(ident["sha256"]) + tuple(part["sha256"])
+        return (part["correct"].to_numpy(float),), (part["sha256"].to_numpy(),)
+    ident = _ordered(frames["id"], "id")
+    values = (ident[column].to_numpy(float), part[column].to_numpy(float))
+    return values, (ident["sha256"].to_numpy(), part["sha256"].to_numpy())
 
 
 class UnitFrames:
@@ -93,20 +115,26 @@ def compare(
     frames: UnitFrames, method: str, baseline: str, shift: str, metric: str,
     comparison: ComparisonConfig,
 ) -> dict | None:  # fmt: skip
-    """One row of the comparisons table, or None when a unit lacks the data."""
+    """One row of the comparisons table; None when no unit has the data (e.g. no near/far
+    classes configured), and None with a warning when only some units have it."""
     column = score_column(comparison.score)
-    units = []
+    units, missing = [], []
     for unit in frames.units:
         ours, theirs = frames.of(method, unit), frames.of(baseline, unit)
-        if ours is None or theirs is None:
-            return None
-        a, b = _strata(ours, shift, metric, column), _strata(theirs, shift, metric, column)
+        a = None if ours is None else _strata(ours, shift, metric, column)
+        b = None if theirs is None else _strata(theirs, shift, metric, column)
         if a is None or b is None:
-            return None
-        if a[1] != b[1]:
+            missing.append(unit)
+            continue
+        if any(len(x) != len(y) or (x != y).any() for x, y in zip(a[1], b[1], strict=True)):
             raise ValueError(f"{method} and {baseline} were scored on different {shift} samples")
-        units.append(PairedUnit(a[0], b[0]))
-    if not units:
+        units.append(PairedUnit(a[0], b[0], a[1]))
+    if missing and units:
+        logger.warning(
+            "no %s/%s interval for %s vs %s: units %s lack it", shift, metric, method, baseline,
+            missing,
+        )  # fmt: skip
+    if missing or not units:
         return None
     statistic = mean_metric if metric == "accuracy" else auroc_metric
     interval = paired_bootstrap(
@@ -134,15 +162,17 @@ def planned_pairs(
     """``(role, method, baseline, shift, metric)`` of every comparison to compute."""
     pairs = []
     for shift, metric in metrics:
+        best = _best_baseline(summary, shift, metric)
         for method in methods:
             if method != ZERO_SHOT:
                 pairs.append(("vs zero-shot", method, ZERO_SHOT, shift, metric))
-            no_edr = NO_EDR + ("+wise" if method.endswith("+wise") else "")
+            no_edr = wise_name(NO_EDR) if is_wise(method) else NO_EDR
             if is_croft(method) and no_edr in methods:
                 pairs.append(("vs no EDR", method, no_edr, shift, metric))
-            best = _best_baseline(summary, shift, metric)
             if is_croft(method) and best is not None:
                 pairs.append(("vs best baseline", method, best, shift, metric))
+            if is_wise(method) and wise_base(method) in methods:
+                pairs.append(("wise vs fine-tuned", method, wise_base(method), shift, metric))
         for method, baseline in extra:
             pairs.append(("gate", method, baseline, shift, metric))
     unique: dict[tuple, tuple] = {}
@@ -166,6 +196,9 @@ def compare_methods(
         methods, summary, comparison.metrics(), extra_pairs
     ):
         if baseline not in methods or method not in methods:
+            logger.warning(
+                "no comparison of %s with %s: one of them was not evaluated", method, baseline
+            )
             continue
         row = compare(frames, method, baseline, shift, metric, comparison)
         if row is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.data.splits import novel_groups
 from croft_pipeline.ood.calibration import calibrated_entry
 from croft_pipeline.ood.metrics import finite_scores, ood_metrics
 from croft_pipeline.ood.protocols import apply_threshold, paper_protocol
@@ -108,14 +109,17 @@ def _score_group(group: pd.DataFrame, logit_scale: float, config: EvaluationConf
     out = rows[SAMPLE_COLUMNS].copy()
     out["predicted"] = logits.argmax(axis=1)
     out["correct"] = out["predicted"].to_numpy() == out["label"].to_numpy()
-    trained = set(group.loc[group["split"] == "train", "group"])
-    out["novel"] = (out["split"] == config.splits["covariate"]) & ~out["group"].isin(trained)
-    out["openset_kind"] = out["class_name"].map(config.openset_kinds).fillna("")
     for name, params in config.scores.items():
         try:
             out[score_column(name)] = compute_score(name, inputs, **params)
         except (KeyError, ValueError) as error:
             raise ValueError(f"score {name!r} on {where}: {error}") from error
+    try:
+        novel = novel_groups(group, config.splits["covariate"])
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from error
+    out["novel"] = (out["split"] == config.splits["covariate"]) & out["group"].isin(novel)
+    out["openset_kind"] = out["class_name"].map(config.openset_kinds).fillna("")
     return out
 
 

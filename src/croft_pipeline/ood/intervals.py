@@ -1,18 +1,19 @@
 """Paired bootstrap confidence intervals for the difference of two methods on the same data.
 
-The data come in independent *units* (a held-out fold × a training seed); within a unit both
-methods are scored on the same test samples, in one or more *strata* that are resampled
-separately (e.g. the ID test set and the open-set set of an AUROC). One bootstrap draw picks
-units with replacement and, within each picked unit, resamples every stratum with replacement
-(the same resample for both methods: the pairing), and averages the per-unit differences of the
-metric. The interval is the percentile interval of the draws; the point estimate is the mean
-over units of the difference on the full data. This two-level (hierarchical) bootstrap covers
-the seed and fold variation and the finite test sets. It is written by hand because
-``scipy.stats.bootstrap`` resamples one level only; the tests check it against scipy where the
-two coincide, and against hand cases.
+The data come in *units* (a held-out fold × a training seed); within a unit both methods are
+scored on the same test samples, in one or more *strata* (e.g. the ID test set and the open-set
+set of an AUROC). The statistic is the mean over units of metric(A) − metric(B).
 
-A resample is represented by per-sample counts (multinomial weights), so a metric is evaluated
-for many draws at once without copying or re-sorting the data.
+One bootstrap draw resamples both levels, crossed:
+- the units, with replacement (seed and fold variation);
+- the test images, once for the whole draw: every image (by its key, e.g. its sha256) gets a
+  Poisson(1) count, applied in every unit that holds it. The same open-set images are scored in
+  every seed, so their sampling noise is shared by the units and must not average out across
+  them; resampling each unit's images independently would make the interval too narrow.
+The pairing: both methods see the same counts. The interval is the percentile interval of the
+draws; the point estimate is the difference on the full data. Written by hand because
+``scipy.stats.bootstrap`` resamples one level only; the tests compare the two where they agree,
+and check hand cases.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ import numpy as np
 # metric(values, weights): ``values`` one array per stratum ``[n_s]``; ``weights`` one array per
 # stratum ``[draws, n_s]`` (resample counts); returns ``[draws]``.
 Metric = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], np.ndarray]
-CHUNK = 250  # bootstrap draws evaluated at once (bounds memory to CHUNK x samples counts)
+CHUNK = 250  # bootstrap draws evaluated at once (bounds memory to CHUNK x images counts)
 
 
 @dataclass(frozen=True)
 class PairedUnit:
-    """One unit's per-sample values of methods A and B, per stratum (same samples, same order)."""
+    """One unit's per-sample values of methods A and B per stratum, on the same samples in the
+    same order, and each sample's key (the same key in two units = the same test image)."""
 
     a: tuple[np.ndarray, ...]
     b: tuple[np.ndarray, ...]
+    keys: tuple[np.ndarray, ...] | None = None  # None: every sample is its own image
 
     def __post_init__(self) -> None:
         if len(self.a) != len(self.b) or not self.a:
@@ -44,6 +47,8 @@ class PairedUnit:
                     f"stratum {index}: A has {len(x)} samples and B {len(y)}; a paired "
                     "comparison needs the same non-empty set of samples"
                 )
+        if self.keys is not None and [len(k) for k in self.keys] != [len(x) for x in self.a]:
+            raise ValueError("PairedUnit.keys must give one key per sample of every stratum")
 
 
 @dataclass(frozen=True)
@@ -55,21 +60,23 @@ class Interval:
     units: int
     draws: int
 
-    def excludes_zero(self) -> bool:
-        return self.low > 0.0 or self.high < 0.0
-
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
+def beyond_noise(low: float, high: float) -> int:
+    """+1 when the whole interval is above 0, −1 when below, 0 when it contains 0."""
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
 def mean_metric(values: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
-    """The (resampled) mean of one stratum, e.g. accuracy from per-sample correctness."""
+    """The (weighted) mean of one stratum, e.g. accuracy from per-sample correctness."""
     (value,), (weight,) = values, weights
-    return weight @ np.asarray(value, dtype=np.float64) / len(value)
+    return weight @ np.asarray(value, dtype=np.float64) / weight.sum(axis=1)
 
 
 def auroc_metric(values: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
-    """The (resampled) AUROC of stratum 0 (positive) against stratum 1 (negative), ties half.
+    """The (weighted) AUROC of stratum 0 (positive) against stratum 1 (negative), ties half.
 
     Each negative's weight is accumulated in score order once per draw; a positive then counts
     the negative weight strictly below it plus half of the weight equal to it.
@@ -83,29 +90,35 @@ def auroc_metric(values: Sequence[np.ndarray], weights: Sequence[np.ndarray]) ->
         [np.zeros((len(w_neg), 1)), np.cumsum(w_neg[:, order], axis=1)], axis=1
     )
     credit = (cumulative[:, below] + cumulative[:, up_to]) / 2.0  # [draws, n_pos]
-    return (w_pos * credit).sum(axis=1) / (len(positive) * len(negative))
+    return (w_pos * credit).sum(axis=1) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
 
 
-def _full(unit_values: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [np.ones((1, len(value))) for value in unit_values]
+def _image_ids(units: Sequence[PairedUnit]) -> tuple[list[list[np.ndarray]], int]:
+    """Per unit and stratum, an integer id per sample (equal keys, equal ids); and the count."""
+    index: dict = {}
+    ids = []
+    for u, unit in enumerate(units):
+        strata = []
+        for s, values in enumerate(unit.a):
+            keys = (
+                unit.keys[s] if unit.keys is not None else [(u, s, i) for i in range(len(values))]
+            )
+            strata.append(np.array([index.setdefault(key, len(index)) for key in keys]))
+        ids.append(strata)
+    return ids, len(index)
 
 
-def _resample_counts(n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """``[draws, n]``: how often each of ``n`` samples is drawn in each resample of size ``n``."""
-    picks = rng.integers(0, n, (draws, n)) + (np.arange(draws) * n)[:, None]
-    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(np.float64)
-
-
-def _unit_replicates(
-    unit: PairedUnit, metric: Metric, draws: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``draws`` paired bootstrap replicates of metric(A) - metric(B) within one unit."""
-    out = []
-    for start in range(0, draws, CHUNK):
-        count = min(CHUNK, draws - start)
-        weights = [_resample_counts(len(s), count, rng) for s in unit.a]
-        out.append(np.asarray(metric(unit.a, weights)) - np.asarray(metric(unit.b, weights)))
-    return np.concatenate(out)
+def _counts(n_images: int, draws: int, rng: np.random.Generator, ids) -> np.ndarray:
+    """Poisson(1) counts ``[draws, n_images]``; a draw that leaves a stratum of some unit empty
+    is drawn again (rare: probability e^-n for n images)."""
+    counts = rng.poisson(1.0, (draws, n_images)).astype(np.float64)
+    for strata in ids:
+        for stratum in strata:
+            empty = counts[:, stratum].sum(axis=1) == 0
+            while empty.any():
+                counts[empty] = rng.poisson(1.0, (int(empty.sum()), n_images))
+                empty = counts[:, stratum].sum(axis=1) == 0
+    return counts
 
 
 def paired_bootstrap(
@@ -115,18 +128,31 @@ def paired_bootstrap(
     level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """The paired, two-level bootstrap interval of ``metric(A) - metric(B)`` (module docstring)."""
+    """The paired, crossed bootstrap interval of ``metric(A) - metric(B)`` (module docstring)."""
     if not units:
         raise ValueError("paired_bootstrap needs at least one unit")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     rng = np.random.default_rng(seed)
-    point = float(np.mean([metric(u.a, _full(u.a))[0] - metric(u.b, _full(u.b))[0] for u in units]))
-    replicates = np.stack([_unit_replicates(u, metric, draws, rng) for u in units])  # [U, B]
-    n_units = len(units)
-    chosen = rng.integers(0, n_units, (draws, n_units))  # the units of each draw
-    which = rng.integers(0, draws, (draws, n_units))  # an independent replicate per pick
-    totals = replicates[chosen, which].mean(axis=1)
+    ones = [[np.ones((1, len(v))) for v in u.a] for u in units]
+    point = float(
+        np.mean([metric(u.a, w)[0] - metric(u.b, w)[0] for u, w in zip(units, ones, strict=True)])
+    )
+    ids, n_images = _image_ids(units)
+    totals = []
+    for start in range(0, draws, CHUNK):
+        count = min(CHUNK, draws - start)
+        counts = _counts(n_images, count, rng, ids)
+        per_unit = np.stack(
+            [
+                metric(u.a, [counts[:, s] for s in strata])
+                - metric(u.b, [counts[:, s] for s in strata])
+                for u, strata in zip(units, ids, strict=True)
+            ],
+            axis=1,
+        )  # [count, units]
+        chosen = rng.integers(0, len(units), (count, len(units)))  # the units of each draw
+        totals.append(np.take_along_axis(per_unit, chosen, axis=1).mean(axis=1))
     tail = (1.0 - level) / 2.0
-    low, high = np.quantile(totals, [tail, 1.0 - tail])
-    return Interval(point, float(low), float(high), level, n_units, draws)
+    low, high = np.quantile(np.concatenate(totals), [tail, 1.0 - tail])
+    return Interval(point, float(low), float(high), level, len(units), draws)

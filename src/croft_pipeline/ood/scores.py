@@ -69,7 +69,10 @@ def mcm(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
     return torch.softmax(cosine / temperature, dim=1).max(dim=1).values.numpy()
 
 
-def knn(inputs: ScoreInputs, k: int = 1, batch_size: int = 4096) -> np.ndarray:
+KNN_BATCH = 4096  # query rows per distance matrix (memory only: the scores do not depend on it)
+
+
+def knn(inputs: ScoreInputs, k: int = 1) -> np.ndarray:
     """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalized).
 
     The official script negates the squared distance: same ranking, same threshold-free metrics.
@@ -85,10 +88,10 @@ def knn(inputs: ScoreInputs, k: int = 1, batch_size: int = 4096) -> np.ndarray:
     if not 1 <= k <= bank.shape[0]:
         raise ValueError(f"k must be in [1, {bank.shape[0]}] (the bank size), got {k}")
     kth = [
-        torch.cdist(queries[start : start + batch_size], bank)
+        torch.cdist(queries[start : start + KNN_BATCH], bank)
         .topk(k, dim=1, largest=False)
         .values[:, -1]
-        for start in range(0, queries.shape[0], batch_size)
+        for start in range(0, queries.shape[0], KNN_BATCH)
     ]
     return (-torch.cat(kth)).numpy() if kth else np.zeros(0)
 

@@ -15,6 +15,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from croft_pipeline.methods.wise import is_wise, wise_base  # noqa: E402
+
 SHIFT_STYLE = {
     "id": ("ID test", "tab:blue"),
     "covariate": ("covariate shift", "tab:orange"),
@@ -121,8 +123,8 @@ def accuracy_scatter(summary: pd.DataFrame, wise_curves: pd.DataFrame) -> bytes:
     for method, row in means.iterrows():
         if not {"id", "covariate"} <= set(row.index) or np.isnan(row["id"]):
             continue
-        base = method.removesuffix("+wise")
-        marker = "*" if method.endswith("+wise") else "o" if method != "zero_shot" else "s"
+        base = wise_base(method)
+        marker = "*" if is_wise(method) else "o" if method != "zero_shot" else "s"
         axes.scatter(row["id"], row["covariate"], marker=marker, s=70 if marker == "*" else 40,
                      color=colours.get(base, "black"), zorder=3)  # fmt: skip
         axes.annotate(method, (row["id"], row["covariate"]), fontsize=7,

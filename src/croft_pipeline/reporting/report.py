@@ -17,7 +17,12 @@ from croft_pipeline.reporting.plots import (
     score_histograms,
 )
 from croft_pipeline.reporting.tables import detection_table, domain_table, summary_table
-from croft_pipeline.reporting.verdict import VERDICT_NOTE, selection_table, verdict_table
+from croft_pipeline.reporting.verdict import (
+    VERDICT_NOTE,
+    selection_records,
+    selection_table,
+    verdict_table,
+)
 
 CONVENTION = (
     "Convention: every OOD score is higher for more in-distribution samples; ID is the positive "
@@ -112,7 +117,7 @@ def build_report(
         Table(
             "selection-table",
             "Model selection on ID validation (the oracle column is an upper bound no user could select)",
-            selection_table(train_summary),
+            selection_table(selection_records(train_summary)),
         ),  # fmt: skip
         Table(
             "summary-table",

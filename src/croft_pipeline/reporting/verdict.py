@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.ood.intervals import beyond_noise
 from croft_pipeline.reporting.tables import SHIFT_ORDER
 
 SIGNIFICANT_UP, SIGNIFICANT_DOWN = "▲", "▼"
 VERDICT_NOTE = (
-    "Cells: method − baseline, mean over seeds, with its 95% paired bootstrap interval (seeds and "
-    f"test images resampled). {SIGNIFICANT_UP}: the whole interval is above 0; {SIGNIFICANT_DOWN}: "
+    "Cells: method − baseline, mean over units (seeds; held-out folds × seeds in the benchmark), "
+    "with its 95% paired bootstrap interval (units and test images resampled). "
+    f"{SIGNIFICANT_UP}: the whole interval is above 0; {SIGNIFICANT_DOWN}: "
     "below 0; no mark: within noise. accuracy on ID test, the held-out domain (covariate) and its "
     "glyphs never seen in training (covariate_novel); energy AUROC of ID test against every "
     "open-set class, the near ones (same CLDR group as an ID class) and the far ones."
@@ -22,7 +24,7 @@ VERDICT_NOTE = (
 
 
 def format_interval(difference: float, low: float, high: float) -> str:
-    mark = SIGNIFICANT_UP if low > 0 else SIGNIFICANT_DOWN if high < 0 else ""
+    mark = {1: SIGNIFICANT_UP, -1: SIGNIFICANT_DOWN, 0: ""}[beyond_noise(low, high)]
     return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
 
 
@@ -54,44 +56,63 @@ def _shift_rank(shift: str) -> int:
     return SHIFT_ORDER.get(base, len(SHIFT_ORDER)) * 10 + (0 if shift == base else 1)
 
 
-def selection_table(train_summary: Mapping[str, Any]) -> pd.DataFrame:
-    """Per trained method: the selected point(s), best epochs, ID-val accuracy against
-    zero-shot's, and the oracle (best held-out accuracy over the grid, an upper bound)."""
-    rows = []
+def selection_records(train_summary: Mapping[str, Any], **extra: Any) -> list[dict[str, Any]]:
+    """One record per method and seed: the selected grid point, best epoch, ID-val accuracy and
+    zero-shot's, the held-out accuracy of the selected point and of the oracle point (the best
+    held-out accuracy over the grid: an upper bound no user could select), or α for WiSE-FT."""
+    records = []
     for name, entry in train_summary["methods"].items():
-        seeds = entry["seeds"]
-        if "base" in entry:
-            alphas = [run["alpha"] for run in seeds.values()]
-            rows.append({"method": name, "selected (per seed)": "α = " + ", ".join(f"{a:g}" for a in alphas),
-                         "val accuracy": _mean(seeds, "best_val_accuracy")})  # fmt: skip
-            continue
-        if entry["seeds"] and next(iter(seeds.values())).get("best_epoch", -1) < 0:
-            rows.append({"method": name, "selected (per seed)": "(nothing trained)",
-                         "val accuracy": _mean(seeds, "best_val_accuracy")})  # fmt: skip
-            continue
-        points = "; ".join(
-            ", ".join(f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in _point(run, entry).items())
-            for run in seeds.values()
-        )  # fmt: skip
-        oracle = [run.get("oracle", {}) for run in seeds.values()]
-        chosen = [_probe_of(run) for run in seeds.values()]
-        rows.append(
-            {
-                "method": name,
-                "selected (per seed)": points,
-                "best epoch (per seed)": ", ".join(
-                    str(run["best_epoch"]) for run in seeds.values()
-                ),
-                "val accuracy": _mean(seeds, "best_val_accuracy"),
-                "zero-shot val accuracy": _mean(seeds, "zero_shot_val_accuracy"),
-                "held-out accuracy, selected": _nanmean([c.get("test_covariate") for c in chosen]),
-                "held-out accuracy, oracle (upper bound)": _nanmean(
-                    [o.get("test_covariate") for o in oracle]
-                ),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("method")
-    return table.map(_cell).fillna("–")
+        for seed, run in entry["seeds"].items():
+            record = {**extra, "method": name, "seed": int(seed),
+                      "val_accuracy": run.get("best_val_accuracy")}  # fmt: skip
+            if "base" in entry:
+                record["alpha"] = run["alpha"]
+            elif run.get("best_epoch", -1) >= 0:
+                record.update(
+                    point={key: run["config"][key] for key in entry.get("grid", {})},
+                    best_epoch=run["best_epoch"],
+                    zero_shot_val_accuracy=run.get("zero_shot_val_accuracy"),
+                    heldout_selected=_probe_of(run).get("test_covariate"),
+                    heldout_oracle=(run.get("oracle") or {}).get("test_covariate"),
+                )
+            records.append(record)
+    return records
+
+
+def selection_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per method, over its records (seeds, or folds × seeds): the points chosen (with how often),
+    best epochs, mean accuracies, the oracle gap, or the WiSE-FT α."""
+    rows = []
+    for method, part in pd.DataFrame(records).groupby("method", sort=False):
+        row: dict[str, Any] = {"method": method, "val accuracy": part["val_accuracy"].mean()}
+        if "alpha" in part and part["alpha"].notna().any():
+            alphas = part["alpha"].dropna()
+            row["selected"] = f"α mean {alphas.mean():.2f} ({alphas.min():g}–{alphas.max():g})"
+        elif "best_epoch" in part and part["best_epoch"].notna().any():
+            chosen = part.dropna(subset=["best_epoch"])
+            row.update(
+                {
+                    "selected": _points(chosen["point"]),
+                    "best epoch": f"{int(chosen['best_epoch'].min())}–{int(chosen['best_epoch'].max())}",
+                    "zero-shot val accuracy": chosen["zero_shot_val_accuracy"].mean(),
+                    "held-out accuracy, selected": chosen["heldout_selected"].mean(),
+                    "held-out accuracy, oracle (upper bound)": chosen["heldout_oracle"].mean(),
+                    "oracle gap": chosen["heldout_oracle"].mean()
+                    - chosen["heldout_selected"].mean(),
+                }
+            )
+        else:
+            row["selected"] = "(nothing trained)"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method").map(_cell).fillna("–")
+
+
+def _points(points: pd.Series) -> str:
+    """``lr=0.05 ×2; lr=0.1`` (each chosen point with how often it was chosen)."""
+    labels = [", ".join(f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}"
+                        for k, v in point.items()) for point in points]  # fmt: skip
+    counts = pd.Series(labels).value_counts(sort=False)
+    return "; ".join(f"{label} ×{n}" if n > 1 else label for label, n in counts.items())
 
 
 def _cell(value):
@@ -100,22 +121,9 @@ def _cell(value):
     return value
 
 
-def _point(run: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: run["config"][key] for key in entry.get("grid", {})}
-
-
 def _probe_of(run: Mapping[str, Any]) -> dict[str, float]:
     """The probe numbers of the selected grid point (the row whose point the config holds)."""
     for row in run.get("grid", []):
         if all(run["config"].get(k) == v for k, v in row.get("point", {}).items()):
             return row.get("probe", {})
     return {}
-
-
-def _mean(seeds: Mapping[str, Any], key: str) -> float:
-    return _nanmean([run.get(key) for run in seeds.values()])
-
-
-def _nanmean(values) -> float:
-    numbers = [float(v) for v in values if v is not None]
-    return float(np.mean(numbers)) if numbers else float("nan")

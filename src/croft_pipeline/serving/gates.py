@@ -26,13 +26,14 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.ood.evaluation import non_finite_metrics
+from croft_pipeline.ood.intervals import beyond_noise
 
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
-INTERVAL_TESTS = {  # (low, high) of the difference's interval -> passed
-    ">": lambda low, high: low > 0,
-    ">=": lambda low, high: high >= 0,
-    "<": lambda low, high: high < 0,
-    "<=": lambda low, high: low <= 0,
+INTERVAL_TESTS = {  # beyond_noise(low, high) of the difference's interval -> passed
+    ">": lambda side: side == 1,  # better beyond noise
+    ">=": lambda side: side != -1,  # not worse beyond noise
+    "<": lambda side: side == -1,
+    "<=": lambda side: side != 1,
 }
 
 
@@ -82,7 +83,7 @@ def _interval_comparison(
             name, False, f"no interval for {method} vs {gate['baseline']} on {shift}/{metric}"
         )
     r = row.iloc[0]
-    passed = INTERVAL_TESTS[op](float(r["low"]), float(r["high"]))
+    passed = INTERVAL_TESTS[op](beyond_noise(float(r["low"]), float(r["high"])))
     detail = (
         f"{method} - {gate['baseline']} = {r['difference']:+.4f}, {r['level']:.0%} interval "
         f"[{r['low']:+.4f}, {r['high']:+.4f}] over {int(r['units'])} units"

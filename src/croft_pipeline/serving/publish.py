@@ -13,7 +13,8 @@ import torch
 from croft_pipeline.clip.backend import local_checkpoint
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.io_utils import sha256_file
-from croft_pipeline.methods import partition_id
+from croft_pipeline.methods import Method
+from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.serving.gates import check_gates
 from croft_pipeline.serving.registry import alias_version, log_and_register
@@ -40,18 +41,33 @@ def choose_seed(runs: Mapping[str, Mapping[str, Any]], seed: int | None) -> str:
     )
 
 
-def served_method(train_summary: Mapping[str, Any], method: str) -> str:
-    """The registered method class of a summary entry (a weight-space WiSE-FT point is served as
-    its base method with the interpolated weights; an output-space one cannot be served)."""
-    entry = train_summary["methods"][method]
-    if "base" not in entry:
-        return method
-    if entry["space"] != "weight":
+def served_method(
+    train_summary: Mapping[str, Any],
+    method: str,
+    seed: int,
+    weights: Callable[[str], Mapping[str, torch.Tensor]],
+    text_features: torch.Tensor,
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """(method class, configuration, state dict) the bundle serves for a summary entry.
+
+    A WiSE-FT point is its fitted model as evaluation rebuilt it: zero-shot CLIP at α = 0, the
+    base method at α = 1, the base class with interpolated weights in between; a point that
+    blends two models' outputs cannot be served as one method.
+    """
+    entry, run = (
+        train_summary["methods"][method],
+        train_summary["methods"][method]["seeds"][str(seed)],
+    )
+    model = fitted_model(
+        method, entry, seed, weights, text_features, float(train_summary["logit_scale"])
+    )
+    if not isinstance(model, Method):
         raise ValueError(
             f"evaluate.register.method {method!r} blends two models' outputs (WiSE-FT in output "
-            f"space); register {entry['base']!r} or a weight-space interpolation instead"
+            f"space, alpha {run['alpha']}); register {entry['base']!r} or a weight-space method"
         )
-    return str(entry["base"])
+    config = run["config"] if model.name != "zero_shot" else {"device": run["config"]["device"]}
+    return model.name, config, model.state_dict()
 
 
 def interval_gate_pairs(register: Mapping[str, Any], gates: Mapping[str, Any]):
@@ -81,13 +97,15 @@ def publish_model(
     method = register["method"]
     runs = trained_runs(train_summary, method)
     seed = choose_seed(runs, register.get("seed"))
-    run = runs[seed]
     calibrated = calibration[method][seed]
     class_names = list(train_summary["id_classes"])
     if list(text_features.keys) != class_names:
         raise ValueError(
             f"text_features keys {text_features.keys} differ from train_summary id_classes {class_names}"
         )
+    served_name, served_config, state = served_method(
+        train_summary, method, int(seed), weights, text_features.features[:, 0]
+    )
     checkpoint = local_checkpoint(
         clip_model_spec["model_name"], clip_model_spec.get("pretrained"), project_dir
     )
@@ -101,8 +119,8 @@ def publish_model(
         "model_name": clip_model_spec["model_name"],
         "pretrained": clip_model_spec.get("pretrained"),
         "precision": precision,
-        "method": served_method(train_summary, method),
-        "method_config": run["config"],
+        "method": served_name,
+        "method_config": served_config,
         "seed": int(seed),
         "logit_scale": float(train_summary["logit_scale"]),
         "class_names": class_names,
@@ -114,7 +132,6 @@ def publish_model(
     results = check_gates(summary, comparisons, gates, method)
     passed = all(result.passed for result in results)
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
-    state = weights(partition_id(method, int(seed)))
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = write_bundle(tmp, config, text_features.features[:, 0], state, checkpoint)
         registered = log_and_register(

@@ -28,7 +28,6 @@ from croft_pipeline.methods.selection import point_label
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
-from croft_pipeline.ood.evaluation import EvaluationConfig
 from croft_pipeline.runtime import worker_count
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
@@ -48,8 +47,8 @@ def fit_methods(
     """Fit every method of ``params.methods`` for every seed: the grid point with the best ID
     validation accuracy, then its WiSE-FT interpolation (α on ID validation too).
 
-    Returns the weights by partition (``<method>/seed_<s>``; ``<method>+wise/seed_<s>`` for a
-    weight-space interpolation) and ``train_summary``.
+    Returns the weights by partition (``<method>/seed_<s>``) and ``train_summary`` (a WiSE-FT
+    point is an entry with its base method and α; its model is rebuilt from the base weights).
     """
     text, logit_scale = class_text_features(text_features, id_classes)
     configs = {name: method_config(params, name) for name in params["methods"]}  # names checked
@@ -104,7 +103,7 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         "best_epoch": outcome.report.best_epoch,
         "best_val_accuracy": outcome.report.best_val_accuracy,
         "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
-        "fit_seconds": round(outcome.report.seconds, 3),
+        "fit_seconds": round(outcome.seconds, 3),  # every grid point
         "grid": outcome.grid_rows(),
         "oracle": {"point": oracle["point"], **oracle["probe"]},
         "adapter": f"{adapter_dir}/{partition_id(name, seed)}.safetensors",
@@ -116,16 +115,12 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         wise_name(name),
         {"mode": entry["mode"], "base": name, "space": wise["space"], "seeds": {}},
     )
-    record = {
+    wise_entry["seeds"][str(seed)] = {
         "config": outcome.config,
         "alpha": wise["alpha"],
         "best_val_accuracy": wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
         "val_accuracy_by_alpha": wise["val_accuracy_by_alpha"],
     }
-    if "state" in wise:
-        weights[partition_id(wise_name(name), seed)] = wise["state"]
-        record["adapter"] = f"{adapter_dir}/{partition_id(wise_name(name), seed)}.safetensors"
-    wise_entry["seeds"][str(seed)] = record
 
 
 def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
@@ -193,16 +188,16 @@ def calibrate(
     predictions: pd.DataFrame,
     train_summary: dict[str, Any],
     calibration: dict[str, Any],
-    evaluate: dict[str, Any],
+    scores: dict[str, Any],
+    knn_bank_split: str,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """The open-set threshold per method and seed, at the set TPR on ID validation only, on the
     calibrated score with its ``evaluate.scores`` parameters."""
-    config = EvaluationConfig.from_params(evaluate)
     return calibrate_thresholds(
         predictions,
         float(train_summary["logit_scale"]),
         calibration["score"],
         float(calibration["tpr"]),
-        config.scores,
-        config.knn_bank_split,
+        {name: dict(params or {}) for name, params in scores.items()},
+        knn_bank_split,
     )

@@ -36,7 +36,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.calibrate,
-                ["predictions", "train_summary", "params:train.calibration", "params:evaluate"],
+                [
+                    "predictions",
+                    "train_summary",
+                    "params:train.calibration",
+                    "params:evaluate.scores",
+                    "params:evaluate.knn_bank_split",
+                ],
                 "calibration",
                 name="calibrate",
             ),

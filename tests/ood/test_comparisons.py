@@ -1,0 +1,68 @@
+"""Which pairs are compared, over which units, and a refusal when the pairing breaks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from croft_pipeline.ood.comparisons import (
+    ComparisonConfig,
+    compare_methods,
+    planned_pairs,
+)
+from croft_pipeline.ood.evaluation import EvaluationConfig, score_predictions
+from tests.ood.synthetic import LOGIT_SCALE, synthetic_predictions
+
+CONFIG = EvaluationConfig(scores={"energy": {}})
+FAST = ComparisonConfig(draws=200)
+
+
+def test_the_planned_pairs_and_their_roles():
+    methods = ["zero_shot", "linear_probe", "linear_probe+wise", "croft_clean",
+               "croft_clean+wise", "croft_no_edr", "croft_no_edr+wise"]  # fmt: skip
+    summary = pd.DataFrame(
+        [(m, "id", "accuracy", 0.5 + 0.01 * i) for i, m in enumerate(methods)],
+        columns=["method", "shift", "metric", "mean"],
+    )
+    summary.loc[summary["method"] == "linear_probe+wise", "mean"] = 0.9  # the best baseline
+    pairs = {
+        p[:3]
+        for p in planned_pairs(
+            methods, summary, [("id", "accuracy")], [("croft_clean", "linear_probe")]
+        )
+    }
+    assert ("vs zero-shot", "croft_no_edr", "zero_shot") in pairs
+    assert ("vs no EDR", "croft_clean", "croft_no_edr") in pairs
+    assert ("vs no EDR", "croft_clean+wise", "croft_no_edr+wise") in pairs  # like with like
+    assert ("vs best baseline", "croft_clean", "linear_probe+wise") in pairs
+    assert ("wise vs fine-tuned", "linear_probe+wise", "linear_probe") in pairs
+    assert ("gate", "croft_clean", "linear_probe") in pairs
+    assert not any(role == "vs no EDR" and m.startswith("croft_no_edr") for role, m, _ in pairs)
+    assert not any(role == "vs best baseline" and b.startswith("croft") for role, _, b in pairs)
+    assert all(m != b for _, m, b in pairs)
+
+
+def _scored(folds=("a", "b")) -> pd.DataFrame:
+    parts = []
+    for fold in folds:
+        predictions = synthetic_predictions({"zero_shot": 0.4, "croft_clean": 0.9}, seeds=(1, 2))
+        parts.append(score_predictions(predictions, LOGIT_SCALE, CONFIG).assign(fold=fold))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_units_are_folds_times_seeds_and_a_clear_win_is_found():
+    scores = _scored()
+    summary = pd.DataFrame(columns=["method", "shift", "metric", "mean"])
+    table = compare_methods(scores, summary, CONFIG, FAST)
+    row = table[(table["method"] == "croft_clean") & (table["shift"] == "covariate")].iloc[0]
+    assert row["units"] == 4 and row["baseline"] == "zero_shot" and row["low"] > 0
+
+
+def test_methods_scored_on_different_samples_are_refused():
+    scores = _scored(folds=("a",))
+    dropped = scores.drop(
+        scores[(scores["method"] == "croft_clean") & (scores["split"] == "test_id")].index[:1]
+    )
+    summary = pd.DataFrame(columns=["method", "shift", "metric", "mean"])
+    with pytest.raises(ValueError, match="scored on different id samples"):
+        compare_methods(dropped, summary, CONFIG, FAST)
