@@ -1,4 +1,4 @@
-"""Project hooks: one log line per node with its wall time."""
+"""Project hooks: one log line per node with its wall time; parameters checked at the start."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+
+from croft_pipeline.config_checks import check_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +34,11 @@ class NodeTimingHook:
         started = self._started.pop(node.name, None)
         if started is not None:
             logger.error("node %s failed after %.2f s", node.name, time.perf_counter() - started)
+
+
+class ParameterCheckHook:
+    """Checks every parameter block before the run starts (before other hooks and any node)."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, catalog: Any) -> None:
+        check_parameters(catalog.load("parameters"))

@@ -12,6 +12,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from croft_pipeline.rules import Rule
+
+THREAD_COUNT = Rule(
+    "be auto, null or an integer >= 1",
+    lambda v: (
+        v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+    ),
+)  # torch CPU threads, and worker processes
+
 
 class DeviceError(ValueError):
     """A configured device that this machine does not have."""
@@ -42,6 +51,7 @@ def torch_threads(count: int | str | None) -> Iterator[None]:
     On a CPU that other processes keep busy, fewer threads are much faster (OpenMP threads spin
     while they wait for each other: two threads on two busy cores ran ~25x slower than one).
     """
+    THREAD_COUNT.check("num_threads", count)
     if count is None:
         yield
         return
@@ -68,14 +78,8 @@ def free_cores() -> int:
 
 def worker_count(workers: int | str | None, jobs: int) -> int:
     """Processes for ``jobs`` independent jobs: ``auto`` = the cores (at most one per job)."""
-    if workers in (None, "auto"):
-        workers = os.cpu_count() or 1
-    try:
-        count = int(workers)
-    except (TypeError, ValueError):
-        raise ValueError(f"workers must be a number >= 1 or 'auto', got {workers!r}") from None
-    if count < 1:
-        raise ValueError(f"workers must be a number >= 1 or 'auto', got {workers!r}")
+    THREAD_COUNT.check("workers", workers)
+    count = (os.cpu_count() or 1) if workers in (None, "auto") else int(workers)
     return max(1, min(count, jobs))
 
 

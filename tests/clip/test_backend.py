@@ -121,3 +121,29 @@ def test_hub_tag_offline_fails_at_once_with_advice(tmp_path):
     )
     assert "CLIPLOADERROR" in result.stdout, result.stderr[-2000:]
     assert "HF_HUB_OFFLINE=1" in result.stdout and "local checkpoint path" in result.stdout
+
+
+def _assert_names_file_and_parameter(error: ClipLoadError, path) -> None:
+    message = str(error)
+    assert str(path) in message and "clip.pretrained" in message
+    assert "weights_only=False" not in message and ".safetensors" in message
+
+
+def test_truncated_safetensors_checkpoint_names_the_file(tiny_checkpoint, tmp_path):
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:-1000])
+    with pytest.raises(ClipLoadError) as info:
+        load_clip(TINY, truncated, device="cpu")
+    _assert_names_file_and_parameter(info.value, truncated)
+    assert "SafetensorError" in str(info.value)
+
+
+def test_pickled_checkpoint_is_refused_without_advising_unsafe_loading(tmp_path):
+    import argparse
+
+    pickled = tmp_path / "model.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=1)}, pickled)
+    with pytest.raises(ClipLoadError) as info:
+        load_clip(TINY, pickled, device="cpu")
+    _assert_names_file_and_parameter(info.value, pickled)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no torch advice

@@ -92,9 +92,11 @@ def test_unknown_method_and_bad_config_are_named():
         config = {**CONFIGS["croft_faithful"], "lamda2": 1.0}
         del config["lambda2"]
         build_method("croft_faithful", config, data.text, 1.0)
-    with pytest.raises(ValueError, match="clip_adapter: epochs must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="clip_adapter: epochs must be an integer >= 1, got 0"):
         build_method("clip_adapter", {**CONFIGS["clip_adapter"], "epochs": 0}, data.text, 1.0)
-    with pytest.raises(ValueError, match="edr_setup='setup3'"):
+    with pytest.raises(ValueError, match="linear_probe: lr must be > 0, got 0"):  # trains nothing
+        build_method("linear_probe", {**CONFIGS["linear_probe"], "lr": 0}, data.text, 1.0)
+    with pytest.raises(ValueError, match="croft_clean: edr_setup must be one of .*got 'setup3'"):
         build_method(
             "croft_clean", {**CONFIGS["croft_clean"], "edr_setup": "setup3"}, data.text, 1.0
         )

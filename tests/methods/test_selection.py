@@ -51,7 +51,7 @@ def test_best_validation_point_is_kept_and_diverging_points_are_recorded():
     for row in selected.grid[1:]:
         assert [r["val_accuracy"] for r in row["history"]] and 0 <= row["probe"]["shifted"] <= 1
 
-    with pytest.raises(NonFiniteLossError):
+    with pytest.raises(NonFiniteLossError) as info:
         fit_selected(
             "linear_probe",
             config,
@@ -62,3 +62,7 @@ def test_best_validation_point_is_kept_and_diverging_points_are_recorded():
             data.train,
             data.val,
         )
+    # the run fails and keeps nothing: the message must not promise kept weights
+    assert "no weights were kept and nothing is written" in str(info.value)
+    assert "train.grids.linear_probe" in str(info.value)
+    assert "were kept" not in str(info.value).replace("no weights were kept", "")

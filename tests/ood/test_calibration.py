@@ -55,7 +55,8 @@ def test_a_threshold_is_not_applied_to_the_score_under_other_parameters():
 
 def test_the_calibrated_score_must_be_an_evaluated_one():
     with pytest.raises(
-        ValueError, match="train.calibration.score 'msp' is not among evaluate.scores"
+        ValueError,
+        match=r"train.calibration.score must be one of evaluate.scores \['energy'\], got 'msp'",
     ):
         calibrate_thresholds(
             synthetic_predictions(), LOGIT_SCALE, "msp", 0.95, {"energy": {}}, "train"

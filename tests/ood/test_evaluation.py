@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
     evaluate_scores,
+    evaluated_metrics,
     metrics_document,
     non_finite_metrics,
     score_predictions,
@@ -41,6 +42,14 @@ def _value(results, method, seed, shift, metric):
 def _rows(predictions, method, seed, split):
     part = predictions.query("method == @method and seed == @seed and split == @split")
     return np.stack(part["logits"].to_numpy()).astype(float), part
+
+
+def test_evaluated_metrics_lists_what_evaluation_reports(evaluated):
+    """The start-of-run gate check relies on this list (config_checks.check_gate_config)."""
+    results = evaluated[3]
+    reported = set(zip(results["shift"], results["metric"], strict=True))
+    assert reported <= evaluated_metrics(CONFIG.scores)
+    assert ("openset", "energy_auroc") in reported and ("covariate", "accuracy") in reported
 
 
 def test_scored_rows_are_the_evaluated_splits(evaluated):

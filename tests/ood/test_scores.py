@@ -69,7 +69,7 @@ def test_bad_inputs_raise_clear_errors():
         ScoreInputs(np.array([[np.inf, 0.0]]))
     with pytest.raises(ValueError, match="needs embeddings"):
         compute_score("knn", ScoreInputs(LOGITS))
-    with pytest.raises(ValueError, match="k must be in"):
+    with pytest.raises(ValueError, match=r"k must be <= the KNN bank size \(2 ID feature rows\)"):
         compute_score("knn", ScoreInputs(LOGITS, embeddings=np.eye(2), bank=np.eye(2)), k=3)
     with pytest.raises(ValueError, match="embedding dim"):
         compute_score("knn", ScoreInputs(LOGITS, embeddings=np.eye(2), bank=np.ones((2, 3))))

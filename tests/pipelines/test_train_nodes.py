@@ -164,3 +164,17 @@ def test_fit_is_deterministic_in_one_or_two_processes_and_bad_inputs_are_named()
         nodes.fit_methods(
             splits, center, views, text, CLASSES, {**params, "methods": ["nope"]}, [1]
         )
+
+
+def test_knn_k_above_the_bank_fails_before_any_fit(monkeypatch):
+    """The bank (the seed's train rows) is known from the splits: fail before fitting anything."""
+    splits, center, views, text = synthetic_tables()
+    bank = int(((splits["seed"] == 1) & (splits["split"] == "train")).sum())
+    monkeypatch.setattr(nodes, "fit_all", lambda *a, **k: pytest.fail("fit before the check"))
+    scores = {**evaluate_params()["scores"], "knn": {"k": bank + 1}}
+    with pytest.raises(ValueError) as info:
+        nodes.fit_methods(
+            splits, center, views, text, CLASSES, train_params(), [1], scores, "train"
+        )
+    assert str(info.value).startswith("evaluate.scores.knn.k (seed 1, split 'train') must be <=")
+    assert f"({bank} ID feature rows), got {bank + 1}" in str(info.value)

@@ -31,9 +31,19 @@ from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
 from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.clip.views import CENTER, ViewRecipe, preprocess_signature
 from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.rules import Rule, one_of
 from croft_pipeline.runtime import resolve_device
 
 PRECISIONS = ("fp32", "bf16")
+PRECISION = one_of(PRECISIONS)
+TEMPLATES = Rule(
+    "be one prompt template or a non-empty list of them, each containing '{}'",
+    lambda t: (
+        isinstance(t, str | list | tuple)
+        and bool(t)
+        and all(isinstance(x, str) and "{}" in x for x in ([t] if isinstance(t, str) else t))
+    ),
+)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RANDOM_INIT_SEED = 0
 
@@ -89,7 +99,7 @@ def load_clip(
     base_dir: str | os.PathLike | None = None,
 ) -> LoadedClip:
     """Load an open_clip model, frozen and in eval mode; relative checkpoint paths use ``base_dir``."""
-    if precision not in PRECISIONS:
+    if not PRECISION.holds(precision):
         raise ClipLoadError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     check_model_name(model_name)
     checkpoint = resolve_pretrained(model_name, pretrained, base_dir)
@@ -252,22 +262,46 @@ def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
     created = create_model_and_transforms(model_name, pretrained_text=False)
     try:
         open_clip.load_checkpoint(created[0], str(checkpoint), strict=True, weights_only=True)
-    except (RuntimeError, AssertionError, KeyError, ValueError) as error:
+    except Exception as error:  # unreadable files fail with many types; read_checkpoint says so
+        state = read_checkpoint(checkpoint)
         raise ClipLoadError(
-            f"checkpoint {str(checkpoint)!r} does not fit the architecture {model_name!r} "
-            f"({_mismatch(created[0], checkpoint) or error}). Was it trained for another model "
-            f"config? Set clip.model_name to the checkpoint's architecture, or re-run pretrain."
+            f"checkpoint {str(checkpoint)!r} (clip.pretrained) does not fit the architecture "
+            f"{model_name!r} ({_mismatch(created[0], state) or error}). Was it trained for "
+            f"another model config? Set clip.model_name to the checkpoint's architecture, or "
+            f"re-run pretrain."
         ) from error
     logger.info(describe_weights(model_name, f"weights from {checkpoint}", text_weights=False))
     return created
 
 
-def _mismatch(model: torch.nn.Module, checkpoint: Path) -> str:
-    """A short description of how a checkpoint's tensors differ from the model's."""
+def read_checkpoint(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors (pickled ``.pt`` files with ``weights_only=True``: no code runs).
+
+    A file that cannot be read, whatever the library's error, is a :class:`ClipLoadError` naming
+    the file and ``clip.pretrained``.
+    """
     try:
-        state = load_state_dict(str(checkpoint), weights_only=True)
-    except Exception:  # unreadable: the caller reports the original error
-        return ""
+        return load_state_dict(str(checkpoint), weights_only=True)
+    except Exception as error:  # safetensors, pickle, zip and OS errors have many types
+        raise unreadable_checkpoint(checkpoint, error) from None
+
+
+def unreadable_checkpoint(path: Path, error: Exception) -> ClipLoadError:
+    """The error for a weights file that cannot be read; never advises loading pickled code."""
+    detail = str(error).splitlines()[0] if str(error) else ""
+    if "weights_only" in str(error) or "pickle" in type(error).__module__:
+        detail = "it holds pickled Python objects besides tensors, which are not loaded"
+    return ClipLoadError(
+        f"CLIP checkpoint {str(path)!r} (from clip.pretrained) cannot be read: "
+        f"{type(error).__name__}: {detail}. The file is truncated, corrupt or more than a plain "
+        f"state dict. Re-run `kedro run --pipeline=pretrain` (the default model) or fetch the "
+        f"file again; a .pt/.bin from a source you trust can be converted to .safetensors "
+        f"(safetensors.torch.save_file of its state dict) and clip.pretrained pointed at that."
+    )
+
+
+def _mismatch(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """A short description of how a checkpoint's tensors differ from the model's."""
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -334,9 +368,8 @@ def encode_class_prompts(
     One template: the raw ``encode_text`` output. Several: per class, encode every template,
     L2-normalize each, average, L2-normalize again. Underscores in class names become spaces.
     """
+    TEMPLATES.check("templates", templates)
     templates = [templates] if isinstance(templates, str) else list(templates)
-    if not templates or any("{}" not in template for template in templates):
-        raise ValueError(f"templates must be non-empty and each contain '{{}}': {templates}")
     names = [name.replace("_", " ") for name in classnames]
     prompts = [template.format(name) for name in names for template in templates]
     features = encode_texts(loaded, prompts).view(len(names), len(templates), -1)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from croft_pipeline.rules import Rule
 from croft_pipeline.runtime import resolve_device
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -75,13 +76,19 @@ class FitReport:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss term (or a parameter) became NaN/inf; the method kept its last good weights."""
+    """A loss term (or a parameter) became NaN/inf; training of that fit stopped.
 
-    def __init__(self, method: str, epoch: int, step: int, term: str, value: float):
+    ``outcome`` says what happens next: within a grid search the point is skipped; when every
+    point diverged, the search raises this error and nothing is kept or written.
+    """
+
+    def __init__(
+        self, method: str, epoch: int, step: int, term: str, value: float,
+        outcome: str = "training stopped",
+    ):  # fmt: skip
         self.method, self.epoch, self.step, self.term, self.value = method, epoch, step, term, value
         super().__init__(
-            f"{method}: non-finite {term!r} = {value} at epoch {epoch}, step {step}; "
-            "training stopped and the weights of the last good step were kept"
+            f"{method}: non-finite {term!r} = {value} at epoch {epoch}, step {step}; {outcome}"
         )
 
 
@@ -99,6 +106,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     config_keys: ClassVar[frozenset[str]] = frozenset({"device"})
+    config_rules: ClassVar[dict[str, Rule]] = {}  # allowed values of config keys
     config_group: ClassVar[str | None] = None  # a shared block of ``train`` params (e.g. croft)
     # True when the untrained method computes zero-shot CLIP (WiSE-FT then interpolates weights)
     starts_at_zero_shot: ClassVar[bool] = False
@@ -108,6 +116,8 @@ class Method(ABC):
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
     ):
         check_config(self.name, config, self.config_keys)
+        for key, rule in self.config_rules.items():
+            rule.check(f"{self.name}: {key}", config[key])
         if text_features.ndim != 2:
             raise ValueError(
                 f"{self.name}: text_features must be [K, D], got {tuple(text_features.shape)}"
@@ -158,10 +168,14 @@ class Method(ABC):
         self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()}, strict=True)
 
 
+def config_key_errors(config: Mapping[str, Any], keys: frozenset[str]) -> tuple[list, list]:
+    """``(missing, unknown)`` keys of ``config``: every key of ``keys``, no other key."""
+    return sorted(keys - set(config)), sorted(set(config) - keys)
+
+
 def check_config(method: str, config: Mapping[str, Any], keys: frozenset[str]) -> None:
     """Every key of ``keys`` present, no other key: a typo must not pass silently."""
-    missing = sorted(keys - set(config))
-    unknown = sorted(set(config) - keys)
+    missing, unknown = config_key_errors(config, keys)
     if missing or unknown:
         raise ValueError(
             f"configuration of method {method!r}: missing keys {missing}, unknown keys {unknown} "

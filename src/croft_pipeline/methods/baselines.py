@@ -23,6 +23,7 @@ from croft_pipeline.methods.base import (
     register,
 )
 from croft_pipeline.methods.trainer import TrainableMethod
+from croft_pipeline.rules import NON_NEGATIVE, NUMBER, UNIT, at_least
 
 
 @register
@@ -98,6 +99,7 @@ class ClipAdapter(CrossEntropyMethod):
 
     name = "clip_adapter"
     config_keys = TrainableMethod.config_keys | {"ratio", "reduction"}
+    config_rules = {**TrainableMethod.config_rules, "ratio": UNIT, "reduction": at_least(1)}
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -134,6 +136,7 @@ class TipAdapterF(CrossEntropyMethod):
 
     name = "tip_adapter_f"
     config_keys = TrainableMethod.config_keys | {"alpha", "beta"}
+    config_rules = {**TrainableMethod.config_rules, "alpha": NUMBER, "beta": NON_NEGATIVE}
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int

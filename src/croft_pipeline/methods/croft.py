@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from croft_pipeline.methods.base import Method, register
 from croft_pipeline.methods.energy_grad import ENERGY_GRAD_FORMS, EPS, EnergyGradSpec
 from croft_pipeline.methods.trainer import OPTIM_KEYS, TrainableMethod
+from croft_pipeline.rules import NON_NEGATIVE, UNIT, Rule, at_least, one_of
 
 CROFT_KEYS = (
     Method.config_keys
@@ -103,6 +104,15 @@ class Croft(TrainableMethod):
 
     mode: ClassVar[str]
     config_keys = CROFT_KEYS
+    config_rules = {
+        **TrainableMethod.config_rules,
+        **{key: one_of(allowed) for key, allowed in CHOICES.items()},
+        "gen_step": at_least(0),
+        "ratio": UNIT,
+        "ratio_text": UNIT,
+        "lambda1": NON_NEGATIVE,
+        "lambda2": NON_NEGATIVE,
+    }
     config_group = "croft"
     starts_at_zero_shot = True  # identity adapters (the generator is not used at test time)
 
@@ -110,11 +120,6 @@ class Croft(TrainableMethod):
         self, config: dict[str, Any], text_features: Tensor, logit_scale: float, seed: int
     ):
         super().__init__(config, text_features, logit_scale, seed)
-        for key, allowed in CHOICES.items():
-            if config[key] not in allowed:
-                raise ValueError(f"{self.name}: {key}={config[key]!r}, expected one of {allowed}")
-        if int(config["gen_step"]) < 0:
-            raise ValueError(f"{self.name}: gen_step must be >= 0, got {config['gen_step']}")
         self.module = CroftModule(self.text_features.shape[1]).to(self.device)
         self.ratio, self.ratio_text = float(config["ratio"]), float(config["ratio_text"])
         self.lambda1, self.lambda2 = float(config["lambda1"]), float(config["lambda2"])
@@ -261,9 +266,4 @@ class CroftNoEdr(Croft):
     name = "croft_no_edr"
     mode = "faithful"
 
-    def __init__(
-        self, config: dict[str, Any], text_features: Tensor, logit_scale: float, seed: int
-    ):
-        if float(config.get("lambda2", 0.0)) != 0.0:
-            raise ValueError(f"croft_no_edr: lambda2 must be 0, got {config['lambda2']}")
-        super().__init__(config, text_features, logit_scale, seed)
+    config_rules = {**Croft.config_rules, "lambda2": Rule("be 0", lambda value: value == 0)}

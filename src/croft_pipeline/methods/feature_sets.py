@@ -58,15 +58,36 @@ def class_text_features(
     return text_features.features[:, 0], float(text_features.meta["logit_scale"])
 
 
-def method_config(train_params: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A method's full configuration, in layers (later wins): ``device``; ``common`` for trained
-    methods; the shared block its class names (``config_group``, e.g. ``croft``); its own entry
-    in ``method_params``. An environment that overrides one key of a layer changes every method
-    built on it."""
+def config_layers(train_params: Mapping[str, Any], name: str) -> list[tuple[str, Mapping]]:
+    """``(train parameter key, values)`` of each layer of a method's configuration, later wins:
+    ``device``; ``common`` for trained methods; the shared block its class names
+    (``config_group``, e.g. ``croft``); its own entry in ``method_params``."""
     if name not in METHODS:
         raise KeyError(f"train.methods names {name!r}; registered methods: {sorted(METHODS)}")
     cls = METHODS[name]
-    common = train_params["common"] if cls.trains else {}
-    group = train_params.get(cls.config_group, {}) if cls.config_group else {}
+    layers: list[tuple[str, Mapping]] = [("train", {"device": train_params["device"]})]
+    if cls.trains:
+        layers.append(("train.common", train_params["common"]))
+    if cls.config_group:
+        layers.append((f"train.{cls.config_group}", train_params.get(cls.config_group) or {}))
     own = train_params.get("method_params", {}).get(name) or {}
-    return {"device": train_params["device"], **common, **group, **own}
+    layers.append((f"train.method_params.{name}", own))
+    return layers
+
+
+def method_config(train_params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A method's full configuration (:func:`config_layers` merged). An environment that
+    overrides one key of a layer changes every method built on it."""
+    config: dict[str, Any] = {}
+    for _, values in config_layers(train_params, name):
+        config.update(values)
+    return config
+
+
+def config_key(train_params: Mapping[str, Any], name: str, key: str) -> str:
+    """The full parameter key a method's configuration value ``key`` comes from."""
+    prefix = next(
+        (p for p, values in reversed(config_layers(train_params, name)) if key in values),
+        f"train.method_params.{name}",
+    )
+    return f"{prefix}.{key}"

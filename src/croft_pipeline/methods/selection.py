@@ -71,7 +71,7 @@ def fit_selected(
     """Fit ``name`` at every grid point; keep the best ID-validation accuracy (first on ties).
 
     A grid point whose training diverges (:class:`NonFiniteLossError`) is recorded and skipped;
-    if every point diverges, the last error is raised.
+    if every point diverges, the last error is raised, saying that nothing was kept.
     """
     best: Selected | None = None
     rows: list[dict[str, Any]] = []
@@ -81,7 +81,7 @@ def fit_selected(
         try:
             report = method.fit(train, val)
         except NonFiniteLossError as exc:
-            logger.warning("%s seed %d %s: %s", name, seed, point, exc)
+            logger.warning("%s seed %d %s: %s; grid point skipped", name, seed, point, exc)
             rows.append({"point": point, "error": str(exc)})
             error = exc
             continue
@@ -97,7 +97,13 @@ def fit_selected(
         )
         if best is None or report.best_val_accuracy > best.report.best_val_accuracy:
             best = Selected(method, {**config, **point}, report)
+    if best is None and error is not None:
+        raise NonFiniteLossError(
+            error.method, error.epoch, error.step, error.term, error.value,
+            outcome=f"every grid point of seed {seed} diverged ({len(rows)} tried), so no weights "
+            f"were kept and nothing is written: lower the lr in train.grids.{name}",
+        ) from error  # fmt: skip
     if best is None:
-        raise error if error is not None else ValueError(f"{name}: empty grid")
+        raise ValueError(f"{name}: empty grid")
     best.grid = rows
     return best

@@ -10,8 +10,7 @@ import math
 import time
 from abc import abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -26,10 +25,18 @@ from croft_pipeline.methods.base import (
     accuracy,
     no_log,
 )
+from croft_pipeline.rules import NON_NEGATIVE, POSITIVE, at_least
 
-OPTIM_KEYS = frozenset(
-    {"lr", "momentum", "weight_decay", "epochs", "warmup_epochs", "warmup_lr", "batch_size"}
-)
+OPTIM_RULES = {
+    "lr": POSITIVE,
+    "momentum": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+    "epochs": at_least(1),
+    "warmup_epochs": at_least(0),
+    "warmup_lr": NON_NEGATIVE,
+    "batch_size": at_least(1),
+}
+OPTIM_KEYS = frozenset(OPTIM_RULES)
 
 
 def lr_at_epoch(
@@ -56,15 +63,8 @@ class TrainableMethod(Method):
     """A method trained by SGD with the shared loop; subclasses define the step."""
 
     config_keys = Method.config_keys | OPTIM_KEYS
+    config_rules = {**Method.config_rules, **OPTIM_RULES}
     trains = True
-
-    def __init__(
-        self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
-    ):
-        super().__init__(config, text_features, logit_scale, seed)
-        for key, least in (("epochs", 1), ("batch_size", 1), ("warmup_epochs", 0)):
-            if int(config[key]) < least:
-                raise ValueError(f"{self.name}: {key} must be >= {least}, got {config[key]}")
 
     def _make_optimizers(self) -> None:
         """One SGD per parameter group returned by :meth:`_param_groups` (CRoFT has two)."""

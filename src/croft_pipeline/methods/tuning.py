@@ -24,6 +24,7 @@ from croft_pipeline.methods.base import (
 from croft_pipeline.methods.fitted import zero_shot_model
 from croft_pipeline.methods.selection import fit_selected, grid_points
 from croft_pipeline.methods.wise import choose_alpha, space_of
+from croft_pipeline.rules import ParameterError
 from croft_pipeline.runtime import parallel_map, torch_threads
 
 
@@ -39,9 +40,10 @@ def method_grids(params: Mapping[str, Any], names: Sequence[str]) -> dict[str, d
     }
     sizes = {name: len(grid_points(g)) for name, g in grids.items() if METHODS[name].trains}
     if params.get("equal_budget", True) and len(set(sizes.values())) > 1:
-        raise ValueError(
-            f"train.equal_budget: every trained method must try the same number of grid points "
-            f"(train.grids.<method>), got {sizes}"
+        raise ParameterError(
+            "train.grids",
+            "give every trained method the same number of points (train.equal_budget: true)",
+            sizes,
         )
     return grids
 

@@ -18,9 +18,11 @@ import torch
 from torch import Tensor
 
 from croft_pipeline.methods.base import Method, accuracy, build_method, l2_normalize
+from croft_pipeline.rules import UNIT
 
 WEIGHT, OUTPUT = "weight", "output"
 SUFFIX = "+wise"
+ALPHA = UNIT  # a WiSE-FT mixing weight
 
 
 def wise_name(method: str) -> str:
@@ -80,8 +82,7 @@ def fresh_copy(method: Method) -> Method:
 
 def interpolate(method: Method, zero_shot: Method, alpha: float):
     """The model at ``alpha`` (an object with ``logits`` and ``embed``; see the module doc)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"WiSE alpha must be in [0, 1], got {alpha}")
+    ALPHA.check("WiSE alpha", alpha)
     if alpha == 0.0:
         return zero_shot
     if alpha == 1.0:

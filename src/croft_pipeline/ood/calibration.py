@@ -14,6 +14,7 @@ import pandas as pd
 
 from croft_pipeline.ood.protocols import deploy_threshold
 from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_parameters
+from croft_pipeline.rules import ParameterError
 
 VAL_SPLIT = "val"  # the only split a threshold is ever fixed on
 
@@ -31,10 +32,7 @@ def calibrate_thresholds(
     ``evaluated`` are the evaluated scores' parameters (``evaluate.scores``): the calibrated
     score must be one of them, so that evaluation applies the threshold to the same numbers.
     """
-    if score not in evaluated:
-        raise ValueError(
-            f"train.calibration.score {score!r} is not among evaluate.scores {sorted(evaluated)}"
-        )
+    check_calibrated_score(score, evaluated)
     score_params = score_parameters(score, evaluated[score])
     calibration: dict[str, dict[str, dict[str, Any]]] = {}
     for (method, seed), rows in predictions.groupby(["method", "seed"], sort=True):
@@ -54,6 +52,14 @@ def calibrate_thresholds(
             "n_val": int(len(scores)),
         }
     return calibration
+
+
+def check_calibrated_score(score: str, evaluated: Mapping[str, Any]) -> None:
+    """The calibrated score must be evaluated too, so evaluation applies the same numbers."""
+    if score not in evaluated:
+        raise ParameterError(
+            "train.calibration.score", f"be one of evaluate.scores {sorted(evaluated)}", score
+        )
 
 
 def calibrated_entry(calibration: Mapping[str, Any], method: str, seed) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from croft_pipeline.data.splits import novel_groups
 from croft_pipeline.ood.calibration import calibrated_entry
-from croft_pipeline.ood.metrics import finite_scores, ood_metrics
+from croft_pipeline.ood.metrics import DETECTION_METRICS, finite_scores, ood_metrics
 from croft_pipeline.ood.protocols import apply_threshold, paper_protocol
 from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_parameters
 
@@ -163,6 +163,22 @@ def shift_frames(samples: pd.DataFrame, config: EvaluationConfig) -> dict[str, p
 
 ACCURACY_SHIFTS = ("id", "covariate", "covariate_novel")
 OPENSET_SHIFTS = ("openset", "openset_near", "openset_far")
+DEPLOY_METRICS = {"id": ("deploy_tpr",), "covariate": ("deploy_tpr",),
+                  "openset": ("deploy_fpr", "deploy_threshold")}  # fmt: skip
+PAPER_METRICS = ("paper_fpr95", "paper_auroc")  # on the openset shift
+
+
+def evaluated_metrics(score_names) -> set[tuple[str, str]]:
+    """Every ``(shift, metric)`` :func:`evaluate_scores` can report with these scores."""
+    pairs = {(shift, "accuracy") for shift in ACCURACY_SHIFTS}
+    pairs |= {
+        (shift, f"{name}_{metric}")
+        for shift in OPENSET_SHIFTS
+        for name in score_names
+        for metric in DETECTION_METRICS
+    }
+    pairs |= {(shift, metric) for shift, names in DEPLOY_METRICS.items() for metric in names}
+    return pairs | {("openset", metric) for metric in PAPER_METRICS}
 
 
 def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, config):

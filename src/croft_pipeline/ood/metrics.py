@@ -11,6 +11,11 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
+from croft_pipeline.rules import SHARE
+
+TPR = SHARE  # a target true-positive rate: in (0, 1]
+DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # what ood_metrics returns
+
 
 def finite_scores(values, what: str) -> np.ndarray:
     """``values`` as a flat float64 array; empty or non-finite input is a ValueError naming ``what``."""
@@ -24,8 +29,7 @@ def finite_scores(values, what: str) -> np.ndarray:
 
 def kept_count(n: int, tpr: float) -> int:
     """How many of ``n`` ID samples must stay above the threshold to reach ``tpr``."""
-    if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    TPR.check("tpr", tpr)
     return n - math.floor(n * (1.0 - tpr) + 1e-9)
 
 
@@ -76,12 +80,13 @@ def aupr_out(id_scores, ood_scores) -> float:
 
 def ood_metrics(id_scores, ood_scores, tpr: float = 0.95) -> dict[str, float]:
     """FPR at ``tpr`` TPR, AUROC, AUPR-In and AUPR-Out of one ID/OOD pair of score sets."""
-    return {
-        "fpr95": fpr_at_tpr(id_scores, ood_scores, tpr),
-        "auroc": auroc(id_scores, ood_scores),
-        "aupr_in": aupr_in(id_scores, ood_scores),
-        "aupr_out": aupr_out(id_scores, ood_scores),
-    }
+    values = (
+        fpr_at_tpr(id_scores, ood_scores, tpr),
+        auroc(id_scores, ood_scores),
+        aupr_in(id_scores, ood_scores),
+        aupr_out(id_scores, ood_scores),
+    )
+    return dict(zip(DETECTION_METRICS, values, strict=True))
 
 
 def accuracy(logits, labels) -> float:

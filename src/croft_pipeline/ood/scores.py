@@ -14,6 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from croft_pipeline.rules import POSITIVE, ParameterError, at_least
+
+# the allowed values of every score parameter (by name; the same name means the same rule)
+PARAMETER_RULES = {"temperature": POSITIVE, "k": at_least(1)}
+
 
 @dataclass(frozen=True)
 class ScoreInputs:
@@ -85,8 +90,7 @@ def knn(inputs: ScoreInputs, k: int = 1) -> np.ndarray:
         raise ValueError(f"embedding dim {queries.shape[1]} != bank dim {bank.shape[1]}")
     if queries.shape[0] != np.asarray(inputs.logits).shape[0]:
         raise ValueError("embeddings and logits have a different number of rows")
-    if not 1 <= k <= bank.shape[0]:
-        raise ValueError(f"k must be in [1, {bank.shape[0]}] (the bank size), got {k}")
+    check_knn_k(k, bank.shape[0])
     kth = [
         torch.cdist(queries[start : start + KNN_BATCH], bank)
         .topk(k, dim=1, largest=False)
@@ -168,6 +172,12 @@ def _normalize(features: np.ndarray, what: str) -> torch.Tensor:
     return tensor / tensor.norm(dim=1, keepdim=True).clamp_min(1e-10)
 
 
+def check_knn_k(k: int, bank_size: int, key: str = "k") -> None:
+    """KNN needs ``1 <= k <= bank_size`` (the ID feature bank's rows)."""
+    PARAMETER_RULES["k"].check(key, k)
+    if k > bank_size:
+        raise ParameterError(key, f"be <= the KNN bank size ({bank_size} ID feature rows)", k)
+
+
 def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+    PARAMETER_RULES[name].check(name, value)

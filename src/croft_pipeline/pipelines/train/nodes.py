@@ -28,6 +28,7 @@ from croft_pipeline.methods.selection import point_label
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
+from croft_pipeline.ood.scores import check_knn_k, score_parameters
 from croft_pipeline.runtime import worker_count
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
@@ -43,13 +44,22 @@ def fit_methods(
     id_classes: list[str],
     params: dict[str, Any],
     seeds: list[int],
+    scores: dict[str, Any] | None = None,
+    knn_bank_split: str = "train",
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Fit every method of ``params.methods`` for every seed: the grid point with the best ID
     validation accuracy, then its WiSE-FT interpolation (α on ID validation too).
 
+    Before any fit, ``evaluate.scores.knn.k`` is checked against the KNN bank (the seed's
+    ``knn_bank_split`` rows), the first place its size is known.
     Returns the weights by partition (``<method>/seed_<s>``) and ``train_summary`` (a WiSE-FT
     point is an entry with its base method and α; its model is rebuilt from the base weights).
     """
+    if scores and "knn" in scores:
+        k = score_parameters("knn", scores["knn"])["k"]
+        for seed in seeds:
+            bank = len(seed_rows(splits, seed, knn_bank_split))
+            check_knn_k(k, bank, f"evaluate.scores.knn.k (seed {seed}, split {knn_bank_split!r})")
     text, logit_scale = class_text_features(text_features, id_classes)
     configs = {name: method_config(params, name) for name in params["methods"]}  # names checked
     grids = method_grids(params, list(configs))

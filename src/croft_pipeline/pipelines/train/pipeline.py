@@ -18,6 +18,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "id_classes",
                     "params:train",
                     "params:seeds",
+                    "params:evaluate.scores",
+                    "params:evaluate.knn_bank_split",
                 ],
                 ["adapter_weights", "train_summary"],
                 name="fit_methods",

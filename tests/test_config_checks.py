@@ -1,0 +1,99 @@
+"""Start-of-run parameter checks: every rule names the full key, and a run with a bad parameter
+stops before any node runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.rules import ParameterError
+from tests.kedro_harness import load_params, make_project_copy, run_pipeline
+
+GATE0, GATE1 = "evaluate.gates.comparisons[0]", "evaluate.gates.comparisons[1]"
+
+
+def _set(params: dict, path: str, value) -> dict:
+    """A copy of ``params`` with the dotted ``path`` (``[i]`` indexes a list) set to ``value``."""
+    params = copy.deepcopy(params)
+    *parents, last = path.replace("[", ".").replace("]", "").split(".")
+    node = params
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    return params
+
+
+@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs"])
+def test_every_shipped_environment_passes(env):
+    check_parameters(load_params(env))
+
+
+BAD = [  # (dotted path, bad value, start of the message: the full key and the rule)
+    ("train.common.lr", -0.5, "train.common.lr must be > 0, got -0.5"),
+    ("train.common.lr", 0, "train.common.lr must be > 0, got 0"),
+    ("train.grids.linear_probe.lr", [1e-3, 0.0], "train.grids.linear_probe.lr[1] must be > 0"),
+    ("train.grids.clip_adapter.lr", [], "train.grids.clip_adapter.lr must be a non-empty list"),
+    ("train.common.epochs", 0, "train.common.epochs must be an integer >= 1, got 0"),
+    ("train.croft.edr_setup", "setup3", "train.croft.edr_setup must be one of"),
+    ("train.croft.lamda1", 1.0, "train.croft.lamda1 must not be set"),
+    ("train.method_params.croft_no_edr.lambda2", 1.0, "train.method_params.croft_no_edr.lambda2 must be 0"),
+    ("train.method_params.clip_adapter.ratio", 2.0, "train.method_params.clip_adapter.ratio must be in [0, 1]"),
+    ("train.methods", ["zero_shot", "nope"], "train.methods[1] must be one of"),
+    ("train.wise.alphas", [0.0, 1.5], "train.wise.alphas[1] must be in [0, 1], got 1.5"),
+    ("train.workers", 0, "train.workers must be auto, null or an integer >= 1, got 0"),
+    ("train.device", "tpu", "train.device must be valid"),
+    ("train.calibration.tpr", 1.5, "train.calibration.tpr must be in (0, 1], got 1.5"),
+    ("train.calibration.score", "enrgy", "train.calibration.score must be one of evaluate.scores"),
+    ("evaluate.tpr", 0.0, "evaluate.tpr must be in (0, 1], got 0.0"),
+    ("evaluate.scores.knn.k", 0, "evaluate.scores.knn.k must be an integer >= 1, got 0"),
+    ("evaluate.scores.energy.temperature", 0.0, "evaluate.scores.energy.temperature must be > 0"),
+    ("evaluate.scores.enrgy", {}, "evaluate.scores.enrgy must be valid (unknown OOD score"),
+    ("evaluate.knn_bank_split", "trian", "evaluate.knn_bank_split must be one of"),
+    ("evaluate.paper.score", "odin", "evaluate.paper.score must be one of"),
+    ("evaluate.comparisons.level", 1.0, "evaluate.comparisons.level must be in (0, 1)"),
+    ("evaluate.register.method", "croft", "evaluate.register.method must be one of"),
+    (f"{GATE0}.baseline", "zero_shott", f"{GATE0}.baseline must be one of"),
+    (f"{GATE1}.metric", "energy_aurco", f"{GATE1}.metric must be one of"),
+    (f"{GATE1}.shift", "open", f"{GATE1}.shift must be one of"),
+    (f"{GATE0}.op", "=>", f"{GATE0} must be valid (an interval gate needs op in"),
+    (GATE0, {"shift": "openset", "metric": "energy_aurco", "op": ">=", "value": 0.5}, f"{GATE0}.metric must be one of"),
+    (GATE0, {"shift": "id", "metric": "accuracy", "op": ">", "value": 0.5, "baseline": "zero_shot"}, f"{GATE0} must be valid"),
+    ("clip.precision", "fp16", "clip.precision must be one of ['fp32', 'bf16']"),
+    ("clip.model_name", "ViT-Q-99", "clip.model_name must be valid (unknown CLIP model name"),
+    ("clip.templates", ["no placeholder"], "clip.templates must be one prompt template"),
+    ("clip.num_threads", -1, "clip.num_threads must be auto, null or an integer >= 1"),
+    ("embed.n_views", 0, "embed.n_views must be an integer >= 1"),
+    ("embed.augment.scale", [0.9, 0.1], "embed.augment.scale must be a pair [low, high]"),
+    ("pretrain.lr", 0.0, "pretrain.lr must be > 0"),
+    ("pretrain.zero_shot.splits", ["tst"], "pretrain.zero_shot.splits[0] must be one of"),
+    ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
+    ("ingest.splits.val_fraction", 1.5, "ingest.splits.val_fraction must be in [0, 1]"),
+    ("ingest.sources[0].layout", "flat", "ingest.sources[0].layout must be one of"),
+    ("ingest.dataset.group_pattern", "(?P<g>x)", "ingest.dataset.group_pattern must have a named group"),
+    ("seeds", [], "seeds must be a non-empty list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[b[0] for b in BAD])
+def test_a_bad_parameter_is_named_by_its_full_key(path, value, message):
+    with pytest.raises(ParameterError) as info:
+        check_parameters(_set(load_params("test"), path, value))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_the_message_is_the_projects_not_the_librarys():
+    with pytest.raises(ParameterError) as info:
+        check_parameters(_set(load_params("test"), "train.common.lr", -0.5))
+    assert str(info.value) == "train.common.lr must be > 0, got -0.5"
+    assert info.value.key == "train.common.lr"
+
+
+def test_a_run_with_a_bad_parameter_stops_before_any_node_writes(tmp_path):
+    """The ingest pipeline does not even read train.calibration: every block is checked."""
+    project = make_project_copy(tmp_path / "project")
+    with pytest.raises(ParameterError, match=r"train\.calibration\.tpr must be in \(0, 1\]"):
+        run_pipeline(project, "ingest", extra_params={"train": {"calibration": {"tpr": 1.5}}})
+    written = [p for p in (project / "data").rglob("*") if p.is_file()]
+    assert written == []
