@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, SKIPPED_COLUMNS, build_manifest
+from croft_pipeline.validation import DataValidationError
 from tests.data.image_factory import build_domain_tree, write_bad_inputs, write_image
 
 DATASET = {"id_classes": None, "openset_classes": None, "underscores_to_spaces": True}
@@ -72,6 +73,35 @@ def test_duplicate_files_keep_one_row_and_list_the_others(tmp_path):
     assert len(manifest) == 2
     (reason,) = skipped["reason"]
     assert "duplicate of main:" in reason
+
+
+@pytest.mark.parametrize(
+    ("root", "copy"), [("main", "photo/horse/copy.jpg"), ("openset", "banded/copy.jpg")]
+)
+def test_one_file_under_two_classes_is_an_error_naming_both_copies(tmp_path, root, copy):
+    main, dtd = tmp_path / "main", tmp_path / "dtd"
+    build_domain_tree(main, ["art", "photo"], ["dog", "horse"], per_class=1, fmt="JPEG")
+    write_image(dtd / "banded" / "b.png", seed=77)
+    target = {"main": main, "openset": dtd}[root] / copy
+    shutil.copy(main / "art" / "dog" / "img_0.jpg", target)
+    sources = MAIN + [{"root": "openset", "layout": "classes", "domain": "dtd", "role": "openset"}]
+    with pytest.raises(DataValidationError, match="different classes") as raised:
+        build_manifest(sources, {"main": main, "openset": dtd}, DATASET)
+    assert "main:art/dog/img_0.jpg (id class 'dog')" in str(raised.value)
+    assert f"{root}:{copy}" in str(raised.value)
+
+
+def test_a_pretraining_copy_under_another_class_is_a_counted_skip(tmp_path):
+    main, pre = tmp_path / "main", tmp_path / "pre"
+    build_domain_tree(main, ["art"], ["dog"], per_class=1, fmt="JPEG")
+    (pre / "art" / "animal").mkdir(parents=True)
+    shutil.copy(main / "art" / "dog" / "img_0.jpg", pre / "art" / "animal" / "copy.jpg")
+    sources = MAIN + [{"root": "pre", "layout": "domains", "role": "pretrain"}]
+    manifest, skipped, _ = build_manifest(sources, {"main": main, "pre": pre}, DATASET)
+    assert manifest[["root", "path", "class_name"]].values.tolist() == [
+        ["main", "art/dog/img_0.jpg", "dog"]
+    ]
+    assert skipped[["root", "path"]].values.tolist() == [["pre", "art/animal/copy.jpg"]]
 
 
 def test_group_pattern_gives_one_concept_in_every_style_and_pretrain_role(tmp_path):

@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from croft_pipeline.data.discovery import Found, Skipped, discover
+from croft_pipeline.data.errors import DataValidationError
 from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
 
 MANIFEST_COLUMNS = [
@@ -162,8 +163,33 @@ def build_manifest(
     return manifest, skipped_table.sort_values(["root", "path"], ignore_index=True), id_classes
 
 
+def label_conflicts(manifest: pd.DataFrame) -> list[str]:
+    """One line per sha256 whose ID/open-set copies disagree on class or role, naming every copy
+    (``root:path``, role, class); pretraining copies carry no label and are never a conflict."""
+    labelled = manifest[manifest["role"].isin(["id", "openset"])]
+    names = labelled.groupby("sha256")[["role", "class_name"]].nunique().max(axis=1)
+    lines = []
+    for sha in sorted(names[names > 1].index):
+        copies = labelled[labelled["sha256"] == sha].sort_values(["root", "path"])
+        shown = ", ".join(
+            f"{r.root}:{r.path} ({r.role} class {r.class_name!r})" for r in copies.itertuples()
+        )
+        lines.append(f"sha256 {sha[:12]}: {shown}")
+    return lines
+
+
 def drop_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one row per sha256 (ID before open-set before pretraining); list the others."""
+    """Keep one row per sha256 (ID before open-set before pretraining); list the others.
+
+    Raises DataValidationError instead when copies of one file carry different labels.
+    """
+    conflicts = label_conflicts(manifest)
+    if conflicts:
+        raise DataValidationError(
+            f"one file, one label: {len(conflicts)} file(s) have byte-identical copies under "
+            "different classes or roles (remove or move the wrong copy):\n"
+            + "\n".join(f"- {c}" for c in conflicts)
+        )
     order = manifest.assign(_role=manifest["role"].map({r: i for i, r in enumerate(ROLES)}))
     order = order.sort_values(["_role", "root", "path"], kind="stable")
     first = order.drop_duplicates("sha256")

@@ -29,10 +29,6 @@ logger = logging.getLogger(__name__)
 FILE_OK = "ok"
 
 
-class DataValidationError(RuntimeError):
-    """A GX expectation failed: the message names the rule and the first offending rows."""
-
-
 def file_check(root_dir: Path | None, path: str, sha256: str, max_pixels: int) -> str:
     """``ok``, or why the manifest row's file is unusable (missing, outside, undecodable, changed)."""
     if root_dir is None:

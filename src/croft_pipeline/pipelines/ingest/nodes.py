@@ -91,7 +91,7 @@ def validate_data(
     params: dict,
     project_dir: str,
 ) -> dict[str, Any]:
-    """The full GX result as JSON (saved even when it failed; the next node stops the run)."""
+    """The full GX result as JSON; the next node publishes it, or raises when it failed."""
     return validate_ingest(
         manifest, splits, id_classes, _dataset(params), params, _root_dirs(params, project_dir)
     )
@@ -110,15 +110,27 @@ def openset_class_kinds(render_receipt: dict, params: dict) -> dict[str, str]:
 
 def publish_validated(
     report: dict[str, Any],
+    render_receipt: dict[str, Any],
     manifest: pd.DataFrame,
+    skipped: pd.DataFrame,
     splits: pd.DataFrame,
     pretrain_pairs: pd.DataFrame,
     id_classes: list[str],
     openset_kinds: dict[str, str],
     params: dict,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], dict[str, str], dict[str, str]]:
-    """Release the validated tables to the catalog, or stop the run before anything downstream."""
+) -> dict[str, Any]:
+    """Every ingest output at once, keyed by catalog name; raises instead when validation failed,
+    so a failed run leaves the last good files (tables and reports alike) as they were."""
     if not report["success"]:
         raise DataValidationError(report["failure_message"])
-    roots = {name: str(path) for name, path in params["roots"].items()}
-    return manifest, splits, pretrain_pairs, id_classes, openset_kinds, roots
+    return {
+        "emojishift_receipt": render_receipt,
+        "manifest": manifest,
+        "ingest_skipped": skipped,
+        "splits": splits,
+        "pretrain_pairs": pretrain_pairs,
+        "id_classes": id_classes,
+        "openset_kinds": openset_kinds,
+        "dataset_roots": {name: str(path) for name, path in params["roots"].items()},
+        "data_validation_report": report,
+    }

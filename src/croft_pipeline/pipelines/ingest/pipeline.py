@@ -1,8 +1,24 @@
-"""ingest: render/read images -> manifest -> splits -> GX validation gate -> catalog."""
+"""ingest: render/read images -> manifest -> splits -> GX validation gate -> catalog.
+
+Every node before the gate writes only memory datasets (``*_candidate``); the gate node returns
+all the files, tables and reports, so Kedro saves nothing of a run that fails.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
 from croft_pipeline.pipelines.ingest import nodes
+
+PUBLISHED = [  # the catalog entries of conf/base/catalog_ingest.yml that the gate node returns
+    "emojishift_receipt",
+    "manifest",
+    "ingest_skipped",
+    "splits",
+    "pretrain_pairs",
+    "id_classes",
+    "openset_kinds",
+    "dataset_roots",
+    "data_validation_report",
+]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,13 +27,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.render_dataset,
                 ["params:ingest", "project_dir"],
-                "emojishift_receipt",
+                "render_receipt_candidate",
                 name="render_dataset",
             ),
             Node(
                 nodes.build_manifest_table,
-                ["emojishift_receipt", "params:ingest", "project_dir"],
-                ["manifest_candidate", "ingest_skipped", "id_classes_candidate"],
+                ["render_receipt_candidate", "params:ingest", "project_dir"],
+                ["manifest_candidate", "skipped_candidate", "id_classes_candidate"],
                 name="build_manifest",
             ),
             Node(
@@ -34,7 +50,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.openset_class_kinds,
-                ["emojishift_receipt", "params:ingest"],
+                ["render_receipt_candidate", "params:ingest"],
                 "openset_kinds_candidate",
                 name="describe_openset_classes",
             ),
@@ -47,28 +63,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:ingest",
                     "project_dir",
                 ],
-                "data_validation_report",
+                "validation_report_candidate",
                 name="validate_data",
             ),
             Node(
                 nodes.publish_validated,
-                [
-                    "data_validation_report",
-                    "manifest_candidate",
-                    "splits_candidate",
-                    "pretrain_pairs_candidate",
-                    "id_classes_candidate",
-                    "openset_kinds_candidate",
-                    "params:ingest",
-                ],
-                [
-                    "manifest",
-                    "splits",
-                    "pretrain_pairs",
-                    "id_classes",
-                    "openset_kinds",
-                    "dataset_roots",
-                ],
+                {
+                    "report": "validation_report_candidate",
+                    "render_receipt": "render_receipt_candidate",
+                    "manifest": "manifest_candidate",
+                    "skipped": "skipped_candidate",
+                    "splits": "splits_candidate",
+                    "pretrain_pairs": "pretrain_pairs_candidate",
+                    "id_classes": "id_classes_candidate",
+                    "openset_kinds": "openset_kinds_candidate",
+                    "params": "params:ingest",
+                },
+                {name: name for name in PUBLISHED},
                 name="publish_validated_data",
             ),
         ]
