@@ -141,7 +141,10 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert alias_version(MODEL, "candidate") == "2" and alias_version(MODEL, "champion") == "1"
     assert registration["champion_version"] == "1"
 
-    champion = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    folder = str(tiny_model.images[0].parent)  # path input needs an allowed root
+    champion = mlflow.pyfunc.load_model(
+        f"models:/{MODEL}@champion", model_config={"allowed_roots": [folder]}
+    )
     predicted = champion.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]}))
     expected = tiny_model.energy.numpy() < first_threshold  # the champion's own threshold
     assert predicted["is_unknown"].tolist() == expected.tolist()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from croft_pipeline.serving.bundle import load_predictor, write_bundle
+from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predict_folder import list_images, main
 from croft_pipeline.serving.registry import alias_version, log_and_register
 from tests.fixtures.served_model import CLASSES
@@ -52,7 +53,8 @@ def test_bundle_files_are_pickle_free_and_round_trip(tiny_model, artifacts):
     assert set(artifacts) == {"config", "text_features", "adapter", "clip_checkpoint"}
     config = json.loads(Path(artifacts["config"]).read_text())
     assert config["class_names"] == CLASSES and config["embed_dim"] == tiny_model.features.shape[1]
-    predictor = load_predictor(artifacts)
+    folder = tiny_model.images[0].parent
+    predictor = load_predictor(artifacts, input_policy=InputPolicy((folder.resolve(),)))
     paths = pd.DataFrame({"path": [str(p) for p in tiny_model.images]})
     _check(predictor.predict(paths), _expected(tiny_model))
     # The threshold splits the images (the median energy), so both outcomes are exercised.
@@ -72,7 +74,14 @@ def test_registered_pyfunc_predicts_paths_bytes_and_embeddings(tiny_model, artif
     assert "mlflow==" in requirements and "torch==" in requirements
     assert yaml.safe_load((Path(model_dir) / "MLmodel").read_text())["signature"]["inputs"]
 
-    model = mlflow.pyfunc.load_model("models:/croft-clip-test@candidate")
+    folder = str(tiny_model.images[0].parent)
+    with pytest.raises(Exception, match="row 0: path input is off for this model"):
+        mlflow.pyfunc.load_model("models:/croft-clip-test@candidate").predict(
+            pd.DataFrame({"path": [str(tiny_model.images[0])]})
+        )
+    model = mlflow.pyfunc.load_model(
+        "models:/croft-clip-test@candidate", model_config={"allowed_roots": [folder]}
+    )
     expected = _expected(tiny_model)
     _check(model.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]})), expected)
     _check(
@@ -83,11 +92,13 @@ def test_registered_pyfunc_predicts_paths_bytes_and_embeddings(tiny_model, artif
     _check(model.predict(embeddings), expected)
 
     dim = tiny_model.features.shape[1]
-    with pytest.raises(Exception, match=rf"has shape \({dim - 1},\); the model expects \({dim},\)"):
+    with pytest.raises(
+        Exception, match=rf"row 0: embedding has shape \({dim - 1},\); the model expects \({dim},\)"
+    ):
         model.predict(pd.DataFrame({"embedding": [[0.5] * (dim - 1)]}))
     with pytest.raises(Exception, match="non-finite"):
         model.predict(pd.DataFrame({"embedding": [[float("nan")] * dim]}))
-    with pytest.raises(Exception, match="image bytes of row 0 cannot be decoded"):
+    with pytest.raises(Exception, match="row 0: image is not a usable image"):
         model.predict(pd.DataFrame({"image": [b"definitely not a png"]}))
     with pytest.raises(Exception, match="exactly one of the columns"):
         model.predict(pd.DataFrame({"pixels": [1.0]}))

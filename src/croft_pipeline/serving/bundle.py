@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from croft_pipeline.io_utils import atomic_write, atomic_write_bytes
 from croft_pipeline.methods import restore_method
+from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predictor import CroftPredictor
 
 BUNDLE_FORMAT = 2  # 2: the calibrated score's parameters (score_params)
@@ -91,10 +92,15 @@ def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:
     return config
 
 
-def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> CroftPredictor:
+def load_predictor(
+    artifacts: Mapping[str, str],
+    device: str | None = None,
+    input_policy: InputPolicy | None = None,
+) -> CroftPredictor:
     """A :class:`CroftPredictor` from bundle files; CLIP loads on the first image input.
 
-    ``device`` overrides the bundle's ``device`` (``auto``: CUDA when present, else CPU).
+    ``device`` overrides the bundle's ``device`` (``auto``: CUDA when present, else CPU);
+    ``input_policy`` bounds image input (default: bytes up to the default cap, no paths).
     """
     config = read_config(artifacts)
     device = device or config.get("device", "auto")
@@ -136,4 +142,5 @@ def load_predictor(artifacts: Mapping[str, str], device: str | None = None) -> C
         score=config["score"],
         score_params=dict(config["score_params"]),
         encode_images=encode_images,
+        input_policy=input_policy or InputPolicy(),
     )

@@ -43,9 +43,10 @@ def predict_folder(
     files = list_images(images)
     if not files:
         raise FileNotFoundError(f"no image files ({sorted(IMAGE_SUFFIXES)}) under {images}")
-    model = mlflow.pyfunc.load_model(model_uri)
-    predictions = model.predict(pd.DataFrame({"path": [str(path) for path in files]}))
     root = Path(images).resolve()
+    # The operator named this folder: its files, and only they, may be read by path.
+    model = mlflow.pyfunc.load_model(model_uri, model_config={"allowed_roots": [str(root)]})
+    predictions = model.predict(pd.DataFrame({"path": [str(path) for path in files]}))
     table = pd.concat(
         [
             pd.DataFrame({"path": [p.relative_to(root).as_posix() for p in files]}),

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from croft_pipeline.ood import ScoreInputs, apply_threshold, compute_score
-from croft_pipeline.serving.inputs import embeddings_from, images_from, input_column
+from croft_pipeline.serving.inputs import InputPolicy, embeddings_from, images_from, input_column
 
 OUTPUT_COLUMNS = ["label", "class_name", "score", "energy", "is_unknown"]
 
@@ -21,7 +21,8 @@ class CroftPredictor:
     """A fitted method plus its calibrated threshold.
 
     ``method`` maps raw CLIP image features ``[N, D]`` to logits ``[N, K]`` (the Method contract);
-    ``encode_images`` (optional, loaded lazily by the caller) maps PIL images to raw features.
+    ``encode_images`` (optional, loaded lazily by the caller) maps PIL images to raw features;
+    ``input_policy`` bounds what image input may read (by default: no paths).
     """
 
     method: object
@@ -33,6 +34,7 @@ class CroftPredictor:
     score_params: dict = field(default_factory=dict)  # the calibrated score's parameters
     encode_images: Callable[[list], torch.Tensor] | None = None
     batch_size: int = 64
+    input_policy: InputPolicy = field(default_factory=InputPolicy)
 
     def features(self, frame: pd.DataFrame) -> torch.Tensor:
         """Raw CLIP image features of every input row."""
@@ -41,7 +43,7 @@ class CroftPredictor:
             return embeddings_from(frame, self.embed_dim)
         if self.encode_images is None:
             raise RuntimeError("this predictor has no CLIP image encoder; pass embeddings")
-        images = images_from(frame, column)
+        images = images_from(frame, column, self.input_policy)
         chunks = []
         with tqdm(total=len(frame), unit="img", desc="encode", disable=len(frame) < 256) as bar:
             while batch := [

@@ -139,6 +139,7 @@ def publish_model(
             register["model_name"],
             aliases,
             tags={"method": method, "seed": seed, "gates_passed": str(passed).lower()},
+            model_config=register.get("model_config"),
         )
     return {
         **registered,

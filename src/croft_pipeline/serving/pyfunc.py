@@ -1,40 +1,70 @@
 """The MLflow pyfunc wrapper: a thin shell around :class:`CroftPredictor`.
 
 Logged as "models from code" (``model_code.py``), so loading it runs code from the installed
-package and never unpickles anything.
+package and never unpickles anything. Its MLflow model config is the input policy
+(``serving.inputs.InputPolicy``): ``allowed_roots`` and ``max_input_bytes``, set when logged and
+overridable by whoever loads or serves it (``load_model(..., model_config=...)``, or the
+``SERVING_MODEL_CONFIG`` JSON for ``mlflow models serve``), never by a request.
 """
 
+import json
 from collections.abc import Mapping
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types.schema import Array, ColSpec, DataType, Schema
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from safetensors.torch import load_file
 
 from croft_pipeline.serving.bundle import load_predictor
+from croft_pipeline.serving.inputs import InputPolicy, InvalidInputError
+
+
+class RefusedInput(MlflowException):
+    """An input the model refuses: HTTP 400 whose body carries only this one-line message.
+
+    MLflow's scoring server prefixes the message of an exception raised by ``predict`` with the
+    whole input (over many lines); the response here keeps the model's own line.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason, error_code=INVALID_PARAMETER_VALUE)
+        self.reason = reason
+
+    def serialize_as_json(self) -> str:
+        return json.dumps({"error_code": self.error_code, "message": self.reason})
 
 
 class CroftClipModel(mlflow.pyfunc.PythonModel):
-    """Input: a DataFrame with a ``path``, ``image`` (bytes) or ``embedding`` column.
-
-    Output per row: ``label``, ``class_name``, ``score``, ``energy``, ``is_unknown``.
+    """Input: a DataFrame with a ``path``, ``image`` (bytes or base64 text) or ``embedding``
+    column. Output per row: ``label``, ``class_name``, ``score``, ``energy``, ``is_unknown``.
     """
 
     def load_context(self, context) -> None:
-        self._predictor = load_predictor(context.artifacts)
+        policy = InputPolicy.from_model_config(context.model_config)
+        self._predictor = load_predictor(context.artifacts, input_policy=policy)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self._predictor.predict(model_input)
+        try:
+            return self._predictor.predict(model_input)
+        except InvalidInputError as error:
+            raise RefusedInput(str(error)) from None
 
 
 def model_signature() -> ModelSignature:
-    """One of three optional input columns; the five output columns."""
+    """One of three optional input columns; the five output columns.
+
+    ``image`` and ``embedding`` are untyped so that MLflow hands them over as sent: the model
+    checks base64 text against the size cap before decoding it, and names the row of any
+    malformed value itself.
+    """
     inputs = Schema(
         [
             ColSpec(DataType.string, "path", required=False),
-            ColSpec(DataType.binary, "image", required=False),
-            ColSpec(Array(DataType.double), "embedding", required=False),
+            ColSpec(AnyType(), "image", required=False),
+            ColSpec(AnyType(), "embedding", required=False),
         ]
     )
     outputs = Schema(

@@ -10,6 +10,7 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
+from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -43,8 +44,14 @@ def log_and_register(
     model_name: str,
     aliases: Sequence[str] = ("candidate",),
     tags: Mapping[str, str] | None = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Log the pyfunc in the active run (one is started if none is), register it, set aliases."""
+    """Log the pyfunc in the active run (one is started if none is), register it, set aliases.
+
+    ``model_config`` is the input policy (``InputPolicy.from_model_config``); every key is
+    logged, so that a loader or server can override each one.
+    """
+    policy = InputPolicy.from_model_config(model_config)
     started = mlflow.active_run() is None
     if started:
         mlflow.start_run(run_name="register")
@@ -58,6 +65,7 @@ def log_and_register(
             signature=model_signature(),
             input_example=input_example(artifacts),
             tags=dict(tags or {}),
+            model_config=policy.as_model_config(),
         )
     finally:
         if started:
