@@ -83,6 +83,7 @@ def test_values_two_files_share_come_from_globals():
     catalog = config_loader(ROOT)["catalog"]
     assert params["train"]["adapter_dir"] == catalog["adapter_weights"]["path"]
     assert params["pretrain"]["checkpoint"] == params["clip"]["pretrained"]
+    assert params["pretrain"]["emojishift_roots"] == params["ingest"]["roots"]
 
 
 @pytest.mark.parametrize(

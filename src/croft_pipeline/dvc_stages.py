@@ -21,7 +21,7 @@ from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 PACKAGE = "src/croft_pipeline"
 CORE_CODE = {  # Kedro-free modules each stage runs, beside its own pipelines/<name> folder
     "ingest": ["data", "validation"],
-    "pretrain": ["clip", "model_configs"],
+    "pretrain": ["clip", "model_configs", "data"],
     "embed": ["clip", "features.py"],
     "train": ["methods", "ood", "features.py"],
     "evaluate": ["ood", "reporting", "serving"],

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 # EXIF orientation 6: the stored pixels must be turned 90 degrees clockwise to be upright
 EXIF_ROTATE_90 = 6
@@ -81,5 +81,61 @@ def build_domain_tree(
                 write_image(
                     root / domain / name / f"img_{i}.{ext}", seed + 100_000 * d + 1_000 * c + i, fmt
                 )
+                count += 1
+    return count
+
+
+SCENE_DOMAINS = {"photo": "colour", "painting": "posterized", "sketch": "edges"}
+SCENE_SIZES = [(50, 70), (300, 200), (120, 90), (64, 64), (200, 150), (90, 160)]
+SCENE_MODES = [("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("P", "PNG")]
+
+
+def scene_image(seed: int, subject: int, size: tuple[int, int], style: str) -> Image.Image:
+    """A photo-like RGB scene: sky and ground, a subject shape per class, sensor noise; ``style``
+    (``colour`` | ``posterized`` | ``edges``) is the domain's look."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    sky, ground = rng.integers(60, 230, 3), rng.integers(20, 160, 3)
+    rows = np.linspace(0.0, 1.0, height)[:, None, None]
+    horizon = rng.uniform(0.45, 0.75)
+    base = np.where(rows < horizon, sky * (0.6 + 0.4 * rows), ground * (1.2 - 0.4 * rows))
+    image = Image.fromarray(np.broadcast_to(base, (height, width, 3)).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    cx, cy = width * rng.uniform(0.3, 0.7), height * rng.uniform(0.35, 0.65)
+    r = min(width, height) * rng.uniform(0.15, 0.3)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+    shapes = [
+        lambda: draw.ellipse(box, fill=fill),
+        lambda: draw.rectangle(box, fill=fill),
+        lambda: draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill),
+        lambda: draw.line(
+            [(cx - r, cy - r), (cx + r, cy + r)], fill=fill, width=max(2, int(r / 3))
+        ),
+        lambda: draw.regular_polygon((cx, cy, r), 6, fill=fill),
+    ]
+    shapes[subject % len(shapes)]()
+    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 12, (height, width, 3))
+    image = Image.fromarray(noisy.clip(0, 255).astype(np.uint8), "RGB")
+    if style == "posterized":
+        return ImageOps.posterize(image.filter(ImageFilter.SMOOTH_MORE), 3)
+    if style == "edges":
+        return ImageOps.invert(image.convert("L").filter(ImageFilter.FIND_EDGES)).convert("RGB")
+    return image
+
+
+def build_scene_tree(root: Path, classes: list[str], per_class: int, seed: int = 0) -> int:
+    """``root/<domain>/<class>/<i>.jpg|png`` scenes in every domain of :data:`SCENE_DOMAINS`,
+    cycling through :data:`SCENE_SIZES` and :data:`SCENE_MODES`; returns how many."""
+    count = 0
+    for d, (domain, style) in enumerate(SCENE_DOMAINS.items()):
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                mode, fmt = SCENE_MODES[count % len(SCENE_MODES)]
+                size = SCENE_SIZES[count % len(SCENE_SIZES)]
+                image = scene_image(seed + 100_000 * d + 1_000 * c + i, c, size, style)
+                path = root / domain / name / f"{i}.{'jpg' if fmt == 'JPEG' else 'png'}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                (image.quantize(64) if mode == "P" else image.convert(mode)).save(path, fmt)
                 count += 1
     return count

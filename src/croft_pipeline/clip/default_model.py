@@ -1,4 +1,10 @@
-"""The offline default CLIP: pretrain it once, reuse the checkpoint while nothing it depends on changes."""
+"""The offline default CLIP: pretrain it once, reuse the checkpoint while nothing it depends on changes.
+
+Its training data is always EmojiShift's pretraining image-caption pairs, whatever dataset the
+downstream pipelines read: ingest's pairs when it renders EmojiShift, else
+:func:`emojishift_pretrain_pairs` (a folder dataset has no captions). So one checkpoint stamp
+serves every dataset.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
+import pandas as pd
 import torch
 
 from croft_pipeline.clip.backend import checkpoint_sha256
@@ -26,7 +33,15 @@ from croft_pipeline.clip.pretrain import (
     image_size_of,
     pretrain,
 )
+from croft_pipeline.data.emojishift import (
+    build_pretrain_pairs,
+    caption_templates,
+    render_emojishift,
+)
+from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.runtime import resolve_device
+
+PRETRAIN_SOURCE = {"root": "pretrain", "layout": "domains", "role": "pretrain"}
 
 
 def pretrain_config(params: dict[str, Any]) -> PretrainConfig:
@@ -48,6 +63,16 @@ def is_project_checkpoint(
     if not pretrained:
         return False
     return (Path(base_dir) / pretrained).resolve() == (Path(base_dir) / checkpoint).resolve()
+
+
+def emojishift_pretrain_pairs(
+    emojishift: dict[str, Any], roots: dict[str, Path], decode: dict[str, Any]
+) -> pd.DataFrame:
+    """EmojiShift's pretraining pairs, rendered (or reused) under ``roots`` ``main`` and
+    ``pretrain``: the same pairs, and so the same stamp, as an ingest of EmojiShift gives."""
+    render_emojishift(emojishift, roots["main"], roots["pretrain"])
+    manifest, _, _ = build_manifest([PRETRAIN_SOURCE], roots, {}, decode)
+    return build_pretrain_pairs(manifest, caption_templates(emojishift))
 
 
 def ensure_checkpoint(

@@ -336,6 +336,11 @@ def captions(name: str, class_name: str, templates: list[str]) -> list[str]:
 PAIR_COLUMNS = ["root", "path", "sha256", "domain", "caption"]
 
 
+def caption_templates(config: dict | None) -> list[str]:
+    """``ingest.emojishift.caption_templates``, or the bare emoji name when unset."""
+    return (config or {}).get("caption_templates") or ["{name}"]
+
+
 def build_pretrain_pairs(manifest: pd.DataFrame, templates: list[str]) -> pd.DataFrame:
     """One row per (pretraining image, caption); captions from the emoji's CLDR name and class."""
     catalog = load_catalog()

@@ -11,6 +11,7 @@ from croft_pipeline.data.discovery import resolve_root
 from croft_pipeline.data.emojishift import (
     FILE_PATTERN,
     build_pretrain_pairs,
+    caption_templates,
     class_names,
     render_emojishift,
 )
@@ -80,8 +81,7 @@ def build_splits(manifest: pd.DataFrame, params: dict, seeds: list[int]) -> pd.D
 
 
 def build_pretrain_pairs_table(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:
-    templates = (params.get("emojishift") or {}).get("caption_templates") or ["{name}"]
-    return build_pretrain_pairs(manifest, templates)
+    return build_pretrain_pairs(manifest, caption_templates(params.get("emojishift")))
 
 
 def validate_data(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,16 +10,19 @@ import pandas as pd
 
 from croft_pipeline.clip.backend import load_configured_clip
 from croft_pipeline.clip.default_model import (
+    emojishift_pretrain_pairs,
     ensure_checkpoint,
     is_project_checkpoint,
     pretrain_config,
 )
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy
-from croft_pipeline.data.discovery import image_file
+from croft_pipeline.data.discovery import image_file, resolve_root
 from croft_pipeline.runtime import torch_threads
 from croft_pipeline.tracking import metric_logger
 
 ZERO_SHOT_METRIC = "clip_zero_shot_acc"
+
+logger = logging.getLogger(__name__)
 
 
 def pretrain_clip(
@@ -27,10 +31,12 @@ def pretrain_clip(
     project_dir: str,
     clip: dict[str, Any],
     pretrain: dict[str, Any],
+    ingest: dict[str, Any],
 ) -> dict[str, Any]:
     """Train the default CLIP into ``pretrain.checkpoint`` (or reuse it); a report as JSON.
 
-    Trains nothing when ``clip.pretrained`` is a hub tag or another checkpoint.
+    Trains nothing when ``clip.pretrained`` is a hub tag or another checkpoint. A folder dataset
+    (no captions) trains it on EmojiShift rendered into ``pretrain.emojishift_roots``.
     """
     if not is_project_checkpoint(clip.get("pretrained"), pretrain["checkpoint"], project_dir):
         return {
@@ -38,27 +44,59 @@ def pretrain_clip(
             "reused": False,
             "reason": "clip.pretrained is a hub tag or an external checkpoint",
         }
-    if pretrain_pairs.empty:
-        raise ValueError(
-            "pretrain_pairs is empty: the default CLIP needs EmojiShift image-caption pairs (ingest.source: emojishift)"
-        )
-    config = pretrain_config(pretrain)
+    pretrain_pairs, dataset_roots, pair_source = _training_pairs(
+        pretrain_pairs, dataset_roots, project_dir, pretrain, ingest
+    )
     paths = [
         image_file(dataset_roots, project_dir, root, path)
         for root, path in zip(pretrain_pairs["root"], pretrain_pairs["path"], strict=True)
     ]
     with torch_threads(clip.get("num_threads")):
-        return ensure_checkpoint(
+        report = ensure_checkpoint(
             clip["model_name"],
             paths,
             pretrain_pairs["sha256"].tolist(),
             pretrain_pairs["caption"].tolist(),
             Path(project_dir) / pretrain["checkpoint"],
-            config,
+            pretrain_config(pretrain),
             device=clip.get("device"),
             force=bool(pretrain.get("force", False)),
             log=metric_logger("clip_"),
         )
+    verb = "reused (its stamp matches)" if report["reused"] else "trained"
+    logger.info("CLIP checkpoint %s %s", pretrain["checkpoint"], verb)
+    return {**report, "pair_source": pair_source}
+
+
+def _training_pairs(
+    pretrain_pairs: pd.DataFrame,
+    dataset_roots: dict[str, str],
+    project_dir: str,
+    pretrain: dict[str, Any],
+    ingest: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, str], str]:
+    """(pairs, the roots they resolve through, where they came from): ingest's when it renders
+    EmojiShift, else EmojiShift's rendered into ``pretrain.emojishift_roots`` (no captions)."""
+    if ingest["source"] == "emojishift":
+        pairs, roots, source = pretrain_pairs, dataset_roots, "ingest"
+    else:
+        logger.info(
+            "ingest.source is %r (no captions): the default CLIP trains on EmojiShift's "
+            "pretraining pairs, rendered under pretrain.emojishift_roots",
+            ingest["source"],
+        )
+        roots = {
+            k: str(resolve_root(project_dir, v)) for k, v in pretrain["emojishift_roots"].items()
+        }
+        dirs = {name: Path(path) for name, path in roots.items()}
+        pairs = emojishift_pretrain_pairs(ingest["emojishift"], dirs, ingest["decode"])
+        source = "pretrain.emojishift_roots"
+    if pairs.empty:
+        raise ValueError(
+            f"no EmojiShift pretraining pairs (from {source}) for the default CLIP: "
+            "ingest.emojishift keeps no emoji aside (pretrain_fraction) or renders none"
+        )
+    return pairs, roots, source
 
 
 def describe_clip_model(

@@ -16,6 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "project_dir",
                     "params:clip",
                     "params:pretrain",
+                    "params:ingest",
                 ],
                 "clip_pretrain_report",
                 name="pretrain_clip",
