@@ -44,8 +44,11 @@ def run_pipeline(
     pipeline: str = "__default__",
     env: str = "test",
     extra_params: dict[str, Any] | None = None,
+    **run_options: Any,
 ) -> dict[str, Any]:
-    """Run one registered pipeline of the project copy, as `kedro run --pipeline` would."""
+    """Run one registered pipeline of the project copy, as `kedro run --pipeline` would
+    (``run_options``: further ``KedroSession.run`` arguments, e.g. ``from_nodes``)."""
+    pin_tracking_store(project, env)
     bootstrap_project(project)
     try:
         with (
@@ -54,10 +57,23 @@ def run_pipeline(
                 project_path=project, env=env, runtime_params=extra_params
             ) as session,
         ):
-            return session.run(pipeline_names=[pipeline])
+            return session.run(pipeline_names=[pipeline], **run_options)
     finally:
         while mlflow.active_run() is not None:  # kedro-mlflow leaves its run open in-process
             mlflow.end_run()
+
+
+def pin_tracking_store(project: Path, env: str) -> None:
+    """Point the copy's MLflow store at its own ``mlflow.db`` by absolute path.
+
+    MLflow caches one store per URI string, so the relative ``sqlite:///mlflow.db`` of two
+    copies run in one process would both reach the database of the first one run.
+    """
+    uri = f"sqlite:///{project.resolve() / 'mlflow.db'}"
+    server = yaml.safe_load((project / "conf" / "base" / "mlflow.yml").read_text())["server"]
+    pinned = {"server": {**server, "mlflow_tracking_uri": uri, "mlflow_registry_uri": uri}}
+    (project / "conf" / env).mkdir(parents=True, exist_ok=True)
+    (project / "conf" / env / "mlflow.yml").write_text(yaml.safe_dump(pinned))
 
 
 def load_params(env: str | None = "test") -> dict[str, Any]:

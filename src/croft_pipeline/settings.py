@@ -7,12 +7,13 @@ from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
 from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook
+from croft_pipeline.run_lock import RunLockHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
-HOOKS = (NodeTimingHook(), ParameterCheckHook())
+HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

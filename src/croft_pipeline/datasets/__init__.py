@@ -4,12 +4,14 @@ from croft_pipeline.datasets.bytes import BytesDataset
 from croft_pipeline.datasets.feature_table import FeatureTableDataset
 from croft_pipeline.datasets.partitions import partition_reader, partition_value
 from croft_pipeline.datasets.project_dir import ProjectDirDataset
+from croft_pipeline.datasets.recorded_json import RecordedJSONDataset
 from croft_pipeline.datasets.safetensors_dict import SafetensorsDictDataset
 
 __all__ = [
     "BytesDataset",
     "FeatureTableDataset",
     "ProjectDirDataset",
+    "RecordedJSONDataset",
     "SafetensorsDictDataset",
     "partition_reader",
     "partition_value",

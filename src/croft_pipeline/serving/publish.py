@@ -17,7 +17,7 @@ from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.serving.gates import check_gates
-from croft_pipeline.serving.registry import alias_version, log_and_register
+from croft_pipeline.serving.registry import alias_version, registration
 
 
 def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:
@@ -91,9 +91,10 @@ def publish_model(
     weights: Callable[[str], Mapping[str, torch.Tensor]],
     register: Mapping[str, Any],
     gates: Mapping[str, Any],
+    record: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Bundle, log and register ``register.method`` at its seed; ``champion`` moves only if every
-    gate passes."""
+    gate passes. ``record(registration)`` runs last: if it fails, the registry is unchanged."""
     method = register["method"]
     runs = trained_runs(train_summary, method)
     seed = choose_seed(runs, register.get("seed"))
@@ -134,22 +135,24 @@ def publish_model(
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = write_bundle(tmp, config, text_features.features[:, 0], state, checkpoint)
-        registered = log_and_register(
-            artifacts,
-            register["model_name"],
-            aliases,
-            tags={"method": method, "seed": seed, "gates_passed": str(passed).lower()},
-            model_config=register.get("model_config"),
-        )
-    return {
-        **registered,
-        "method": method,
-        "seed": int(seed),
-        "threshold": config["threshold"],
-        "score": config["score"],
-        "score_params": config["score_params"],
-        "clip_checkpoint_bundled": checkpoint is not None,
-        "gates_passed": passed,
-        "gates": [result.as_dict() for result in results],
-        "champion_version": alias_version(register["model_name"], register["champion_alias"]),
-    }
+        tags = {"method": method, "seed": seed, "gates_passed": str(passed).lower()}
+        model_config = register.get("model_config")
+        with registration(
+            artifacts, register["model_name"], aliases, tags, model_config
+        ) as registered:
+            document = {
+                **registered,
+                "method": method,
+                "seed": int(seed),
+                "threshold": config["threshold"],
+                "score": config["score"],
+                "score_params": config["score_params"],
+                "clip_checkpoint_bundled": checkpoint is not None,
+                "gates_passed": passed,
+                "gates": [result.as_dict() for result in results],
+                "champion_version": alias_version(
+                    register["model_name"], register["champion_alias"]
+                ),
+            }
+            record(document)
+    return document

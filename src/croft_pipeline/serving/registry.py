@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,42 @@ def log_and_register(
     ``model_config`` is the input policy (``InputPolicy.from_model_config``); every key is
     logged, so that a loader or server can override each one.
     """
-    policy = InputPolicy.from_model_config(model_config)
+    with registration(artifacts, model_name, aliases, tags, model_config) as registered:
+        return registered
+
+
+@contextmanager
+def registration(
+    artifacts: Mapping[str, str],
+    model_name: str,
+    aliases: Sequence[str],
+    tags: Mapping[str, str] | None = None,
+    model_config: Mapping[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """A new registered version with ``aliases`` pointing at it, for the ``with`` block to record.
+
+    If anything fails once the version exists (an alias, the block), every alias points where
+    it pointed before (or is removed again) and the version is deleted: the registry is unchanged.
+    """
+    policy = InputPolicy.from_model_config(model_config)  # refused before anything is logged
+    before = {alias: alias_version(model_name, alias) for alias in aliases}
+    registered = _log_version(artifacts, model_name, tags, policy)
+    try:
+        for alias in aliases:
+            set_alias(model_name, alias, registered["version"])
+        yield {**registered, "aliases": list(aliases)}
+    except BaseException:
+        _restore_aliases(model_name, before)
+        MlflowClient().delete_model_version(model_name, registered["version"])
+        raise
+
+
+def _log_version(
+    artifacts: Mapping[str, str],
+    model_name: str,
+    tags: Mapping[str, str] | None,
+    policy: InputPolicy,
+) -> dict[str, Any]:
     started = mlflow.active_run() is None
     if started:
         mlflow.start_run(run_name="register")
@@ -71,16 +107,22 @@ def log_and_register(
         if started:
             mlflow.end_run()
     model_version = str(info.registered_model_version)
-    for alias in aliases:
-        set_alias(model_name, alias, model_version)
     return {
         "model_name": model_name,
         "version": model_version,
         "model_uri": f"models:/{model_name}/{model_version}",
         "run_id": info.run_id,
-        "aliases": list(aliases),
         "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
     }
+
+
+def _restore_aliases(model_name: str, versions: Mapping[str, str | None]) -> None:
+    client = MlflowClient()
+    for alias, model_version in versions.items():
+        if model_version is None:
+            client.delete_registered_model_alias(model_name, alias)
+        else:
+            client.set_registered_model_alias(model_name, alias, model_version)
 
 
 def absolute_sqlite_uri(uri: str) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 from croft_pipeline import tracking
 from croft_pipeline.datasets import partition_reader, partition_value
 from croft_pipeline.features import FeatureTable
+from croft_pipeline.io_utils import atomic_write_json
 from croft_pipeline.methods.feature_sets import class_text_features, eval_set
 from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
 from croft_pipeline.methods.wise import curve, wise_name
@@ -185,12 +186,23 @@ def register_model(
     """Log the served model as a pyfunc, register it as `candidate`; `champion` if gates pass.
 
     Runs after the report and the MLflow logging (``logged``), so a run that fails earlier never
-    registers a version. The served CLIP encodes at ``clip.precision``, as embed did.
+    registers a version. It writes ``register.registration_file`` itself, last: if that or the
+    registration artifact fails, the aliases move back and the version is deleted. The served
+    CLIP encodes at ``clip.precision``, as embed did.
     """
     del logged  # an input only so that Kedro runs this node last
     register = params["register"]
+    path = Path(project_dir) / register["registration_file"]
     if not register.get("enabled", True):
-        return {"registered": False, "reason": "evaluate.register.enabled is false"}
+        document = {"registered": False, "reason": "evaluate.register.enabled is false"}
+        atomic_write_json(path, document)
+        return document
+
+    def record(registration: dict[str, Any]) -> None:
+        document = {"registered": True, **registration}
+        tracking.log_json_artifact(document, "model_registration.json", "evaluation")
+        atomic_write_json(path, document)
+
     registration = publish_model(
         train_summary,
         calibration,
@@ -203,6 +215,6 @@ def register_model(
         partition_reader(adapter_weights),
         register,
         params["gates"],
+        record,
     )
-    tracking.log_json_artifact(registration, "model_registration.json", "evaluation")
     return {"registered": True, **registration}

@@ -1,0 +1,141 @@
+"""One pipeline run at a time per project: an exclusive lock on ``data/.run.lock``.
+
+The lock is ``fcntl.flock`` on an open file, so the kernel releases it when its process dies,
+however it dies (SIGKILL included); the file only records who holds it, for the message a second
+run fails with. Failing fast, not waiting: two runs of one project write the same outputs, so the
+second would only redo or overwrite the first's work; its user decides whether to wait or stop.
+
+:class:`RunLockHook` takes the lock before any other hook's ``before_pipeline_run`` (before
+kedro-mlflow opens its run), ends the MLflow runs of killed runs (``tracking.end_stale_runs``),
+tags the new run as this process's, and releases the lock after every other end-of-run hook.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "data/.run.lock"  # relative to the project root
+
+
+class RunLockHeld(RuntimeError):
+    """Another process holds the project's run lock."""
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on ``path`` that records its holder in the file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def acquire(self, pipeline: str) -> None:
+        """Take the lock for a run of ``pipeline``; raise :class:`RunLockHeld` if it is taken."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read()
+            handle.close()
+            raise RunLockHeld(held_message(self.path, holder)) from None
+        handle.truncate(0)
+        handle.write(json.dumps(holder_record(pipeline)))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Clear the record and unlock (the file stays: removing it would race a new holder)."""
+        if self._handle is None:
+            return
+        self._handle.truncate(0)
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+        self._handle = None
+
+
+def holder_record(pipeline: str) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "pipeline": pipeline,
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def held_message(path: Path, holder: str) -> str:
+    try:
+        record = json.loads(holder)
+        who = f"pid {record['pid']} on {record['host']}, pipeline {record['pipeline']}, "
+        who += f"since {record['since']}"
+    except (ValueError, KeyError, TypeError):
+        who = "holder not recorded yet"
+    return f"another run holds {path} ({who}); wait for it or stop it"
+
+
+def pipeline_label(run_params: dict[str, Any]) -> str:
+    return "+".join(run_params.get("pipeline_names") or ["__default__"])
+
+
+class RunLockHook:
+    """Serialises the runs of a project and ends the MLflow runs that killed runs left RUNNING.
+
+    Hook wrappers (pluggy ``wrapper=True``) run their code before ``yield`` ahead of every plain
+    hook and after ``yield`` behind them, whatever the registration order: plugin hooks such as
+    kedro-mlflow's are registered after ``settings.HOOKS`` and so are called before them.
+    """
+
+    def __init__(self) -> None:
+        self._lock: RunLock | None = None
+
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]):
+        from croft_pipeline import tracking  # MLflow only when a pipeline runs
+
+        if self._lock is not None:  # a run of this process that never reached its end hooks
+            logger.warning("releasing %s left held by an interrupted run", self._lock.path)
+            self._release()
+        lock = RunLock(Path(run_params["project_path"]) / LOCK_FILE)
+        lock.acquire(pipeline_label(run_params))
+        self._lock = lock
+        try:
+            tracking.end_stale_runs(lock.path)
+            result = yield  # kedro-mlflow opens the pipeline's run here
+            tracking.tag_active_run(tracking.owner_tags(lock.path))
+        except BaseException:
+            self._release()
+            raise
+        return result
+
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self):
+        try:
+            return (yield)  # kedro-mlflow ends its run here
+        finally:
+            self._release()
+
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self):
+        try:
+            return (yield)  # kedro-mlflow ends its run as FAILED here
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -1,0 +1,213 @@
+"""Runs that fail, are killed or overlap leave the registry, the aliases, model_registration.json
+and MLflow as they were: real Kedro sessions on copies of the shared tiny project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from croft_pipeline import tracking
+from croft_pipeline.run_lock import LOCK_FILE, RunLock, RunLockHeld
+from tests.kedro_harness import REPO_ROOT, run_pipeline
+
+MODEL = "croft-clip"  # evaluate.register.model_name
+REGISTRATION = "data/08_reporting/model_registration.json"
+GATES_PASS = {"evaluate": {"gates": {"comparisons": []}}}  # champion moves with every version
+# A run that dies by SIGKILL inside a child MLflow run of the evaluate pipeline.
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+import mlflow
+import croft_pipeline.pipelines.evaluate.nodes as nodes
+from tests.kedro_harness import run_pipeline
+
+def die(*args, **kwargs):
+    mlflow.start_run(run_name="child-of-killed", nested=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+nodes.build_report = die
+run_pipeline(Path(sys.argv[1]), "evaluate", from_nodes=["render_evaluation_report"])
+"""
+
+
+@pytest.fixture
+def project(tiny_project, tmp_path) -> Path:
+    """A copy of the tiny project whose one registered version is `candidate` and `champion`."""
+    copy = shutil.copytree(tiny_project, tmp_path / "project")
+    client = _client(copy)
+    version = client.get_model_version_by_alias(MODEL, "candidate").version
+    client.set_registered_model_alias(MODEL, "champion", version)
+    return copy
+
+
+def _client(project: Path) -> mlflow.MlflowClient:
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _registry(project: Path) -> dict:
+    client = _client(project)
+    return {
+        "versions": sorted(
+            (str(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")), key=int
+        ),
+        "aliases": dict(client.get_registered_model(MODEL).aliases),
+    }
+
+
+def _runs(project: Path) -> dict[str, str]:
+    """Status by run id of every run in the project's tracking store."""
+    client = _client(project)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return {r.info.run_id: r.info.status for r in client.search_runs(experiments)}
+
+
+def _data_files(project: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(project)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in (project / "data").rglob("*")
+        if p.is_file() and p.name != Path(LOCK_FILE).name
+    }
+
+
+def _lock_is_free(project: Path) -> bool:
+    probe = RunLock(project / LOCK_FILE)
+    try:
+        probe.acquire("probe")
+    except RunLockHeld:
+        return False
+    probe.release()
+    return True
+
+
+def test_a_second_run_fails_fast_naming_the_holder_and_writes_nothing(project):
+    holder = RunLock(project / LOCK_FILE)
+    holder.acquire("ingest")
+    since = json.loads((project / LOCK_FILE).read_text())["since"]
+    files, runs, registry = _data_files(project), _runs(project), _registry(project)
+    try:
+        with pytest.raises(RunLockHeld) as raised:
+            run_pipeline(project, "evaluate", from_nodes=["log_evaluation_to_mlflow"])
+    finally:
+        holder.release()
+    assert str(raised.value) == (
+        f"another run holds {project / LOCK_FILE} (pid {os.getpid()} on {socket.gethostname()}, "
+        f"pipeline ingest, since {since}); wait for it or stop it"
+    )
+    assert _data_files(project) == files
+    assert _runs(project) == runs  # kedro-mlflow opened no run: the lock came first
+    assert _registry(project) == registry
+
+
+def test_a_killed_run_releases_the_lock_and_the_next_run_ends_its_mlflow_runs_as_killed(
+    project,
+):
+    before = _runs(project)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(project)], env=env, capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    left_running = {r for r, status in _runs(project).items() if r not in before}
+    assert len(left_running) == 2 and {_runs(project)[r] for r in left_running} == {"RUNNING"}
+
+    run_pipeline(
+        project, "evaluate", from_nodes=["log_evaluation_to_mlflow"], extra_params=GATES_PASS
+    )
+
+    after = _runs(project)
+    assert {after[r] for r in left_running} == {"KILLED"}  # the pipeline's run and its child
+    assert {after[r] for r in before} == set(before.values())  # earlier runs untouched
+    new = [r for r in after if r not in before and r not in left_running]
+    assert new and {after[r] for r in new} == {"FINISHED"}
+    tags = _client(project).get_run(_pipeline_run(project, new)).data.tags
+    assert tags[tracking.OWNER_PID] == str(os.getpid())  # tagged after kedro-mlflow opened it
+    _assert_registration_agrees(project)
+
+
+def _pipeline_run(project: Path, run_ids: list[str]) -> str:
+    client = _client(project)
+    (run_id,) = [r for r in run_ids if tracking.PARENT not in client.get_run(r).data.tags]
+    return run_id
+
+
+def _assert_registration_agrees(project: Path) -> None:
+    recorded = json.loads((project / REGISTRATION).read_text())
+    client = _client(project)
+    assert recorded["aliases"] == ["candidate", "champion"]
+    for alias in recorded["aliases"]:
+        assert str(client.get_model_version_by_alias(MODEL, alias).version) == recorded["version"]
+    assert recorded["champion_version"] == recorded["version"]
+    assert recorded["version"] == _registry(project)["versions"][-1]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "croft_pipeline.tracking.log_json_artifact",
+        "croft_pipeline.pipelines.evaluate.nodes.atomic_write_json",
+    ],
+    ids=["registration artifact", "registration file"],
+)
+def test_a_failure_inside_registration_moves_no_alias_and_keeps_the_file(
+    project, monkeypatch, target
+):
+    registry, recorded = _registry(project), (project / REGISTRATION).read_bytes()
+    original, seen = _resolve(target), {}
+
+    def fail_on_registration(*args, **kwargs):
+        if not any(str(arg).endswith("model_registration.json") for arg in args):
+            return original(*args, **kwargs)
+        seen["lock free while running"] = _lock_is_free(project)
+        raise OSError("injected: disk full")
+
+    monkeypatch.setattr(target, fail_on_registration)
+    with pytest.raises(OSError, match="injected"):
+        run_pipeline(
+            project, "evaluate", from_nodes=["log_evaluation_to_mlflow"], extra_params=GATES_PASS
+        )
+
+    assert _registry(project) == registry  # aliases back, the new version deleted
+    assert (project / REGISTRATION).read_bytes() == recorded
+    assert seen == {"lock free while running": False}
+    assert _lock_is_free(project)
+
+
+def _resolve(target: str):
+    module, name = target.rsplit(".", 1)
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def test_a_run_failing_before_registration_moves_no_alias_and_registers_nothing(project):
+    """The filed case: `kedro run --pipeline=evaluate --params evaluate.report.plot_score=energyy`
+    (here from the plots on; whichever check rejects the score, nothing may be registered)."""
+    registry, recorded, runs = (
+        _registry(project),
+        (project / REGISTRATION).read_bytes(),
+        _runs(project),
+    )
+    with pytest.raises(Exception, match="energyy"):  # a KeyError, or a start-of-run check
+        run_pipeline(
+            project,
+            "evaluate",
+            from_nodes=["render_evaluation_plots"],
+            extra_params={
+                "evaluate": {"gates": {"comparisons": []}, "report": {"plot_score": "energyy"}}
+            },
+        )
+    assert _registry(project) == registry
+    assert (project / REGISTRATION).read_bytes() == recorded
+    assert {s for r, s in _runs(project).items() if r not in runs} <= {"FAILED"}
+    assert _lock_is_free(project)

@@ -1,0 +1,69 @@
+"""The project run lock and the rule that ends the MLflow runs of dead runs, without Kedro."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import mlflow
+import pytest
+
+from croft_pipeline import tracking
+from croft_pipeline.run_lock import RunLock, RunLockHeld
+
+
+def test_the_lock_is_exclusive_names_its_holder_and_is_free_again_after_release(tmp_path):
+    path = tmp_path / "data" / ".run.lock"
+    first, second = RunLock(path), RunLock(path)
+    first.acquire("train")
+    with pytest.raises(RunLockHeld, match=rf"\(pid {os.getpid()} on .*, pipeline train, since "):
+        second.acquire("evaluate")
+    assert not second.held
+    first.release()
+    second.acquire("evaluate")  # no longer held
+    assert second.held
+    second.release()
+    assert path.read_text() == ""  # the record goes with the lock
+
+
+def test_a_lock_whose_holder_has_not_written_its_record_yet_still_fails_clearly(tmp_path):
+    path = tmp_path / ".run.lock"
+    holder = RunLock(path)
+    holder.acquire("ingest")
+    path.write_text("")  # as between the holder's flock and its write
+    with pytest.raises(RunLockHeld, match="holder not recorded yet"):
+        RunLock(path).acquire("evaluate")
+    holder.release()
+
+
+def test_stale_runs_are_the_running_runs_other_processes_owned_under_this_lock(
+    tmp_path, mlflow_store
+):
+    lock = tmp_path / "data" / ".run.lock"
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name("tests").experiment_id
+    dead = {**tracking.owner_tags(lock), tracking.OWNER_PID: "999999999"}
+
+    def run(tags: dict[str, str]) -> str:
+        return client.create_run(experiment, tags=tags).info.run_id
+
+    killed_root = run(dead)
+    killed_child = run({tracking.PARENT: killed_root})
+    killed_grandchild = run({tracking.PARENT: killed_child})
+    ours = run(tracking.owner_tags(lock))  # this process: alive
+    other_lock = run({**dead, tracking.OWNER_LOCK: str(tmp_path / "other" / ".run.lock")})
+    other_host = run({**dead, tracking.OWNER_HOST: socket.gethostname() + "-elsewhere"})
+    untagged = run({})
+    finished = run(dead)
+    client.set_terminated(finished, "FINISHED")
+
+    ended = tracking.end_stale_runs(lock, client)
+
+    assert ended == sorted([killed_root, killed_child, killed_grandchild])
+    status = {r: client.get_run(r).info.status for r in [*ended, ours, other_lock, other_host]}
+    assert status == {
+        **dict.fromkeys(ended, "KILLED"),
+        **dict.fromkeys([ours, other_lock, other_host], "RUNNING"),
+    }
+    assert client.get_run(untagged).info.status == "RUNNING"
+    assert client.get_run(finished).info.status == "FINISHED"
