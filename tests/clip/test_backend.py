@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from croft_pipeline.clip.backend import (
     encode_images,
     encode_texts,
     load_clip,
+    load_configured_clip,
 )
 from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
 from croft_pipeline.data.images import load_rgb
+from croft_pipeline.io_utils import sha256_file
 from tests.clip.conftest import TINY, write_checkpoint
 
 
@@ -147,3 +150,25 @@ def test_pickled_checkpoint_is_refused_without_advising_unsafe_loading(tmp_path)
         load_clip(TINY, pickled, device="cpu")
     _assert_names_file_and_parameter(info.value, pickled)
     assert info.value.__cause__ is None and info.value.__suppress_context__  # no torch advice
+
+
+def test_loading_a_checkpoint_logs_what_was_loaded_not_random_init(tiny_checkpoint, caplog):
+    """open_clip's "Model initialized randomly" is untrue here: the checkpoint is loaded after."""
+    with caplog.at_level(logging.INFO):
+        load_clip(TINY, tiny_checkpoint, device="cpu")
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "initialized randomly" in m or "initialized partially" in m]
+    assert any(f"weights from {tiny_checkpoint}" in m for m in messages)
+
+
+def test_a_model_other_than_the_described_one_names_both(tiny_checkpoint, tmp_path):
+    """A stage whose configuration is not the model a spec describes stops, naming both."""
+    other = write_checkpoint(tmp_path / "other.safetensors", seed=1)
+    clip = {"model_name": TINY, "pretrained": str(other), "device": "cpu"}
+    described = sha256_file(tiny_checkpoint)
+    with pytest.raises(ClipLoadError) as info:
+        load_configured_clip(clip, tmp_path, described, "clip_model_spec.json describes")
+    message = str(info.value)
+    assert str(other) in message and "clip_model_spec.json describes" in message
+    assert sha256_file(other)[:12] in message and described[:12] in message
+    assert load_configured_clip(clip, tmp_path, sha256_file(other)).identity["pretrained"]
