@@ -1,9 +1,14 @@
-"""Run the project's real Kedro pipelines inside a throw-away copy of the project."""
+"""Run the project's real Kedro pipelines inside a throw-away copy of the project: in this
+process, or as a real ``kedro run`` subprocess that a test can kill."""
 
 from __future__ import annotations
 
+import os
 import shutil
-from contextlib import chdir
+import signal
+import subprocess
+import sys
+from contextlib import chdir, suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from croft_pipeline.config import config_loader, parameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
+MLFLOW_STORE = ("mlflow.db", "mlruns")  # conf/base/mlflow.yml: the store in the project root
 DATA_LAYERS = (
     "01_raw",
     "02_intermediate",
@@ -37,6 +43,17 @@ def make_project_copy(target: Path) -> Path:
     for layer in DATA_LAYERS:
         (target / "data" / layer).mkdir(parents=True, exist_ok=True)
     return target
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project copy (conf and every data layer) with an MLflow store of its own: the
+    source's store names absolute artifact paths, so runs in a copy of it would log there."""
+    store = set(MLFLOW_STORE)
+    return Path(
+        shutil.copytree(
+            source, target, ignore=lambda d, names: store & set(names) if Path(d) == source else ()
+        )
+    )
 
 
 def run_pipeline(
@@ -74,6 +91,67 @@ def pin_tracking_store(project: Path, env: str) -> None:
     pinned = {"server": {**server, "mlflow_tracking_uri": uri, "mlflow_registry_uri": uri}}
     (project / "conf" / env).mkdir(parents=True, exist_ok=True)
     (project / "conf" / env / "mlflow.yml").write_text(yaml.safe_dump(pinned))
+
+
+def output_paths(project: Path, pipeline: str, env: str = "test") -> list[Path]:
+    """The files and folders of a pipeline's catalog outputs in the project copy (its in-memory
+    datasets have none), as ``kedro run --env=<env>`` resolves them."""
+    from croft_pipeline.pipeline_registry import register_pipelines
+
+    catalog = config_loader(REPO_ROOT, env)["catalog"]
+    paths = []
+    for name in register_pipelines()[pipeline].all_outputs() & set(catalog):
+        entry = catalog[name]
+        paths.append(project / entry.get("filepath", entry.get("path")))
+    return sorted(paths)
+
+
+def clear_outputs(project: Path, pipeline: str, env: str = "test") -> None:
+    """Delete what a pipeline writes (the embed cache too), so that its next run computes it all."""
+    paths = output_paths(project, pipeline, env)
+    if pipeline == "embed":
+        paths.append(project / parameters(REPO_ROOT, env)["embed"]["cache_dir"])
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def start_kedro_run(project: Path, pipeline: str, log: Path, env: str = "test") -> subprocess.Popen:
+    """``kedro run --pipeline=<pipeline> --env=<env>`` in the project copy as a real subprocess
+    that imports this checkout's ``croft_pipeline``, in a process group of its own (its DataLoader
+    and fit workers too: :func:`kill_run` kills them all); stdout and stderr go to ``log``."""
+    pin_tracking_store(project, env)  # a copied project's pinned store may name its source's
+    command = [sys.executable, "-m", "kedro", "run", f"--pipeline={pipeline}", f"--env={env}"]
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    # COLUMNS: Kedro's rich log handler wraps at 80 columns; one record per line reads better
+    variables = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "1000"}
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command,
+            cwd=project,
+            env=variables,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_run(process: subprocess.Popen) -> None:
+    """SIGKILL a :func:`start_kedro_run` process and every process of its group."""
+    with suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def finish_run(process: subprocess.Popen, log: Path, timeout: float = 600) -> None:
+    """Wait for a :func:`start_kedro_run` process; it must succeed (the log tail says why not)."""
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    kill_run(process)  # a run past its timeout (it fails below), and any worker left behind
+    assert process.returncode == 0, log.read_text()[-3000:]
 
 
 def load_params(env: str | None = "test") -> dict[str, Any]:

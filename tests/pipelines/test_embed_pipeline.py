@@ -4,11 +4,6 @@ computes nothing, and a run killed part-way (SIGKILL) that resumes to the same f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +13,15 @@ import torch
 
 from croft_pipeline.clip.backend import load_clip
 from croft_pipeline.features import FeatureTable
-from tests.kedro_harness import load_params, run_pipeline
+from tests.kedro_harness import (
+    clear_outputs,
+    copy_project,
+    finish_run,
+    kill_run,
+    load_params,
+    run_pipeline,
+    start_kedro_run,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("image_features_center", "image_features_train_views", "text_features")
@@ -59,7 +62,7 @@ def test_feature_tables_follow_the_contract(tiny_project):
 
 
 def test_second_run_with_nothing_changed_computes_nothing(tiny_project, tmp_path):
-    project = shutil.copytree(tiny_project, tmp_path / "project")
+    project = copy_project(tiny_project, tmp_path / "project")
     before = _chunks(project)
     first = {name: _table(project, name) for name in TABLES}
     run_pipeline(project, "embed", env="test")
@@ -68,40 +71,23 @@ def test_second_run_with_nothing_changed_computes_nothing(tiny_project, tmp_path
         assert torch.equal(_table(project, name).features, first[name].features)
 
 
-def _start_embed(project: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline=embed", "--env=test"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-
-def _clear_features(project: Path) -> None:
-    shutil.rmtree(project / "data/04_feature/cache", ignore_errors=True)
-    for name in TABLES:
-        (project / f"data/04_feature/{name}.safetensors").unlink(missing_ok=True)
-
-
 @pytest.mark.slow
 def test_killed_embed_run_resumes_to_the_same_features(tiny_project, tmp_path):
-    project = shutil.copytree(tiny_project, tmp_path / "project")
+    project = copy_project(tiny_project, tmp_path / "project")
     uninterrupted = {name: _table(project, name) for name in TABLES}
-    _clear_features(project)
-    process = _start_embed(project)
+    clear_outputs(project, "embed")
+    process = start_kedro_run(project, "embed", tmp_path / "killed.log")
     deadline = time.monotonic() + 300
     while not _chunks(project) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert process.poll() is None, (
-        f"embed ended before it could be killed: {process.stderr.read()[-2000:]}"
+        f"embed ended before it could be killed: {(tmp_path / 'killed.log').read_text()[-2000:]}"
     )
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_run(process)
     partial = _chunks(project)
     assert partial, "no cache chunk was written before the kill"
     assert not (project / "data/04_feature/image_features_center.safetensors").exists()
-    rerun = _start_embed(project)
-    _, stderr = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, stderr[-3000:]
+    finish_run(start_kedro_run(project, "embed", tmp_path / "rerun.log"), tmp_path / "rerun.log")
     assert set(partial) <= set(_chunks(project))  # chunks written before the kill were reused
     for name in TABLES:
         resumed = _table(project, name)
