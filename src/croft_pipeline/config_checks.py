@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.clip.backend import PRECISION, TEMPLATES, check_model_name
-from croft_pipeline.data.discovery import LAYOUT_DEPTH
+from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
 from croft_pipeline.data.manifest import SOURCE_ROLES
 from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.methods.base import METHODS, config_key_errors
@@ -46,7 +46,6 @@ from croft_pipeline.rules import (
 from croft_pipeline.runtime import THREAD_COUNT, resolve_device
 from croft_pipeline.serving.gates import check_gates
 
-SOURCES = ("emojishift", "folder")
 SPLIT_NAME = one_of(SPLITS)
 COUNT = optional(at_least(1))
 LEVEL = Rule("be in (0, 1)", lambda v: 0 < v < 1)
@@ -64,7 +63,7 @@ def check_parameters(params: Mapping[str, Any]) -> None:
 
 
 def check_ingest(ingest: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    _rules("ingest", ingest, {"source": one_of(SOURCES)})
+    _rules("ingest", ingest, {"source": one_of(DATASET_SOURCES)})
     roots = _block(ingest, "roots", "ingest")
     for name, path in roots.items():
         TEXT.check(f"ingest.roots.{name}", path)

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+DATASET_SOURCES = ("emojishift", "folder")  # ingest.source: rendered EmojiShift or a folder
 LAYOUT_DEPTH = {"domains": 2, "classes": 1}  # folder levels above a file
 
 

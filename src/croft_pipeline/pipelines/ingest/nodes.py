@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from croft_pipeline.data.discovery import resolve_root
+from croft_pipeline.data.discovery import DATASET_SOURCES, resolve_root
 from croft_pipeline.data.emojishift import (
     FILE_PATTERN,
     build_pretrain_pairs,
@@ -17,6 +17,7 @@ from croft_pipeline.data.emojishift import (
 )
 from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.data.splits import make_splits
+from croft_pipeline.rules import one_of
 from croft_pipeline.validation import DataValidationError, validate_ingest
 
 
@@ -44,10 +45,7 @@ def render_dataset(params: dict, project_dir: str) -> dict[str, Any]:
                 f"EmojiShift renders into ingest.roots main and pretrain; missing {missing}"
             )
         return render_emojishift(params["emojishift"], roots["main"], roots["pretrain"])
-    if params["source"] != "folder":
-        raise ValueError(
-            f"ingest.source must be 'emojishift' or 'folder', not {params['source']!r}"
-        )
+    one_of(DATASET_SOURCES).check("ingest.source", params["source"])  # the start-of-run rule, again
     used = {source["root"] for source in params["sources"]}
     missing = {n: str(p) for n, p in roots.items() if n in used and not p.is_dir()}
     if missing:
