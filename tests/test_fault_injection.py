@@ -45,8 +45,8 @@ FRACTIONS = (0.05, 0.9)  # kill points: this share of the measured duration afte
 SESSION_STARTED = "Kedro project croft_pipeline"  # KedroSession.run's first log line
 NODE_DONE = re.compile(r"node (\S+) done in")  # croft_pipeline.hooks.NodeTimingHook
 
-# Fields that differ between two uninterrupted runs, excluded from the comparison by name:
-TIMINGS = {"fit_seconds", "seconds"}  # train_summary.json: wall times of the fits
+# Fields that differ between two uninterrupted runs, excluded from the comparison by name
+# (train_summary.json holds no wall times: they are in MLflow):
 REGISTRY_FIELDS = {"version", "model_uri", "run_id", "champion_version"}  # model_registration:
 # the version a run registers (and its run) counts the store's earlier versions
 
@@ -154,8 +154,6 @@ def _outputs(project: Path, pipeline: str) -> dict[str, Any]:
                 files[name] = None
             elif file.suffix == ".safetensors":
                 files[name] = _tensors(file)
-            elif file.name == "train_summary.json":
-                files[name] = _without(json.loads(file.read_text()), TIMINGS)
             elif file.name == "model_registration.json":
                 files[name] = _without(json.loads(file.read_text()), REGISTRY_FIELDS)
             else:

@@ -1,9 +1,12 @@
 """Generate ``dvc.yaml`` from the Kedro pipelines and the catalog, so the two never drift.
 
-One stage per pipeline, ``cmd: kedro run --pipeline=<name>``; deps are the files the pipeline
-reads (catalog inputs), its code and config; params are the top-level keys of the parameter
-files it uses; outs are the files it writes. ``python -m croft_pipeline.dvc_stages`` rewrites
-dvc.yaml; a test checks that the committed file equals the generated one.
+One stage per pipeline, ``cmd: sh scripts/kedro run --pipeline=<name>`` (the project's own
+interpreter, activated or not: ``scripts/kedro``); deps are the files the pipeline reads (catalog
+inputs), its code (the import graph of its nodes, :mod:`croft_pipeline.code_deps`) and the catalog
+files that define its datasets; params are the keys of the parameter files it uses; outs are the
+files it writes. Top-level ``plots`` declare the curves the pipelines write for ``dvc plots``.
+``python -m croft_pipeline.dvc_stages`` rewrites dvc.yaml; a test checks that the committed file
+equals the generated one.
 """
 
 from __future__ import annotations
@@ -15,18 +18,38 @@ from typing import Any
 import yaml
 from kedro.config import OmegaConfigLoader
 
+from croft_pipeline.code_deps import PACKAGE, covering_paths, module_file, pipeline_code
 from croft_pipeline.config import config_loader
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
-PACKAGE = "src/croft_pipeline"
-CORE_CODE = {  # Kedro-free modules each stage runs, beside its own pipelines/<name> folder
-    "ingest": ["data", "validation"],
-    "pretrain": ["clip", "model_configs", "data"],
-    "embed": ["clip", "features.py"],
-    "train": ["methods", "ood", "features.py"],
-    "evaluate": ["ood", "reporting", "serving"],
-}
+KEDRO = "scripts/kedro"  # runs Kedro with the project's interpreter (see the script)
 METRICS_FILES = {"data/08_reporting/metrics.json"}
+PLOTS = {  # catalog dataset -> its `dvc plots` definition (templates: .dvc/plots/<name>.json)
+    "roc_curve": {
+        "title": "ROC of the plot score: ID test (positive) vs open-set",
+        "template": "by_method",
+        "x": "fpr",
+        "y": "tpr",
+        "x_label": "false positive rate (open-set accepted)",
+        "y_label": "true positive rate (ID accepted)",
+    },
+    "score_histogram": {
+        "title": "Plot-score densities: ID test, covariate shift, open-set",
+        "template": "by_method_and_shift",
+        "x": "score",
+        "y": "density",
+        "x_label": "score (higher = more ID)",
+        "y_label": "density",
+    },
+    "validation_accuracy_curve": {
+        "title": "ID-validation accuracy per epoch (selected fit, mean over seeds)",
+        "template": "by_method",
+        "x": "epoch",
+        "y": "val_accuracy",
+        "x_label": "epoch",
+        "y_label": "validation accuracy",
+    },
+}
 
 
 def _filepath(entry: dict[str, Any]) -> str | None:
@@ -48,13 +71,22 @@ def _catalog_paths(loader: OmegaConfigLoader) -> dict[str, str]:
     }
 
 
-def _param_sources(conf_dir: Path) -> dict[str, str]:
-    """Top-level parameter key -> the base parameter file that defines it (project-relative)."""
+def _key_sources(conf_dir: Path, pattern: str) -> dict[str, str]:
+    """Top-level key (a dataset, a parameter block) -> the base file defining it, project-relative
+    (``pattern``: ``catalog*.yml`` or ``parameters*.yml``)."""
     sources = {}
-    for path in sorted((conf_dir / "base").glob("parameters*.yml")):
+    for path in sorted((conf_dir / "base").glob(pattern)):
         for key in yaml.safe_load(path.read_text()) or {}:
             sources[key] = path.relative_to(conf_dir.parent).as_posix()
     return sources
+
+
+def stage_code(project_root: Path, name: str, pipeline) -> list[str]:
+    """The project files (folders where all of one's files count) a stage runs as code."""
+    files = pipeline_code(pipeline, f"{PACKAGE}.pipelines.{name}.pipeline")
+    package_dir = module_file(PACKAGE).parent
+    root = project_root.resolve()
+    return [p.resolve().relative_to(root).as_posix() for p in covering_paths(files, package_dir)]
 
 
 def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
@@ -81,7 +113,8 @@ def build_stages(project_root: Path) -> dict[str, Any]:
     conf_dir = project_root / "conf"
     loader = config_loader(project_root)
     paths = _catalog_paths(loader)
-    param_files = _param_sources(conf_dir)
+    param_files = _key_sources(conf_dir, "parameters*.yml")
+    catalog_files = _key_sources(conf_dir, "catalog*.yml")
     extra = _extra_outs(loader["parameters"])
     pipelines = register_pipelines()
     stages: dict[str, Any] = {}
@@ -95,20 +128,28 @@ def build_stages(project_root: Path) -> dict[str, Any]:
                 key = dataset.removeprefix("params:")  # a block, or one key of it (a.b)
                 if key.split(".")[0] in param_files:
                     params.setdefault(param_files[key.split(".")[0]], set()).add(key)
-        code = [f"{PACKAGE}/pipelines/{name}"] + [f"{PACKAGE}/{m}" for m in CORE_CODE[name]]
-        deps = sorted({paths[d] for d in inputs if d in paths} | set(code))
+        code = stage_code(project_root, name, pipeline)
+        config = {catalog_files[d] for d in inputs | outputs if d in catalog_files}
+        config |= {"conf/base/globals.yml", KEDRO}
+        deps = sorted({paths[d] for d in inputs if d in paths} | set(code) | config)
         written = sorted(paths[d] for d in outputs if d in paths)
-        stage: dict[str, Any] = {"cmd": f"kedro run --pipeline={name}", "deps": deps}
+        stage: dict[str, Any] = {"cmd": f"sh {KEDRO} run --pipeline={name}", "deps": deps}
         if params:
             stage["params"] = [{f: _outermost(keys)} for f, keys in sorted(params.items())]
         outs = [p for p in written if p not in METRICS_FILES] + extra.get(name, [])
         if outs:
             stage["outs"] = outs
-        metrics = [{p: {"cache": False}} for p in written if p in METRICS_FILES]
+        # cached like every output (git ignores data/): `dvc push` and `dvc exp show` see it
+        metrics = [p for p in written if p in METRICS_FILES]
         if metrics:
             stage["metrics"] = metrics
         stages[name] = stage
-    return {"stages": stages}
+    return {"stages": stages, "plots": _plots(paths)}
+
+
+def _plots(paths: dict[str, str]) -> list[dict[str, Any]]:
+    """Top-level plot definitions: one per curve table, ``y`` keyed by the table's file."""
+    return [{name: {**spec, "y": {paths[name]: spec["y"]}}} for name, spec in PLOTS.items()]
 
 
 def render(project_root: Path) -> str:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
-from croft_pipeline.io_utils import atomic_write
+from croft_pipeline.io_utils import save_safetensors
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class FeatureTable:
     def save(self, path: str | Path) -> Path:
         metadata = {"keys": json.dumps(self.keys), "meta": json.dumps(self.meta, sort_keys=True)}
         tensors = {"features": self.features.detach().to(torch.float32).contiguous().cpu()}
-        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        return save_safetensors(path, tensors, metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureTable:

@@ -1,10 +1,11 @@
-"""Small, Kedro-free I/O helpers: atomic writes and hashing."""
+"""Small, Kedro-free I/O helpers: atomic writes, reproducible safetensors files, hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     """``data`` as indented JSON at ``path``, atomically."""
     return atomic_write_bytes(path, json.dumps(data, indent=2).encode("utf-8"))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header's maps (``__metadata__`` included) in an order that changes
+    from process to process, so equal tensors would give files with different hashes (and DVC
+    would see a new output on every run). Offsets in the header count from the end of the header,
+    so only the header changes; it stays space-padded to a multiple of 8 bytes, as the format asks.
+    """
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + size :]
+
+
+def save_safetensors(
+    path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write torch tensors as a safetensors file, atomically and byte-reproducibly."""
+    from safetensors.torch import save  # torch only where tensors are written
+
+    return atomic_write_bytes(path, canonical_safetensors(save(tensors, metadata=metadata)))
 
 
 def sha256_bytes(data: bytes) -> str:

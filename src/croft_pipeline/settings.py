@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 import logging
+import os
 
 import kedro_mlflow  # noqa: F401  (its import forces its logger to INFO; undone below)
 from kedro.config import OmegaConfigLoader
@@ -13,6 +14,15 @@ from croft_pipeline.run_lock import RunLockHook
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
+
+def store_root() -> str:
+    """The folder prefix of the MLflow store (``${store_root:}mlflow.db`` in mlflow.yml): the
+    DVC repository's root when DVC runs the stage (a queued experiment runs in a copy under
+    ``.dvc/tmp`` and must track into the repository's store), else the project root ("")."""
+    root = os.environ.get("DVC_ROOT")
+    return f"{root.rstrip('/')}/" if root else ""
+
+
 HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
@@ -23,4 +33,5 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
     # kedro-mlflow adds this pattern inside a session; stated here, code outside one reads it too
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    "custom_resolvers": {"store_root": store_root},
 }

@@ -66,7 +66,7 @@ def test_summary_and_weights_cover_every_method_and_seed(trained):
         entry = summary["methods"][name]
         assert set(entry["seeds"]) == {"1", "2"}
         for seed, run in entry["seeds"].items():
-            assert run["adapter"] == f"data/06_models/adapters/{name}/seed_{seed}.safetensors"
+            assert run["adapter"] == f"{name}/seed_{seed}"
             assert f"{name}/seed_{seed}" in weights
             points = grid_points(grids[name])
             assert [row["point"] for row in run["grid"]] == points  # every point tried, recorded

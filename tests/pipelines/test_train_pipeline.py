@@ -15,6 +15,7 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
+from croft_pipeline.config import config_loader
 from croft_pipeline.methods import METHODS, grid_points, restore_method
 from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import create_pipeline
@@ -22,6 +23,7 @@ from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
 
 REPO = Path(__file__).resolve().parents[2]
+ADAPTERS = config_loader(REPO)["catalog"]["adapter_weights"]["path"]  # the weights' folder
 SEEDS = [1, 2]
 
 
@@ -88,8 +90,8 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
                 assert entry["space"] == ("weight" if entry["base"] in weight_space else "output")
                 assert run["alpha"] in params["wise"]["alphas"]
                 continue
-            assert run["adapter"] == f"{params['adapter_dir']}/{name}/seed_{seed}.safetensors"
-            state = load_file(project / run["adapter"])  # the path is relative to the project
+            assert run["adapter"] == f"{name}/seed_{seed}"  # its key in adapter_weights
+            state = load_file(project / ADAPTERS / f"{run['adapter']}.safetensors")
             method = restore_method(
                 name, run["config"], text.features[:, 0], summary["logit_scale"], int(seed), state
             )
@@ -157,7 +159,10 @@ def test_train_outputs_in_the_tiny_end_to_end_run(tiny_project):
     splits = pd.read_parquet(tiny_project / "data/03_primary/splits.parquet")
     for name, entry in summary["methods"].items():
         for seed, run in entry["seeds"].items():
-            assert "adapter" not in run or (tiny_project / run["adapter"]).is_file()
+            assert (
+                "adapter" not in run
+                or (tiny_project / ADAPTERS / f"{run['adapter']}.safetensors").is_file()
+            )
             rows = predictions[(predictions["method"] == name) & (predictions["seed"] == int(seed))]
             assert len(rows) == (splits["seed"] == int(seed)).sum()
             assert np.isfinite(np.stack(rows["logits"].to_numpy())).all()

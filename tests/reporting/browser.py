@@ -40,16 +40,15 @@ def chromium_binary() -> str | None:
     return None
 
 
-def inspect_page(page: Path, timeout: float = 120.0) -> dict:
-    """Load a copy of ``page`` (with the check script appended) and return the script's result."""
+def inspect_page(page: Path, timeout: float = 120.0, script: str = CHECK_SCRIPT) -> dict:
+    """Load a copy of ``page`` (with a check script appended, which writes its JSON result into
+    ``<pre id="browser-check">``) and return the script's result."""
     binary = chromium_binary()
     if binary is None:
         raise FileNotFoundError("no chromium binary on PATH")
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
-        probe.write_text(
-            page.read_text(encoding="utf-8").replace("</body>", CHECK_SCRIPT + "</body>")
-        )
+        probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"))
         command = [
             binary,
             "--headless",

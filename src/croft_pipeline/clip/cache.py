@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
-from croft_pipeline.io_utils import atomic_write
+from croft_pipeline.io_utils import atomic_write, save_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class FeatureCache:
         path = self.folder / f"chunk-{name}.safetensors"
         tensors = {"features": features.detach().to(torch.float32).contiguous().cpu()}
         header = {"keys": json.dumps(list(keys)), "meta": json.dumps(meta or {}, sort_keys=True)}
-        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+        return save_safetensors(path, tensors, header)
 
     def read(self, keys: Sequence[str], index: dict[str, Path] | None = None) -> torch.Tensor:
         """Features ``[len(keys), D]`` in the order of ``keys``; a missing key is a KeyError."""

@@ -17,11 +17,11 @@ from typing import Any
 import open_clip
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open
 
 from croft_pipeline.clip.model_configs import CONFIG_DIR
 from croft_pipeline.clip.pretrain import PretrainConfig
-from croft_pipeline.io_utils import atomic_write
+from croft_pipeline.io_utils import save_safetensors
 
 PRETRAIN_VERSION = 1  # bump when the training code changes what a run produces
 STAMP_KEY = "croft_pretrain_stamp"
@@ -56,7 +56,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, metadata: dict[str
     """Atomically write the model's state dict as safetensors with string ``metadata``."""
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     header = {key: str(value) for key, value in metadata.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return save_safetensors(path, tensors, header)
 
 
 def checkpoint_metadata(path: str | Path) -> dict[str, str]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 from kedro.io import AbstractDataset
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from croft_pipeline.io_utils import atomic_write
+from croft_pipeline.io_utils import save_safetensors
 
 
 class SafetensorsDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, torch.Tensor]]):
@@ -22,7 +22,7 @@ class SafetensorsDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, 
 
     def save(self, data: dict[str, torch.Tensor]) -> None:
         tensors = {key: value.detach().contiguous().cpu() for key, value in data.items()}
-        atomic_write(self._filepath, lambda tmp: save_file(tensors, str(tmp)))
+        save_safetensors(self._filepath, tensors)
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

@@ -76,8 +76,12 @@ class FitOutcome:
     wise: dict[str, Any] | None = None  # alpha, space, validation accuracy per alpha
 
     def grid_rows(self) -> list[dict[str, Any]]:
-        """The grid points tried, without their per-epoch histories (for files and tables)."""
-        return [{k: v for k, v in row.items() if k != "history"} for row in self.grid]
+        """The grid points tried, without their per-epoch histories and wall times (for files
+        and tables: equal inputs give byte-equal files; wall times go to MLflow)."""
+        return [{k: v for k, v in row.items() if k not in RUN_SPECIFIC} for row in self.grid]
+
+
+RUN_SPECIFIC = ("history", "seconds")  # grid-row keys kept out of grid_rows
 
 
 def run_fit(job: FitJob) -> FitOutcome:

@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
 from croft_pipeline.methods.wise import is_wise, wise_base  # noqa: E402
+from croft_pipeline.reporting.curves import histogram_edges  # noqa: E402
 
 SHIFT_STYLE = {
     "id": ("ID test", "tab:blue"),
@@ -46,8 +46,7 @@ def score_histograms(
     pngs = {}
     for method, by_shift in scores_by_method.items():
         figure, axes = plt.subplots(figsize=(6, 3.6))
-        pooled = np.concatenate([np.asarray(v, float) for v in by_shift.values()])
-        edges = np.histogram_bin_edges(pooled, bins=bins) if pooled.size else bins
+        edges = histogram_edges(by_shift, bins) if any(len(v) for v in by_shift.values()) else bins
         for shift, values in by_shift.items():
             label, colour = SHIFT_STYLE.get(shift, (shift, None))
             axes.hist(values, bins=edges, alpha=0.45, density=True, label=label, color=colour)
@@ -59,15 +58,11 @@ def score_histograms(
     return pngs
 
 
-def roc_curve_plot(
-    id_vs_ood: Mapping[str, tuple[np.ndarray, np.ndarray]], score: str = "energy"
-) -> bytes:
-    """ROC curves (ID positive) of every method for one score."""
+def roc_curve_plot(roc: pd.DataFrame, score: str = "energy") -> bytes:
+    """ROC curves (ID positive) of every method for one score (:func:`curves.roc_table`)."""
     figure, axes = plt.subplots(figsize=(5, 5))
-    for method, (id_scores, ood_scores) in id_vs_ood.items():
-        labels = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
-        fpr, tpr, _ = roc_curve(labels, np.r_[id_scores, ood_scores])
-        axes.plot(fpr, tpr, label=method)
+    for method, points in roc.groupby("method", sort=True):
+        axes.plot(points["fpr"], points["tpr"], label=method)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     axes.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
     axes.set(

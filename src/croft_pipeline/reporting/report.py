@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from croft_pipeline.ood.evaluation import score_column
+from croft_pipeline.reporting.curves import roc_table, scores_by_shift
 from croft_pipeline.reporting.html import Plot, Table, html_page
 from croft_pipeline.reporting.plots import (
     accuracy_scatter,
@@ -49,24 +49,15 @@ def build_plots(
 ) -> dict[str, bytes]:
     """PNG bytes by name: the ID-vs-covariate accuracy scatter with WiSE-FT curves, score
     histograms per method, ROC curves, accuracy per domain."""
-    column = score_column(score)
-    by_method: dict[str, dict[str, np.ndarray]] = {}
-    for method, group in sample_scores.groupby("method", sort=True):
-        by_method[method] = {
-            shift: group.loc[group["split"] == split, column].to_numpy()
-            for shift, split in splits.items()
-            if (group["split"] == split).any()
-        }
+    by_method = scores_by_shift(sample_scores, splits, score)
     thresholds = _mean_thresholds(calibration, score)
     plots = (
         {"accuracy_scatter": accuracy_scatter(summary, wise_curves)} if not summary.empty else {}
     )
     plots.update(score_histograms(by_method, score, thresholds, bins))
-    pairs = {
-        m: (s["id"], s["openset"]) for m, s in by_method.items() if {"id", "openset"} <= set(s)
-    }
-    if pairs:
-        plots[f"roc_{score}"] = roc_curve_plot(pairs, score)
+    roc = roc_table(by_method)
+    if not roc.empty:
+        plots[f"roc_{score}"] = roc_curve_plot(roc, score)
     if not domain_summary.empty:
         plots["accuracy_per_domain"] = domain_accuracy_plot(domain_summary)
     return plots

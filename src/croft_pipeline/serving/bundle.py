@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from croft_pipeline.io_utils import atomic_write, atomic_write_bytes
+from croft_pipeline.io_utils import atomic_write_bytes, save_safetensors
 from croft_pipeline.methods import restore_method
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predictor import CroftPredictor
@@ -79,7 +79,7 @@ def write_bundle(
 
 def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> Path:
     ready = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(ready, str(tmp)))
+    return save_safetensors(path, ready)
 
 
 def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:

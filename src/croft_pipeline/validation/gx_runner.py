@@ -49,7 +49,7 @@ def run_suites(batches: dict[str, tuple[Suite, pd.DataFrame]]) -> dict[str, Any]
                 "unexpected_index_column_names": index_columns,
             },
         )
-        results[name] = json.loads(json.dumps(result.to_json_dict(), default=str))
+        results[name] = _reproducible(json.loads(json.dumps(result.to_json_dict(), default=str)))
     failures = [
         message for name, result in results.items() for message in failure_messages(name, result)
     ]
@@ -59,6 +59,22 @@ def run_suites(batches: dict[str, tuple[Suite, pd.DataFrame]]) -> dict[str, Any]
         "failures": failures,
         "suites": results,
     }
+
+
+RUN_IDENTITY = ("validation_id", "run_id", "validation_time")  # GX's per-run ids and times
+
+
+def _reproducible(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without what GX makes new on every run (random ids, timestamps), so equal
+    data gives an equal report (and an equal hash in dvc.lock)."""
+    result.pop("id", None)
+    meta = result.get("meta", {})
+    for key in RUN_IDENTITY:
+        meta.pop(key, None)
+    meta.get("batch_markers", {}).pop("ge_load_time", None)
+    for row in result.get("results", []):
+        row.get("expectation_config", {}).pop("id", None)
+    return result
 
 
 def _summary(failures: list[str]) -> str:

@@ -23,6 +23,7 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.serving.publish import interval_gate_pairs, publish_model
 
@@ -118,6 +119,13 @@ def render_plots(
         score=report["plot_score"],
         bins=int(report["histogram_bins"]),
     )
+
+
+def tabulate_curves(evaluation_scores: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, ...]:
+    """The ROC points and score histograms of the plot score, as tables (dvc plots)."""
+    report = params["report"]
+    by_method = scores_by_shift(evaluation_scores, params["splits"], report["plot_score"])
+    return roc_table(by_method), histogram_table(by_method, int(report["histogram_bins"]))
 
 
 def render_report(

@@ -60,6 +60,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="render_evaluation_plots",
             ),
             Node(
+                nodes.tabulate_curves,
+                ["evaluation_scores", "params:evaluate"],
+                ["roc_curve", "score_histogram"],
+                name="tabulate_roc_and_histograms",
+            ),
+            Node(
                 nodes.render_report,
                 [
                     "evaluation_summary",

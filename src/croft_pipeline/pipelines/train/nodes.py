@@ -92,12 +92,15 @@ def fit_methods(
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for outcome in outcomes:
         _log_outcome(outcome, grids[outcome.name])
-        _record(outcome, grids[outcome.name], params["adapter_dir"], methods, weights)
+        _record(outcome, grids[outcome.name], methods, weights)
     summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
     return weights, summary
 
 
-def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights: dict) -> None:
+HISTORY_KEYS = ("train_accuracy", "val_accuracy", "lr")
+
+
+def _record(outcome: FitOutcome, grid, methods: dict, weights: dict) -> None:
     """The outcome's summary entries and weights (its WiSE-FT point as a method of its own)."""
     name, seed = outcome.name, outcome.seed
     entry = methods.setdefault(
@@ -113,10 +116,13 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         "best_epoch": outcome.report.best_epoch,
         "best_val_accuracy": outcome.report.best_val_accuracy,
         "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
-        "fit_seconds": round(outcome.seconds, 3),  # every grid point
+        "history": [  # the selected point's epochs (dvc plots: validation_accuracy_curve)
+            {"epoch": epoch, **{k: record[k] for k in HISTORY_KEYS if k in record}}
+            for epoch, record in enumerate(outcome.report.history)
+        ],
         "grid": outcome.grid_rows(),
         "oracle": {"point": oracle["point"], **oracle["probe"]},
-        "adapter": f"{adapter_dir}/{partition_id(name, seed)}.safetensors",
+        "adapter": partition_id(name, seed),  # its key in adapter_weights (catalog_train.yml)
     }
     if outcome.wise is None:
         return
@@ -146,6 +152,7 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
             "best_val_accuracy": outcome.report.best_val_accuracy,
             "best_epoch": outcome.report.best_epoch,
             "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
+            "fit_seconds": outcome.seconds,  # every grid point (kept out of train_summary.json)
         }
         if outcome.wise is not None:
             values["wise_alpha"] = outcome.wise["alpha"]
@@ -155,7 +162,7 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
                 tracking.log_params(row["point"])
                 tracking.log_history(row.get("history", []))
                 final = {f"best_{k}" if k == "val_accuracy" else k: row[k]
-                         for k in ("val_accuracy", "best_epoch") if k in row}  # fmt: skip
+                         for k in ("val_accuracy", "best_epoch", "seconds") if k in row}  # fmt: skip
                 final.update({f"oracle_{k}": v for k, v in row.get("probe", {}).items()})
                 tracking.metric_logger()(0, final)
         tracking.log_json_artifact(outcome.config, "config.json")
@@ -211,3 +218,19 @@ def calibrate(
         {name: dict(params or {}) for name, params in scores.items()},
         knn_bank_split,
     )
+
+
+def validation_curve(train_summary: dict[str, Any]) -> pd.DataFrame:
+    """ID-validation accuracy per epoch of each method's selected fit, mean over seeds, for
+    ``dvc plots``: method, epoch, val_accuracy, n_seeds (zero-shot has no epochs)."""
+    rows = [
+        {"method": method, "seed": seed, "epoch": record["epoch"], "val": record["val_accuracy"]}
+        for method, entry in train_summary["methods"].items()
+        for seed, fit in entry["seeds"].items()
+        for record in fit.get("history", [])
+    ]
+    columns = ["method", "epoch", "val_accuracy", "n_seeds"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    grouped = pd.DataFrame(rows).groupby(["method", "epoch"], sort=True)
+    return grouped.agg(val_accuracy=("val", "mean"), n_seeds=("seed", "nunique")).reset_index()

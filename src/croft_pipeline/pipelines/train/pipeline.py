@@ -1,4 +1,5 @@
-"""train: fit every method per seed -> predictions on every split -> calibrate the threshold."""
+"""train: fit every method per seed -> predictions on every split -> calibrate the threshold;
+the per-epoch validation curve as a table (dvc plots)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -47,6 +48,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "calibration",
                 name="calibrate",
+            ),
+            Node(
+                nodes.validation_curve,
+                "train_summary",
+                "validation_accuracy_curve",
+                name="tabulate_validation_curve",
             ),
         ]
     )

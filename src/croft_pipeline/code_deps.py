@@ -1,0 +1,126 @@
+"""The project code a pipeline runs, read from the import graph (for dvc.yaml's deps).
+
+Starting from the modules its nodes live in and the module that builds the pipeline, follow
+every ``croft_pipeline`` import, at module level or inside a function, through the source's
+syntax tree, without importing anything. Standard library and third-party modules are not
+followed. Package data that code reads by path (not by import) is declared in
+:data:`RESOURCES`, beside the module that reads it. The hooks of ``settings.py`` are not deps:
+they time, lock and check parameters, which can stop a run but never change what it writes.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from collections.abc import Iterable
+from pathlib import Path
+
+from kedro.pipeline import Pipeline
+
+PACKAGE = "croft_pipeline"
+RESOURCES = {  # module -> package files (relative to the package) it reads by path
+    f"{PACKAGE}.clip.model_configs": ("model_configs",),
+    f"{PACKAGE}.data.emoji_catalog": ("data/emoji_catalog.json",),
+    f"{PACKAGE}.serving.registry": ("serving/model_code.py",),
+}
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of a project module (a package's ``__init__.py``), or None."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _imported_names(name: str, tree: ast.AST, is_package: bool) -> Iterable[str]:
+    """Every project module a module's source imports (``from a import b``: ``a.b`` if a module)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                parts = name.split(".")[: len(name.split(".")) - node.level + is_package]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def _with_parents(name: str) -> list[str]:
+    """Importing ``a.b.c`` runs ``a`` and ``a.b`` first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def import_closure(roots: Iterable[str]) -> set[str]:
+    """The project modules that importing ``roots`` can run, transitively."""
+    seen: set[str] = set()
+    todo = [parent for root in roots for parent in _with_parents(root)]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (name == PACKAGE or name.startswith(f"{PACKAGE}.")):
+            continue
+        path = module_file(name) if _is_module(name) else None
+        if path is None:
+            continue
+        seen.add(name)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for imported in _imported_names(name, tree, path.name == "__init__.py"):
+            if imported.startswith(f"{PACKAGE}.") or imported == PACKAGE:
+                todo.extend(parent for parent in _with_parents(imported) if _is_module(parent))
+    return seen
+
+
+def node_modules(pipeline: Pipeline) -> set[str]:
+    """The modules that define a pipeline's node functions (partials unwrapped)."""
+    modules = set()
+    for node in pipeline.nodes:
+        func = node.func
+        while hasattr(func, "func"):  # functools.partial
+            func = func.func
+        modules.add(func.__module__)
+    return modules
+
+
+def pipeline_code(pipeline: Pipeline, pipeline_module: str) -> set[Path]:
+    """Every project file a pipeline's run reads as code: the import closure of its node modules
+    and of the module that builds it, and the package data those modules read."""
+    modules = import_closure({*node_modules(pipeline), pipeline_module})
+    files = {module_file(name) for name in modules}
+    package_dir = module_file(PACKAGE).parent
+    for name in modules & set(RESOURCES):
+        files.update(package_dir / resource for resource in RESOURCES[name])
+    return {path for path in files if path is not None}
+
+
+def package_files(directory: Path) -> set[Path]:
+    """The files a folder of the package holds (what DVC hashes), caches excluded."""
+    return {
+        path for path in directory.rglob("*") if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def covering_paths(files: set[Path], package_dir: Path) -> list[Path]:
+    """The shortest list of files and folders that is exactly ``files``: a folder stands for its
+    files when every one of them is in the set (resource folders count as files)."""
+    expanded = set()
+    for path in files:
+        expanded |= package_files(path) if path.is_dir() else {path}
+
+    def cover(directory: Path) -> list[Path]:
+        inside = package_files(directory)
+        if inside and inside <= expanded:
+            return [directory]
+        out = [path for path in directory.iterdir() if path.is_file() and path in expanded]
+        for child in sorted(p for p in directory.iterdir() if p.is_dir()):
+            out.extend(cover(child))
+        return out
+
+    return sorted(cover(package_dir))

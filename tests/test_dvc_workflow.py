@@ -1,0 +1,224 @@
+"""DVC as a user drives it, on the test configuration in a git clone of the project:
+``dvc repro`` twice (the second does nothing), ``dvc push`` and ``dvc pull`` into a second clone
+(which then has nothing to reproduce), a forced rerun with identical hashes, an experiment that
+is tracked in MLflow, and the ``dvc plots`` pages rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from tests.reporting.browser import chromium_binary, inspect_page
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT_PARAM = "conf/base/parameters_train.yml:train.croft.ratio=0.3"  # not set by conf/test
+PLOT_NAMES = ("roc_curve", "score_histogram", "validation_accuracy_curve")
+RENDER_CHECK = """
+<script>
+var errors = [];
+window.addEventListener("error", function (e) { errors.push(String(e.message)); });
+window.addEventListener("unhandledrejection", function (e) { errors.push(String(e.reason)); });
+function drawn() {  // vega-embed's canvases (or SVGs) with a size: the charts that rendered
+  return Array.from(document.querySelectorAll("div[id] canvas.marks, div[id] svg.marks"))
+    .filter(function (c) { return (c.width || c.clientWidth) > 0; }).length;
+}
+var waited = 0, poll = setInterval(function () {
+  waited += 250;
+  if (drawn() < EXPECTED && waited < 8000) { return; }
+  clearInterval(poll);
+  var out = document.createElement("pre");
+  out.id = "browser-check";
+  out.textContent = JSON.stringify({charts: drawn(), errors: errors});
+  document.body.appendChild(out);
+}, 250);
+</script>
+""".replace("EXPECTED", str(len(PLOT_NAMES)))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "KEDRO_ENV": "test",
+        "CROFT_PYTHON": sys.executable,  # scripts/kedro: this interpreter, whatever the shell
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        **extra,
+    }
+    env.pop("PYTHONPATH", None)  # the stage itself puts its checkout's src first
+    return env
+
+
+def _run(cwd: Path, *command: str) -> str:
+    done = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    return _run(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return _run(cwd, "git", *args)
+
+
+def _out_hashes(project: Path) -> dict[str, str]:
+    """Every output path in dvc.lock -> its md5 (a folder's: the hash of its listing)."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+    }
+
+
+def _project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in listed.stdout.splitlines() if (ROOT / line).is_file()]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> dict:
+    """A git repository with the project's files, reproduced once with DVC (test env)."""
+    project = tmp_path_factory.mktemp("dvc") / "project"
+    for name in _project_files():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    _git(project, "init", "-q")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "baseline")
+    started = time.perf_counter()
+    cold = _dvc(project, "repro")
+    cold_s = time.perf_counter() - started
+    started = time.perf_counter()
+    warm = _dvc(project, "repro")
+    warm_s = time.perf_counter() - started
+    _git(project, "add", "dvc.lock")
+    _git(project, "commit", "-qm", "reproduced")
+    print(f"\ndvc repro on the test env: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
+    return {"path": project, "cold": cold, "warm": warm, "hashes": _out_hashes(project)}
+
+
+def test_repro_runs_every_stage_then_has_nothing_to_do(repo):
+    for stage in ("ingest", "pretrain", "embed", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in repo["cold"]
+    assert "Running stage" not in repo["warm"]
+    assert json.loads(_dvc(repo["path"], "status", "--json")) == {}
+
+
+def test_push_then_pull_in_a_second_clone_restores_everything(repo, tmp_path):
+    source = repo["path"]
+    _dvc(source, "push")
+    assert (source / ".dvc-storage").is_dir()  # the default remote, git-ignored
+    assert ".dvc-storage" not in _git(source, "status", "--porcelain", "--ignored=no")
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(source), str(clone))
+    _dvc(clone, "remote", "modify", "--local", "storage", "url", str(source / ".dvc-storage"))
+    _dvc(clone, "pull")
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    checkpoint = lock["stages"]["pretrain"]["outs"]
+    assert all((clone / out["path"]).exists() for out in checkpoint)
+    for path in ("data/04_feature/cache", "data/01_raw/emojishift", "data/06_models/clip"):
+        assert any((clone / path).rglob("*")), f"{path} was not restored"
+    assert json.loads(_dvc(clone, "status", "--json")) == {}
+    again = _dvc(clone, "repro")
+    assert "Running stage" not in again
+    assert not (clone / "mlflow.db").exists()  # no Kedro run happened
+
+
+def test_forced_rerun_gives_identical_hashes(repo):
+    _dvc(repo["path"], "repro", "--force")
+    after = _out_hashes(repo["path"])
+    differ = sorted(path for path, md5 in after.items() if repo["hashes"].get(path) != md5)
+    assert not differ, f"outputs whose hash changed on a forced rerun: {differ}"
+    _git(repo["path"], "checkout", "-q", "--", "dvc.lock")
+
+
+def _plot_specs(page: Path) -> list[dict]:
+    """The Vega-Lite specs DVC wrote into the page (``var spec = {...};``)."""
+    text = page.read_text(encoding="utf-8")
+    return [json.loads(m) for m in re.findall(r"var spec = (\{.*?\});\n", text, flags=re.S)]
+
+
+def _offline_copy(page: Path) -> Path:
+    """The page with DVC's Vega script tags (a CDN) pointed at local copies of the libraries
+    (altair_viewer's Vega 5, Vega-Lite 4.17 and vega-embed 6: the specs use nothing newer)."""
+    scripts = Path(__import__("altair_viewer").__file__).parent / "scripts"
+
+    def local(match: re.Match) -> str:
+        library = match.group(1)
+        path = max(
+            scripts.glob(f"{library}-[0-9]*.js"),
+            key=lambda p: tuple(map(int, p.stem.rsplit("-", 1)[1].split("."))),
+        )
+        return f'<script src="{path.as_uri()}"></script>'
+
+    text = re.sub(
+        r'<script src="https://cdn\.jsdelivr\.net/npm/(vega|vega-lite|vega-embed)@[^"]+"></script>',
+        local,
+        page.read_text(encoding="utf-8"),
+    )
+    offline = page.with_name("offline.html")
+    offline.write_text(text, encoding="utf-8")
+    return offline
+
+
+def _assert_renders(page: Path) -> None:
+    if chromium_binary() is None:
+        pytest.skip("no chromium binary on PATH")
+    seen = inspect_page(_offline_copy(page), script=RENDER_CHECK)
+    assert seen["errors"] == []
+    assert seen["charts"] == len(PLOT_NAMES)
+
+
+def test_plots_show_renders_the_three_curves(repo, tmp_path):
+    _dvc(repo["path"], "plots", "show", "-o", str(tmp_path / "plots"))
+    page = tmp_path / "plots" / "index.html"
+    specs = _plot_specs(page)
+    assert len(specs) == len(PLOT_NAMES)
+    methods = {row["method"] for spec in specs for row in spec["data"]["values"]}
+    assert {"zero_shot", "croft_clean"} <= methods
+    _assert_renders(page)
+
+
+def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
+    project = repo["path"]
+    _dvc(project, "exp", "run", "--temp", "-n", "ratio-0.3", "-S", EXPERIMENT_PARAM)
+    table = json.loads(_dvc(project, "exp", "show", "--json"))
+    names = [exp.get("name") for rev in table for exp in rev.get("experiments") or []]
+    assert "ratio-0.3" in names
+    baseline_metrics = repo["hashes"]  # the experiment must not touch the workspace
+    assert _out_hashes(project) == baseline_metrics
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (experiment,) = client.search_experiments(filter_string="name = 'croft-pipeline'")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`croft.dvc_experiment` = 'ratio-0.3'"
+    )
+    assert runs, "the experiment's Kedro runs are not in the repository's MLflow store"
+    head = _git(project, "rev-parse", "HEAD").strip()
+    assert {run.data.tags.get("croft.git_commit") for run in runs} == {head}
+    _dvc(project, "plots", "diff", "HEAD", "ratio-0.3", "-o", str(tmp_path / "diff"))
+    specs = _plot_specs(tmp_path / "diff" / "index.html")
+    revisions = {row["rev"] for spec in specs for row in spec["data"]["values"]}
+    assert len(revisions) == 2, revisions
+    _assert_renders(tmp_path / "diff" / "index.html")
