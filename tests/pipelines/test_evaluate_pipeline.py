@@ -41,6 +41,10 @@ def _catalog(project: Path, inputs: dict) -> DataCatalog:
 
 def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
     predictions = synthetic_predictions(methods=signals)
+    dim = tiny.text_features.shape[1]  # the served KNN bank has the model's embedding size:
+    predictions["embedding"] = [  # zeros appended keep every norm and distance
+        np.pad(np.asarray(e), (0, dim - len(e))).tolist() for e in predictions["embedding"]
+    ]
     train_summary = {
         "logit_scale": LOGIT_SCALE,
         "id_classes": CLASSES,
@@ -148,6 +152,7 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     predicted = champion.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]}))
     expected = tiny_model.energy.numpy() < first_threshold  # the champion's own threshold
     assert predicted["is_unknown"].tolist() == expected.tolist()
+    assert "knn" in predicted.columns  # evaluate.scores has knn: its bank travels with the model
 
 
 @pytest.mark.slow
@@ -189,7 +194,7 @@ def test_default_run_reports_registers_and_serves(tiny_project, tmp_path):
         champion = alias_version(name, "champion") == registration["version"]
         assert champion == registration["gates_passed"]
         alias = "champion" if champion else "candidate"
-        predicted = predict_folder(f"models:/{name}@{alias}", folder, tmp_path / "preds.csv")
+        predicted = predict_folder(f"models:/{name}@{alias}", folder, tmp_path / "preds.csv").table
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -197,6 +202,8 @@ def test_default_run_reports_registers_and_serves(tiny_project, tmp_path):
     merged = predicted.merge(openset, on="sha256", validate="one_to_one")
     assert len(merged) == len(openset) > 0
     np.testing.assert_allclose(merged["energy"], merged["score_energy"], rtol=1e-4, atol=1e-4)
+    # the served KNN score is evaluation's: the same bank, normalized by the same code
+    np.testing.assert_allclose(merged["knn"], merged["score_knn"], rtol=1e-4, atol=1e-4)
     results = pd.read_parquet(reporting / "evaluation_results.parquet")
     deploy_fpr = results[
         (results["method"] == method)

@@ -1,4 +1,4 @@
-"""The served model: bundle round trip, MLflow pyfunc from the registry, folder prediction."""
+"""The served model: bundle round trip, MLflow pyfunc from the registry, the KNN score."""
 
 import json
 from pathlib import Path
@@ -9,22 +9,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from croft_pipeline.serving.bundle import load_predictor, write_bundle
+from croft_pipeline.ood.scores import ScoreInputs, knn
+from croft_pipeline.rules import ParameterError
+from croft_pipeline.serving.bundle import load_predictor
 from croft_pipeline.serving.inputs import InputPolicy
-from croft_pipeline.serving.predict_folder import list_images, main
+from croft_pipeline.serving.predict_folder import list_images
 from croft_pipeline.serving.registry import alias_version, log_and_register
 from tests.fixtures.served_model import CLASSES
 
 
 @pytest.fixture
 def artifacts(tiny_model, tmp_path):
-    return write_bundle(
-        tmp_path / "bundle",
-        tiny_model.bundle_config(),
-        tiny_model.text_features,
-        tiny_model.method.state_dict(),
-        tiny_model.checkpoint,
-    )
+    return tiny_model.write_bundle(tmp_path / "bundle")
 
 
 def _expected(tiny_model) -> pd.DataFrame:
@@ -104,29 +100,6 @@ def test_registered_pyfunc_predicts_paths_bytes_and_embeddings(tiny_model, artif
         model.predict(pd.DataFrame({"pixels": [1.0]}))
 
 
-def test_predict_folder_cli_writes_a_csv(tiny_model, artifacts, mlflow_store, tmp_path, capsys):
-    log_and_register(artifacts, "croft-clip-test", aliases=["candidate", "champion"])
-    out = tmp_path / "preds.csv"
-    folder = tiny_model.images[0].parent
-    code = main(
-        [
-            "--model",
-            "models:/croft-clip-test@champion",
-            "--images",
-            str(folder),
-            "--out",
-            str(out),
-            "--tracking-uri",
-            mlflow_store,
-        ]
-    )
-    assert code == 0
-    table = pd.read_csv(out)
-    assert table["path"].tolist() == [p.name for p in sorted(tiny_model.images)]
-    _check(table.drop(columns="path"), _expected(tiny_model))
-    assert f"{len(tiny_model.images)} images" in capsys.readouterr().out
-
-
 def test_list_images_skips_links_out_of_the_folder(tmp_path):
     inside, outside = tmp_path / "in", tmp_path / "out"
     (inside / "sub").mkdir(parents=True)
@@ -138,3 +111,51 @@ def test_list_images_skips_links_out_of_the_folder(tmp_path):
     assert [p.name for p in list_images(inside)] == ["a.PNG"]
     with pytest.raises(NotADirectoryError):
         list_images(tmp_path / "nope")
+
+
+def test_knn_is_served_from_the_bundled_bank(tiny_model, tmp_path):
+    """With a bank, the ``knn`` column is ood.scores.knn of the method's embeddings against it;
+    calibrated on knn, ``score`` and ``is_unknown`` follow it."""
+    embeddings = pd.DataFrame({"embedding": [row.tolist() for row in tiny_model.features.numpy()]})
+    inputs = ScoreInputs(
+        tiny_model.method.logits(tiny_model.features).double().numpy(),
+        tiny_model.logit_scale,
+        tiny_model.method.embed(tiny_model.features).double().numpy(),
+        tiny_model.knn_bank.double().numpy(),
+    )
+    expected = knn(inputs, k=2)
+    assert len(np.unique(expected)) == len(expected)  # distinct: a wrong bank or k would show
+
+    with_bank = load_predictor(tiny_model.write_bundle(tmp_path / "energy", knn_k=2))
+    predicted = with_bank.predict(embeddings)
+    assert list(predicted.columns) == [
+        "label",
+        "class_name",
+        "score",
+        "energy",
+        "knn",
+        "is_unknown",
+    ]
+    np.testing.assert_allclose(predicted["knn"], expected, rtol=1e-6)
+    np.testing.assert_allclose(predicted["score"], predicted["energy"])  # calibrated on energy
+
+    threshold = float(np.median(expected))
+    on_knn = load_predictor(
+        tiny_model.write_bundle(
+            tmp_path / "knn", knn_k=2, score="knn", score_params={"k": 2}, threshold=threshold
+        )
+    ).predict(embeddings)
+    np.testing.assert_allclose(on_knn["score"], expected, rtol=1e-6)
+    assert on_knn["is_unknown"].tolist() == (expected < threshold).tolist()
+    assert 0 < on_knn["is_unknown"].sum() < len(expected)
+
+    without = load_predictor(tiny_model.write_bundle(tmp_path / "plain")).predict(embeddings)
+    assert "knn" not in without.columns
+
+
+def test_bundle_refuses_knn_without_a_usable_bank(tiny_model, tmp_path):
+    with pytest.raises(ValueError, match="knn score needs its ID feature bank"):
+        tiny_model.write_bundle(tmp_path / "a", score="knn", score_params={"k": 1})
+    rows = len(tiny_model.knn_bank)
+    with pytest.raises(ParameterError, match=rf"knn_params.k.*<= the KNN bank size \({rows} "):
+        tiny_model.write_bundle(tmp_path / "b", knn_k=rows + 1)

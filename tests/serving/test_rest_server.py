@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.serving.registry import log_and_register
 
 pytestmark = pytest.mark.slow
@@ -43,13 +42,7 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
 @pytest.fixture
 def server(tiny_model, mlflow_store, tmp_path):
     """``mlflow models serve`` of the tiny model on 127.0.0.1; paths allowed in its image folder."""
-    artifacts = write_bundle(
-        tmp_path / "bundle",
-        tiny_model.bundle_config(),
-        tiny_model.text_features,
-        tiny_model.method.state_dict(),
-        tiny_model.checkpoint,
-    )
+    artifacts = tiny_model.write_bundle(tmp_path / "bundle")
     folder = str(tiny_model.images[0].parent.resolve())
     config = {"allowed_roots": [folder], "max_input_bytes": MAX_INPUT_BYTES}
     log_and_register(artifacts, "croft-clip-rest", ["champion"], model_config=config)

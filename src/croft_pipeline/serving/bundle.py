@@ -1,7 +1,9 @@
 """The files a served model consists of, written and read without pickle.
 
-Artifacts: ``config`` (JSON), ``text_features`` and ``adapter`` (safetensors), and, for a model
-whose CLIP weights are a local file, ``clip_checkpoint`` (that file, bundled as is).
+Artifacts: ``config`` (JSON), ``text_features`` and ``adapter`` (safetensors); for a model
+whose CLIP weights are a local file, ``clip_checkpoint`` (that file, bundled as is); for a model
+that serves the KNN score, ``knn_bank`` (safetensors: the method's embeddings of the ID features
+evaluation compared against, as the predictions table holds them).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from croft_pipeline.io_utils import atomic_write_bytes, save_safetensors
+from croft_pipeline.io_utils import atomic_write_bytes, save_safetensors, sha256_file
 from croft_pipeline.methods import restore_method
+from croft_pipeline.ood.scores import check_knn_k, score_parameters
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predictor import CroftPredictor
 
-BUNDLE_FORMAT = 2  # 2: the calibrated score's parameters (score_params)
+BUNDLE_FORMAT = 3  # 2: the calibrated score's parameters (score_params); 3: the KNN bank
 CONFIG_KEYS = (
     "model_name",
     "pretrained",
@@ -44,11 +47,15 @@ def write_bundle(
     text_features: torch.Tensor,
     adapter_state: Mapping[str, torch.Tensor],
     checkpoint: str | os.PathLike | None = None,
+    knn_bank: torch.Tensor | None = None,
+    knn_params: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """Write the bundle files into ``out_dir``; returns the MLflow ``artifacts`` mapping.
 
     ``config`` holds CONFIG_KEYS; ``pretrained`` is a hub tag, or ignored when ``checkpoint``
-    (a local CLIP weights file) is given: the file then travels with the model.
+    (a local CLIP weights file) is given: the file then travels with the model. ``knn_bank``
+    (``[M, D]``, the method's embeddings of the bank rows) with ``knn_params`` (``{"k": ...}``)
+    adds the ``knn`` score; a model calibrated on ``knn`` needs it.
     """
     missing = [key for key in CONFIG_KEYS if key not in config]
     if missing:
@@ -58,12 +65,15 @@ def write_bundle(
             f"text features {tuple(text_features.shape)} do not match "
             f"{len(config['class_names'])} class names"
         )
+    knn = _knn_params(config, knn_bank, knn_params, int(text_features.shape[1]))
     out = Path(out_dir)
     document = {
         **{key: config[key] for key in CONFIG_KEYS},
         "format": BUNDLE_FORMAT,
         "embed_dim": int(text_features.shape[1]),
         "bundled_checkpoint": checkpoint is not None,
+        "clip_checkpoint_sha256": sha256_file(checkpoint) if checkpoint is not None else None,
+        "knn_params": knn,
     }
     artifacts = {
         "config": atomic_write_bytes(out / "config.json", json.dumps(document, indent=2).encode()),
@@ -74,7 +84,29 @@ def write_bundle(
     }
     if checkpoint is not None:
         artifacts["clip_checkpoint"] = Path(checkpoint)
+    if knn_bank is not None:
+        artifacts["knn_bank"] = _save_tensors(out / "knn_bank.safetensors", {"bank": knn_bank})
     return {name: str(path) for name, path in artifacts.items()}
+
+
+def _knn_params(
+    config: Mapping[str, Any],
+    bank: torch.Tensor | None,
+    params: Mapping[str, Any] | None,
+    dim: int,
+) -> dict[str, Any] | None:
+    """The KNN score's full parameters when a bank is bundled (checked against it), else None."""
+    if bank is None:
+        if config["score"] == "knn" or params is not None:
+            raise ValueError(
+                "the knn score needs its ID feature bank: pass knn_bank to write_bundle"
+            )
+        return None
+    if bank.ndim != 2 or bank.shape[1] != dim:
+        raise ValueError(f"knn_bank must be [M, {dim}], got {tuple(bank.shape)}")
+    resolved = score_parameters("knn", params or {})
+    check_knn_k(resolved["k"], bank.shape[0], "knn_params.k")
+    return resolved
 
 
 def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> Path:
@@ -105,6 +137,7 @@ def load_predictor(
     config = read_config(artifacts)
     device = device or config.get("device", "auto")
     text_features = load_file(artifacts["text_features"])["text_features"]
+    knn_bank = load_file(artifacts["knn_bank"])["bank"] if config["knn_params"] else None
     method = restore_method(
         config["method"],
         {**config["method_config"], "device": device},
@@ -141,6 +174,8 @@ def load_predictor(
         embed_dim=int(config["embed_dim"]),
         score=config["score"],
         score_params=dict(config["score_params"]),
+        knn_bank=knn_bank,
+        knn_params=dict(config["knn_params"] or {}),
         encode_images=encode_images,
         input_policy=input_policy or InputPolicy(),
     )

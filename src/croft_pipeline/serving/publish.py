@@ -15,6 +15,7 @@ from croft_pipeline.features import FeatureTable
 from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
+from croft_pipeline.ood.scores import stacked
 from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.serving.gates import check_gates
 from croft_pipeline.serving.registry import alias_version, registration
@@ -70,6 +71,20 @@ def served_method(
     return model.name, config, model.state_dict()
 
 
+def knn_bank(predictions: pd.DataFrame, method: str, seed: int, split: str) -> torch.Tensor:
+    """The KNN bank evaluation scores ``method`` at ``seed`` against: the ``embedding`` of its
+    ``split`` rows in the predictions table."""
+    rows = predictions[
+        (predictions["method"] == method)
+        & (predictions["seed"] == int(seed))
+        & (predictions["split"] == split)
+    ]
+    where = f"KNN bank ({split!r} predictions of {method}, seed {seed}; evaluate.knn_bank_split)"
+    if rows.empty:
+        raise ValueError(f"{where}: no rows")
+    return torch.from_numpy(stacked(rows["embedding"], where)).float()
+
+
 def interval_gate_pairs(register: Mapping[str, Any], gates: Mapping[str, Any]):
     """(registered method, baseline) of every gate that compares with an interval."""
     return [
@@ -92,9 +107,15 @@ def publish_model(
     register: Mapping[str, Any],
     gates: Mapping[str, Any],
     record: Callable[[dict[str, Any]], None],
+    predictions: pd.DataFrame | None = None,
+    knn: Mapping[str, Any] | None = None,
+    knn_bank_split: str = "train",
 ) -> dict[str, Any]:
     """Bundle, log and register ``register.method`` at its seed; ``champion`` moves only if every
-    gate passes. ``record(registration)`` runs last: if it fails, the registry is unchanged."""
+    gate passes. ``record(registration)`` runs last: if it fails, the registry is unchanged.
+
+    With ``knn`` (the ``evaluate.scores.knn`` parameters) the model serves the KNN score too,
+    its bank taken from ``predictions`` (:func:`knn_bank`)."""
     method = register["method"]
     runs = trained_runs(train_summary, method)
     seed = choose_seed(runs, register.get("seed"))
@@ -134,7 +155,10 @@ def publish_model(
     passed = all(result.passed for result in results)
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = write_bundle(tmp, config, text_features.features[:, 0], state, checkpoint)
+        bank = None if knn is None else knn_bank(predictions, method, int(seed), knn_bank_split)
+        artifacts = write_bundle(
+            tmp, config, text_features.features[:, 0], state, checkpoint, bank, knn
+        )
         tags = {"method": method, "seed": seed, "gates_passed": str(passed).lower()}
         model_config = register.get("model_config")
         with registration(

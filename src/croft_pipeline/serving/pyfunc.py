@@ -1,7 +1,8 @@
 """The MLflow pyfunc wrapper: a thin shell around :class:`CroftPredictor`.
 
-Logged as "models from code" (``model_code.py``), so loading it runs code from the installed
-package and never unpickles anything. Its MLflow model config is the input policy
+Logged as "models from code" (``model_code.py``) with the ``croft_pipeline`` package in the
+model's ``code/`` folder, so loading it needs no checkout or install of the project and never
+unpickles anything. Its MLflow model config is the input policy
 (``serving.inputs.InputPolicy``): ``allowed_roots`` and ``max_input_bytes``, set when logged and
 overridable by whoever loads or serves it (``load_model(..., model_config=...)``, or the
 ``SERVING_MODEL_CONFIG`` JSON for ``mlflow models serve``), never by a request.
@@ -20,6 +21,7 @@ from safetensors.torch import load_file
 
 from croft_pipeline.serving.bundle import load_predictor
 from croft_pipeline.serving.inputs import InputPolicy, InvalidInputError
+from croft_pipeline.serving.predictor import KNN_COLUMN
 
 
 class RefusedInput(MlflowException):
@@ -39,7 +41,8 @@ class RefusedInput(MlflowException):
 
 class CroftClipModel(mlflow.pyfunc.PythonModel):
     """Input: a DataFrame with a ``path``, ``image`` (bytes or base64 text) or ``embedding``
-    column. Output per row: ``label``, ``class_name``, ``score``, ``energy``, ``is_unknown``.
+    column. Output per row: ``label``, ``class_name``, ``score``, ``energy``, ``knn`` (when the
+    model bundles a KNN bank), ``is_unknown``.
     """
 
     def load_context(self, context) -> None:
@@ -54,7 +57,7 @@ class CroftClipModel(mlflow.pyfunc.PythonModel):
 
 
 def model_signature() -> ModelSignature:
-    """One of three optional input columns; the five output columns.
+    """One of three optional input columns; the output columns (``knn`` optional).
 
     ``image`` and ``embedding`` are untyped so that MLflow hands them over as sent: the model
     checks base64 text against the size cap before decoding it, and names the row of any
@@ -73,6 +76,7 @@ def model_signature() -> ModelSignature:
             ColSpec(DataType.string, "class_name"),
             ColSpec(DataType.double, "score"),
             ColSpec(DataType.double, "energy"),
+            ColSpec(DataType.double, KNN_COLUMN, required=False),
             ColSpec(DataType.boolean, "is_unknown"),
         ]
     )

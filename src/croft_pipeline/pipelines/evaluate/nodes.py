@@ -187,6 +187,7 @@ def register_model(
     summary: pd.DataFrame,
     comparisons: pd.DataFrame,
     logged: dict,
+    predictions: pd.DataFrame,
     project_dir: str,
     clip: dict,
     params: dict,
@@ -196,10 +197,11 @@ def register_model(
     Runs after the report and the MLflow logging (``logged``), so a run that fails earlier never
     registers a version. It writes ``register.registration_file`` itself, last: if that or the
     registration artifact fails, the aliases move back and the version is deleted. The served
-    CLIP encodes at ``clip.precision``, as embed did.
+    CLIP encodes at ``clip.precision``, as embed did; when ``evaluate.scores`` has ``knn``, the
+    model serves it with the bank evaluation used (from ``predictions``).
     """
     del logged  # an input only so that Kedro runs this node last
-    register = params["register"]
+    register, evaluation = params["register"], EvaluationConfig.from_params(params)
     path = Path(project_dir) / register["registration_file"]
     if not register.get("enabled", True):
         document = {"registered": False, "reason": "evaluate.register.enabled is false"}
@@ -224,5 +226,8 @@ def register_model(
         register,
         params["gates"],
         record,
+        predictions,
+        evaluation.scores.get("knn"),
+        evaluation.knn_bank_split,
     )
     return {"registered": True, **registration}

@@ -102,6 +102,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "evaluation_summary",
                     "evaluation_comparisons",
                     "evaluation_logged",
+                    "predictions",
                     "project_dir",
                     "params:clip",
                     "params:evaluate",

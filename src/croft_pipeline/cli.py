@@ -1,0 +1,83 @@
+"""``croft-pipeline``: predict a folder of images with a served model, or say what a model is.
+
+    croft-pipeline predict --model models:/croft-clip@champion --images DIR --out predictions.csv
+    croft-pipeline info --model models:/croft-clip@champion
+
+``--model`` is an MLflow model URI (``models:/name@alias``, ``models:/name/version``) or a local
+model folder. The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import croft_pipeline  # noqa: F401  (offline defaults before MLflow loads)
+from croft_pipeline.serving.predict_folder import DEFAULT_BATCH_SIZE
+
+DEFAULT_MODEL = "models:/croft-clip@champion"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # conf/base/mlflow.yml, from the project root
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="croft-pipeline", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="predict every image of a folder into a CSV")
+    info = commands.add_parser("info", help="what a model is: CLIP, method, classes, metrics")
+    for command in (predict, info):
+        command.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+        command.add_argument(
+            "--tracking-uri",
+            default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+            help=f"MLflow tracking and registry URI (default: $MLFLOW_TRACKING_URI or "
+            f"{DEFAULT_TRACKING_URI})",
+        )
+    predict.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    predict.add_argument("--out", required=True, help="CSV file to write")
+    predict.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an error it expects (a bad folder, model or URI) is one line on stderr
+    and exit status 1."""
+    args = parser().parse_args(argv)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(args.tracking_uri)
+    mlflow.set_registry_uri(args.tracking_uri)
+    try:
+        print(COMMANDS[args.command](args))
+    except (OSError, ValueError, KeyError, MlflowException) as error:
+        print(f"croft-pipeline {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def predict(args: argparse.Namespace) -> str:
+    from croft_pipeline.serving.predict_folder import predict_folder
+
+    result = predict_folder(
+        args.model, args.images, args.out, args.batch_size, progress=not args.no_progress
+    )
+    return f"{result.summary()} -> {args.out}"
+
+
+def info(args: argparse.Namespace) -> str:
+    from croft_pipeline.serving.model_info import format_info, model_info
+
+    facts = model_info(args.model)
+    return json.dumps(facts, indent=2) if args.json else format_info(facts)
+
+
+COMMANDS = {"predict": predict, "info": info}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
