@@ -46,7 +46,9 @@ SESSION_STARTED = "Kedro project croft_pipeline"  # KedroSession.run's first log
 NODE_DONE = re.compile(r"node (\S+) done in")  # croft_pipeline.hooks.NodeTimingHook
 
 # Fields that differ between two uninterrupted runs, excluded from the comparison by name:
-TIMINGS = {"fit_seconds", "seconds"}  # train_summary.json: wall times of the fits
+# train_summary.json: wall times of the fits and the MLflow run of each
+TRAIN_RUN_FIELDS = {"fit_seconds", "seconds", "mlflow_run_id"}
+RUN_ID = re.compile(rb"\b[0-9a-f]{32}\b")  # report.html: the MLflow run its provenance box links
 REGISTRY_FIELDS = {"version", "model_uri", "run_id", "champion_version"}  # model_registration:
 # the version a run registers (and its run) counts the store's earlier versions
 
@@ -155,7 +157,9 @@ def _outputs(project: Path, pipeline: str) -> dict[str, Any]:
             elif file.suffix == ".safetensors":
                 files[name] = _tensors(file)
             elif file.name == "train_summary.json":
-                files[name] = _without(json.loads(file.read_text()), TIMINGS)
+                files[name] = _without(json.loads(file.read_text()), TRAIN_RUN_FIELDS)
+            elif file.name == "report.html":
+                files[name] = RUN_ID.sub(b"<run id>", file.read_bytes())
             elif file.name == "model_registration.json":
                 files[name] = _without(json.loads(file.read_text()), REGISTRY_FIELDS)
             else:

@@ -6,14 +6,14 @@ import kedro_mlflow  # noqa: F401  (its import forces its logger to INFO; undone
 from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
-from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook
+from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
 from croft_pipeline.run_lock import RunLockHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
-HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook())
+HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook(), ProvenanceHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

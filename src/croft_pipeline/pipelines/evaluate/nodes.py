@@ -23,10 +23,13 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.provenance import Provenance
 from croft_pipeline.reporting.report import build_plots, build_report
+from croft_pipeline.reporting.tables import headline_rows
 from croft_pipeline.serving.publish import interval_gate_pairs, publish_model
 
 WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
+EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged its test metrics
 
 
 def score_samples(
@@ -126,12 +129,23 @@ def render_report(
     comparisons: pd.DataFrame,
     train_summary: dict,
     plots: dict[str, Any],
+    evaluation_scores: pd.DataFrame,
+    provenance: Provenance,
     params: dict,
 ) -> str:
-    """The self-contained HTML report (plots as embedded PNGs), opening with the verdict."""
+    """The self-contained HTML report (plots as embedded PNGs), opening with its provenance and
+    the verdict."""
     pngs = {name: partition_value(value) for name, value in plots.items()}
     return build_report(
-        summary, domain_summary, comparisons, train_summary, pngs, params["report"]["title"]
+        summary,
+        domain_summary,
+        comparisons,
+        train_summary,
+        pngs,
+        params["report"]["title"],
+        sample_scores=evaluation_scores,
+        splits=params["splits"],
+        provenance=provenance,
     )
 
 
@@ -142,12 +156,16 @@ def log_to_mlflow(
     metrics: dict[str, Any],
     plots: dict[str, Any],
     report: str,
+    train_summary: dict,
 ) -> dict[str, Any]:
-    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts.
+    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts;
+    and each method's headline metrics per seed on its training run (``mlflow_run_id`` in
+    ``train_summary``), so that MLflow's compare-runs view is the method table.
 
     Returns what it logged (registration waits for it: a model is registered last)."""
     if not tracking.tracking_active():
         return {"logged": False}
+    evaluated = _log_on_training_runs(results, train_summary)
     log = tracking.metric_logger()
     log(0, {f"{r.method}/{r.shift}/{r.metric}": r.mean for r in summary.itertuples()})
     log(0, {f"{r.method}/{r.shift}/{r.metric}_std": r.std for r in summary.itertuples()})
@@ -167,7 +185,25 @@ def log_to_mlflow(
         for name, value in plots.items():
             (folder / f"{name}.png").write_bytes(partition_value(value))
             tracking.log_file_artifact(folder / f"{name}.png", "evaluation/plots")
-    return {"logged": True, "metrics": len(summary), "plots": len(plots)}
+    return {"logged": True, "metrics": len(summary), "plots": len(plots), "runs": len(evaluated)}
+
+
+def _log_on_training_runs(results: pd.DataFrame, train_summary: dict) -> list[str]:
+    """The results table's rows (accuracy, headline detection, deploy, paper) of each method and
+    seed as ``<shift>/<metric>`` on the method's training run, tagged with this run's id."""
+    headline = headline_rows(results)
+    values = {
+        run["mlflow_run_id"]: {
+            f"{r.shift}/{r.metric}": r.value
+            for r in headline[
+                (headline["method"] == method) & (headline["seed"] == int(seed))
+            ].itertuples()
+        }
+        for method, entry in train_summary["methods"].items()
+        for seed, run in entry["seeds"].items()
+        if run.get("mlflow_run_id")
+    }
+    return tracking.log_to_recorded_runs(values, {EVALUATED_IN: tracking.active_run_id()})
 
 
 def register_model(
@@ -180,6 +216,7 @@ def register_model(
     comparisons: pd.DataFrame,
     logged: dict,
     project_dir: str,
+    provenance: Provenance,
     clip: dict,
     params: dict,
 ) -> dict[str, Any]:
@@ -216,5 +253,6 @@ def register_model(
         register,
         params["gates"],
         record,
+        provenance,
     )
     return {"registered": True, **registration}

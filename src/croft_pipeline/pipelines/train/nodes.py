@@ -24,7 +24,7 @@ from croft_pipeline.methods.feature_sets import (
     train_set,
 )
 from croft_pipeline.methods.fitted import fitted_model
-from croft_pipeline.methods.selection import point_label
+from croft_pipeline.methods.selection import point_text, varied_keys
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
@@ -34,6 +34,7 @@ from croft_pipeline.runtime import worker_count
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
+ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
 
 
 def fit_methods(
@@ -91,14 +92,17 @@ def fit_methods(
     methods: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for outcome in outcomes:
-        _log_outcome(outcome, grids[outcome.name])
-        _record(outcome, grids[outcome.name], params["adapter_dir"], methods, weights)
+        run_ids = _log_outcome(outcome, grids[outcome.name])
+        _record(outcome, grids[outcome.name], params["adapter_dir"], methods, weights, run_ids)
     summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
     return weights, summary
 
 
-def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights: dict) -> None:
-    """The outcome's summary entries and weights (its WiSE-FT point as a method of its own)."""
+def _record(
+    outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights: dict, run_ids: dict
+) -> None:
+    """The outcome's summary entries and weights (its WiSE-FT point as a method of its own), with
+    the id of each entry's MLflow run (``run_ids`` by method name; evaluation logs there)."""
     name, seed = outcome.name, outcome.seed
     entry = methods.setdefault(
         name, {"mode": getattr(METHODS[name], "mode", None), "grid": grid, "seeds": {}}
@@ -117,6 +121,7 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         "grid": outcome.grid_rows(),
         "oracle": {"point": oracle["point"], **oracle["probe"]},
         "adapter": f"{adapter_dir}/{partition_id(name, seed)}.safetensors",
+        **_run_id(run_ids.get(name)),
     }
     if outcome.wise is None:
         return
@@ -130,16 +135,24 @@ def _record(outcome: FitOutcome, grid, adapter_dir: str, methods: dict, weights:
         "alpha": wise["alpha"],
         "best_val_accuracy": wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
         "val_accuracy_by_alpha": wise["val_accuracy_by_alpha"],
+        **_run_id(run_ids.get(wise_name(name))),
     }
 
 
-def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
-    """One nested MLflow run per method and seed, one below it per grid point tried."""
+def _run_id(run_id: str | None) -> dict[str, str]:
+    return {"mlflow_run_id": run_id} if run_id else {}
+
+
+def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, str]:
+    """One nested MLflow run per method and seed (named by its kept grid point), one below it per
+    grid point tried, and one for its WiSE-FT point; returns their ids by method name."""
     if not tracking.tracking_active():
-        return
+        return {}
     name, seed = outcome.name, outcome.seed
     tags = {"method": name, "seed": str(seed), "mode": str(getattr(METHODS[name], "mode", None))}
-    with tracking.child_run(f"{name}/seed_{seed}", tags=tags):
+    kept = {key: outcome.config[key] for key in varied_keys(grid) if key in outcome.config}
+    title = tracking.run_name(name, f"seed {seed}", point_text(kept))
+    with tracking.child_run(title, tags={**tags, ROLE: "method"}) as run_id:
         tracking.log_params({"method": name, "seed": seed, **outcome.config, "grid": grid})
         tracking.log_history(outcome.report.history)
         values = {
@@ -151,7 +164,9 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
             values["wise_alpha"] = outcome.wise["alpha"]
         tracking.metric_logger()(0, values)
         for row in outcome.grid if len(outcome.grid) > 1 else []:
-            with tracking.child_run(point_label(row["point"]) or "default", tags=tags):
+            shown = {k: v for k, v in row["point"].items() if k in varied_keys(grid)}
+            point = tracking.run_name(name, f"seed {seed}", f"grid {point_text(shown)}")
+            with tracking.child_run(point, tags={**tags, ROLE: "grid point"}):
                 tracking.log_params(row["point"])
                 tracking.log_history(row.get("history", []))
                 final = {f"best_{k}" if k == "val_accuracy" else k: row[k]
@@ -164,6 +179,22 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
             path = Path(tmp) / "adapter.safetensors"
             save_file(outcome.state, str(path))
             tracking.log_file_artifact(path)
+    run_ids = {name: run_id}
+    if outcome.wise is not None:
+        run_ids[wise_name(name)] = _log_wise(outcome, tags)
+    return run_ids
+
+
+def _log_wise(outcome: FitOutcome, tags: dict[str, str]) -> str | None:
+    """The WiSE-FT point as a run of its own, beside its base method's (a method of the report)."""
+    wise, name = outcome.wise, wise_name(outcome.name)
+    title = tracking.run_name(name, f"seed {outcome.seed}", f"alpha={wise['alpha']:g}")
+    with tracking.child_run(title, tags={**tags, "method": name, ROLE: "method"}) as run_id:
+        tracking.log_params({"method": name, "base": outcome.name, "seed": outcome.seed,
+                             "alpha": wise["alpha"], "space": wise["space"]})  # fmt: skip
+        accuracy = wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"]
+        tracking.metric_logger()(0, {"best_val_accuracy": accuracy, "wise_alpha": wise["alpha"]})
+    return run_id
 
 
 def predict_splits(
