@@ -45,8 +45,9 @@ FRACTIONS = (0.05, 0.9)  # kill points: this share of the measured duration afte
 SESSION_STARTED = "Kedro project croft_pipeline"  # KedroSession.run's first log line
 NODE_DONE = re.compile(r"node (\S+) done in")  # croft_pipeline.hooks.NodeTimingHook
 
-# Fields that differ between two uninterrupted runs, excluded from the comparison by name
-# (train_summary.json holds no wall times: they are in MLflow):
+# What differs between two uninterrupted runs, excluded from the comparison by name
+# (train_summary.json holds no wall times and no run ids: they are in MLflow, training_runs.json):
+RUN_ID = re.compile(rb"\b[0-9a-f]{32}\b")  # report.html: the MLflow run its provenance box links
 REGISTRY_FIELDS = {"version", "model_uri", "run_id", "champion_version"}  # model_registration:
 # the version a run registers (and its run) counts the store's earlier versions
 
@@ -154,6 +155,12 @@ def _outputs(project: Path, pipeline: str) -> dict[str, Any]:
                 files[name] = None
             elif file.suffix == ".safetensors":
                 files[name] = _tensors(file)
+            elif file.name == "training_runs.json":  # the ids of this run's MLflow runs
+                files[name] = {
+                    m: sorted(seeds) for m, seeds in json.loads(file.read_text()).items()
+                }
+            elif file.name == "report.html":
+                files[name] = RUN_ID.sub(b"<run id>", file.read_bytes())
             elif file.name == "model_registration.json":
                 files[name] = _without(json.loads(file.read_text()), REGISTRY_FIELDS)
             else:

@@ -30,14 +30,19 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
+from croft_pipeline import tracking
 from croft_pipeline.config import config_loader
+from croft_pipeline.datasets import ProvenanceDataset
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import EvaluationConfig, summarise
 from croft_pipeline.pipeline_registry import register_pipelines
 from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
+from croft_pipeline.provenance import ProvenanceRecorder, recorder_for, ui_address
+from croft_pipeline.settings import CONFIG_LOADER_ARGS
 from croft_pipeline.validation import DataValidationError
 
 logger = logging.getLogger(__name__)
+BASE_ENV = CONFIG_LOADER_ARGS["base_env"]  # env None: the base configuration (config_loader)
 
 PUBLISHED = ("manifest", "clip_model_spec", "dataset_roots", "id_classes", "openset_kinds")
 FOLD_PIPELINES = ("embed", "train", "evaluate")
@@ -77,8 +82,11 @@ def ensure_published(project: Path, env: str | None) -> None:
             session.run(pipeline_names=["ingest", "pretrain"])
 
 
-def _fold_catalog(project: Path, env: str | None, params: dict, splits: pd.DataFrame):
-    """The published inputs from disk, the fold's splits and every parameter in memory."""
+def _fold_catalog(
+    project: Path, env: str | None, params: dict, splits: pd.DataFrame, recorder: ProvenanceRecorder
+):
+    """The published inputs from disk, the fold's splits, every parameter in memory, and the
+    benchmark's provenance."""
     entries = config_loader(project, env)["catalog"]
     config = {}
     for name in (*PUBLISHED, "project_dir"):
@@ -92,6 +100,7 @@ def _fold_catalog(project: Path, env: str | None, params: dict, splits: pd.DataF
         catalog[key] = MemoryDataset(value, copy_mode="assign")
     for name in KEPT:
         catalog[name] = KeptDataset(copy_mode="assign")
+    catalog["provenance"] = ProvenanceDataset(recorder)
     return catalog
 
 
@@ -111,7 +120,22 @@ def fold_pipeline():
     return Pipeline([node for node in combined.nodes if node.name not in SKIPPED_NODES])
 
 
-def run_fold(project: Path, env: str | None, params: dict, heldout: str) -> Fold:
+def benchmark_recorder(project: Path, env: str | None) -> ProvenanceRecorder:
+    """The benchmark's provenance (the active MLflow run, if any, is its run)."""
+    config = config_loader(project, env)
+    ui = ui_address(config["mlflow"].get("ui"))
+    return recorder_for(
+        project, env or BASE_ENV, "benchmark", config["catalog"], tracking.active_run_ref(ui)
+    )
+
+
+def run_fold(
+    project: Path,
+    env: str | None,
+    params: dict,
+    heldout: str,
+    recorder: ProvenanceRecorder | None = None,
+) -> Fold:
     """One held-out domain through embed -> train -> evaluate, outputs kept in memory."""
     started = time.perf_counter()
     fold_params = {
@@ -125,7 +149,8 @@ def run_fold(project: Path, env: str | None, params: dict, heldout: str) -> Fold
     report = validate_data(manifest, splits, id_classes, fold_params["ingest"], str(project))
     if not report["success"]:  # the same data checks as the default run's splits
         raise DataValidationError(f"held-out {heldout}: {report['failure_message']}")
-    catalog = _fold_catalog(project, env, fold_params, splits)
+    recorder = recorder or benchmark_recorder(project, env)
+    catalog = _fold_catalog(project, env, fold_params, splits, recorder)
     with chdir(project):
         SequentialRunner().run(fold_pipeline(), catalog)
     outputs = {name: catalog.load(name) for name in KEPT}
@@ -149,9 +174,9 @@ def run_benchmark(
     ensure_published(project, env)
     params = dict(config_loader(project, env)["parameters"])
     heldout_domains = list(folds or domains_of(params))
-    tracking = config_loader(project, env)["mlflow"]["server"]["mlflow_tracking_uri"]
+    tracking_uri = config_loader(project, env)["mlflow"]["server"]["mlflow_tracking_uri"]
     with chdir(project):
-        mlflow.set_tracking_uri(tracking)
+        mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment("croft-pipeline-benchmark")
         with mlflow.start_run(
             run_name="accuracy benchmark", tags={"benchmark": "accuracy"}
@@ -159,15 +184,18 @@ def run_benchmark(
             mlflow.log_params(
                 {"folds": ",".join(heldout_domains), "seeds": str(params["seeds"]), "env": str(env)}
             )
+            recorder = benchmark_recorder(project, env)
+            tracking.tag_active_run(recorder.current().tags())
             done = []
             for heldout in heldout_domains:
                 with mlflow.start_run(
                     run_name=f"heldout={heldout}", nested=True, tags={"heldout": heldout}
                 ):
-                    fold = run_fold(project, env, params, heldout)
+                    fold = run_fold(project, env, params, heldout, recorder)
                     mlflow.log_metric("fold_seconds", fold.seconds)
                 done.append(fold)
                 logger.info("benchmark: fold %s done in %.0f s", heldout, fold.seconds)
+            tracking.tag_run_tree(recorder.current().tags())
     return aggregate(done, params, parent.info.run_id)
 
 

@@ -24,6 +24,13 @@ from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 KEDRO = "scripts/kedro"  # runs Kedro with the project's interpreter (see the script)
 METRICS_FILES = {"data/08_reporting/metrics.json"}
+RUN_RECORDS = {  # outputs that say what one run did, so a forced rerun changes their hash
+    "emojishift_receipt": "`reused`: whether this run rendered the images or found them",
+    "clip_pretrain_report": "`reused`, `seconds`: whether this run trained the checkpoint",
+    "training_runs": "the ids of this run's MLflow training runs",
+    "evaluation_report": "the provenance box links this run's MLflow run",
+    "model_registration": "the registry version and MLflow run this run registered",
+}
 PLOTS = {  # catalog dataset -> its `dvc plots` definition (templates: .dvc/plots/<name>.json)
     "roc_curve": {
         "title": "ROC of the plot score: ID test (positive) vs open-set",

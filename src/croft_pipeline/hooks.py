@@ -1,4 +1,5 @@
-"""Project hooks: one log line per node with its wall time; parameters checked at the start."""
+"""Project hooks: one log line per node with its wall time; parameters checked at the start;
+every MLflow run of a pipeline run tagged with its provenance."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.provenance import ProvenanceRecorder, recorder_for, ui_address
 
 logger = logging.getLogger(__name__)
 
@@ -42,3 +44,71 @@ class ParameterCheckHook:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, catalog: Any) -> None:
         check_parameters(catalog.load("parameters"))
+
+
+class ProvenanceHook:
+    """Gives the run's nodes the ``provenance`` dataset and tags MLflow with the same facts: the
+    pipeline's run at its start (with its description, ``mlflow.note.content``), then, before
+    kedro-mlflow ends it, that run and every run nested below it with the facts at the end (the
+    data digests of what the run wrote). Wrappers, like ``RunLockHook``: code after ``yield`` in
+    ``before_pipeline_run`` runs once kedro-mlflow has opened its run, code before ``yield`` in
+    the end hooks before kedro-mlflow closes it."""
+
+    def __init__(self) -> None:
+        self._ui, self._catalog = ui_address(None), {}
+        self._recorder: ProvenanceRecorder | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        try:
+            self._ui = ui_address(context.config_loader["mlflow"].get("ui"))
+        except (KeyError, ValueError):  # no mlflow.yml: the default address
+            self._ui = ui_address(None)
+
+    @hook_impl
+    def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
+        self._catalog = dict(conf_catalog or {})
+
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], catalog: Any):
+        from croft_pipeline import tracking  # MLflow only when a pipeline runs
+        from croft_pipeline.datasets import ProvenanceDataset
+        from croft_pipeline.run_lock import pipeline_label
+        from croft_pipeline.settings import CONFIG_LOADER_ARGS
+
+        result = yield  # kedro-mlflow opens the pipeline's run here
+        self._recorder = recorder_for(
+            run_params["project_path"],
+            run_params.get("env") or CONFIG_LOADER_ARGS["default_run_env"],
+            pipeline_label(run_params),
+            self._catalog,
+            tracking.active_run_ref(self._ui),
+        )
+        catalog["provenance"] = ProvenanceDataset(self._recorder)
+        facts = self._recorder.current()
+        tracking.tag_active_run({**facts.tags(), "mlflow.note.content": facts.description()})
+        return result
+
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self):
+        self._tag_runs()
+        return (yield)  # kedro-mlflow ends its run here
+
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self):
+        self._tag_runs()
+        return (yield)
+
+    def _tag_runs(self) -> None:
+        """Never fails the run: an untagged run is logged, the run's own outcome stands."""
+        import mlflow
+
+        from croft_pipeline import tracking
+
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        try:
+            tracking.tag_run_tree(recorder.current().tags())
+        except (mlflow.exceptions.MlflowException, OSError) as error:
+            logger.warning("MLflow runs not tagged with their provenance: %s", error)

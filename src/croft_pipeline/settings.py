@@ -7,7 +7,7 @@ import kedro_mlflow  # noqa: F401  (its import forces its logger to INFO; undone
 from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
-from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook
+from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
 from croft_pipeline.run_lock import RunLockHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
@@ -23,7 +23,7 @@ def store_root() -> str:
     return f"{root.rstrip('/')}/" if root else ""
 
 
-HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook())
+HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook(), ProvenanceHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -21,6 +21,8 @@ from typing import Any
 
 import mlflow
 
+from croft_pipeline.provenance import MlflowRun
+
 logger = logging.getLogger(__name__)
 
 OWNER_LOCK, OWNER_HOST, OWNER_PID = "croft.run_lock", "croft.host", "croft.pid"
@@ -32,13 +34,78 @@ def tracking_active() -> bool:
 
 
 @contextmanager
-def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[None]:
-    """A nested MLflow run under the active one; a no-op when no run is active."""
+def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[str | None]:
+    """A nested MLflow run under the active one (yields its id); a no-op yielding ``None`` when
+    no run is active."""
     if not tracking_active():
-        yield
+        yield None
         return
-    with mlflow.start_run(run_name=name, nested=True, tags=tags or {}):
-        yield
+    with mlflow.start_run(run_name=name, nested=True, tags=tags or {}) as run:
+        yield run.info.run_id
+
+
+def run_name(*parts: str) -> str:
+    """``croft_clean / seed 1 / lambda2=100``: what a run is, as the MLflow UI lists it."""
+    return " / ".join(part for part in parts if part)
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return None if run is None else run.info.run_id
+
+
+def active_run_ref(ui_address: str) -> MlflowRun | None:
+    """The active run (for a link from `mlflow ui` at ``ui_address``), or ``None``."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    return MlflowRun(run.info.run_id, run.info.experiment_id, ui_address)
+
+
+def tag_run_tree(tags: dict[str, str]) -> int:
+    """Set ``tags`` on the active run and every run nested below it; return how many runs."""
+    if not tracking_active() or not tags:
+        return 0
+    from mlflow.entities import RunTag
+
+    client, root = mlflow.MlflowClient(), mlflow.active_run().info
+    batch = [RunTag(key, str(value)[:5000]) for key, value in tags.items()]
+    pending, tagged = [root.run_id], 0
+    while pending:
+        run_id = pending.pop()
+        client.log_batch(run_id, tags=batch)
+        tagged += 1
+        pending += [
+            run.info.run_id
+            for run in _search_all(client, [root.experiment_id], f"tags.{PARENT} = '{run_id}'")
+        ]
+    return tagged
+
+
+def log_to_recorded_runs(
+    values: dict[str, dict[str, float]], tags: dict[str, str] | None = None
+) -> list[str]:
+    """Log ``values[run_id]`` (finite values, step 0) and ``tags`` on runs that may have ended
+    (e.g. a training run recorded in ``train_summary``); a run this store does not hold is
+    skipped with a warning. Returns the ids logged to."""
+    if not tracking_active():
+        return []
+    from mlflow.entities import Metric, RunTag
+
+    client, now, logged = mlflow.MlflowClient(), int(time.time() * 1000), []
+    for run_id, metrics in values.items():
+        batch = [
+            Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)
+        ]
+        try:
+            client.log_batch(
+                run_id, metrics=batch, tags=[RunTag(k, v) for k, v in (tags or {}).items()]
+            )
+        except mlflow.exceptions.MlflowException as error:
+            logger.warning("MLflow run %s not logged to (%s)", run_id, error)
+            continue
+        logged.append(run_id)
+    return logged
 
 
 def metric_key(name: str) -> str:
@@ -154,16 +221,18 @@ def end_stale_runs(lock_path: str | os.PathLike, client: mlflow.MlflowClient | N
 
 def _running_runs(client: mlflow.MlflowClient) -> list:
     experiments = [e.experiment_id for e in client.search_experiments()]
+    return _search_all(client, experiments, "attributes.status = 'RUNNING'") if experiments else []
+
+
+def _search_all(client: mlflow.MlflowClient, experiments: list[str], query: str) -> list:
+    """Every run of ``experiments`` matching ``query``, page by page."""
     runs, token = [], None
-    while experiments:
-        page = client.search_runs(
-            experiments, "attributes.status = 'RUNNING'", max_results=1000, page_token=token
-        )
+    while True:
+        page = client.search_runs(experiments, query, max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
             return runs
-    return runs
 
 
 def _descendants(runs: list, roots: set[str]) -> set[str]:

@@ -17,6 +17,7 @@ from kedro.runner import SequentialRunner
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.pipelines.evaluate import create_pipeline
+from croft_pipeline.provenance import Provenance
 from croft_pipeline.serving.predict_folder import predict_folder
 from croft_pipeline.serving.registry import alias_version
 from tests.fixtures.served_model import CLASSES, METHOD_CONFIG, MODEL_NAME
@@ -26,6 +27,7 @@ from tests.reporting.browser import chromium_binary, inspect_page
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "croft-clip-pipeline-test"
+PROVENANCE = Provenance("1234567", "false", "test", "evaluate", {"manifest": "f" * 64}, "e" * 64)
 
 
 def _params() -> dict:
@@ -78,6 +80,7 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
                 f"clip_adapter/seed_{seed}": tiny.method.state_dict() for seed in (1, 2)
             },
             "project_dir": str(project),
+            "provenance": PROVENANCE,
             "params:clip": {"precision": "fp32"},
             "params:evaluate": _params(),
             # no WiSE-FT entries in this summary: the curves node has nothing to trace
@@ -128,6 +131,15 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert (gate_rows.loc[gate_rows["shift"] == "covariate", "low"] > 0).all()
     assert registration["seed"] == 1  # the best validation accuracy
     assert alias_version(MODEL, "candidate") == alias_version(MODEL, "champion") == "1"
+    # the version carries the run's provenance, its gated metrics and a one-line description
+    version = mlflow.MlflowClient().get_model_version(MODEL, "1")
+    assert {key: version.tags.get(key) for key in PROVENANCE.tags()} == PROVENANCE.tags()
+    summary = catalog.load("evaluation_summary").set_index(["method", "shift", "metric"])
+    for gated in ("covariate/accuracy", "openset/energy_auroc"):
+        mean = summary.loc[("clip_adapter", *gated.split("/")), "mean"]
+        assert float(version.tags[f"croft.metric.{gated}"]) == pytest.approx(mean, rel=1e-5)
+    assert version.description.startswith("clip_adapter seed 1 (candidate, champion): ")
+    assert "\n" not in version.description and "git commit 1234567" in version.description
 
     run = mlflow.search_runs(filter_string="attributes.run_name = 'evaluate-test'").iloc[0]
     assert run["metrics.clip_adapter/covariate/accuracy"] == pytest.approx(

@@ -42,7 +42,7 @@ def evaluate_params():
 def trained():
     splits, center, views, text = synthetic_tables()
     params = train_params()
-    weights, summary = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1, 2])
+    weights, summary, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1, 2])
     blobs = {key: save(state) for key, state in weights.items()}
     stored = {key: (lambda b=blob: load(b)) for key, blob in blobs.items()}  # lazy loaders
     predictions = nodes.predict_splits(splits, center, text, stored, summary)
@@ -93,7 +93,7 @@ def test_selection_never_reads_a_test_split(trained):
         for key in rows.loc[rows["split"].str.startswith("test"), "sha256"]:
             scrambled[index[key]] = 50 * torch.randn(scrambled.shape[1:], generator=noise)
         poisoned = FeatureTable(center.keys, scrambled, center.meta)
-        again, again_summary = nodes.fit_methods(
+        again, again_summary, _ = nodes.fit_methods(
             splits, poisoned, views, text, CLASSES, params, [seed]
         )
         for key, state in again.items():
@@ -150,9 +150,9 @@ def test_calibration_fixes_the_threshold_on_validation_only(trained):
 def test_fit_is_deterministic_in_one_or_two_processes_and_bad_inputs_are_named():
     splits, center, views, text = synthetic_tables(seeds=(1,))
     params = {**train_params(), "methods": ["croft_clean", "tip_adapter_f"]}
-    first, _ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
+    first, *_ = nodes.fit_methods(splits, center, views, text, CLASSES, params, [1])
     in_workers = {**params, "workers": 2}  # two spawned processes, one job each
-    second, _ = nodes.fit_methods(splits, center, views, text, CLASSES, in_workers, [1])
+    second, *_ = nodes.fit_methods(splits, center, views, text, CLASSES, in_workers, [1])
     assert first.keys() == second.keys()
     for key in first:
         assert all(torch.equal(first[key][k], second[key][k]) for k in first[key])

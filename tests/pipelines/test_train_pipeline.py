@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from croft_pipeline.config import config_loader
 from croft_pipeline.methods import METHODS, grid_points, restore_method
+from croft_pipeline.methods.selection import varied_keys
 from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import create_pipeline
 from tests.kedro_harness import load_params, pipeline_catalog
@@ -112,14 +113,33 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
 
 
 def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
-    _, params, parent, *_ = trained_project
+    project, params, parent, *_ = trained_project
     client = mlflow.MlflowClient()
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-    assert len(children) == len(METHODS) * len(SEEDS)
+    summary = json.loads((project / "data/06_models/train_summary.json").read_text())
+    runs = json.loads((project / "data/06_models/training_runs.json").read_text())
+    assert {m: set(r) for m, r in runs.items()} == {
+        m: set(e["seeds"]) for m, e in summary["methods"].items()
+    }
+    recorded = [run_id for seeds in runs.values() for run_id in seeds.values()]
+    assert sorted(recorded) == sorted(children["run_id"])  # evaluation logs its metrics there
+    trained = [name for name in METHODS if METHODS[name].trains]
+    assert len(children) == (len(METHODS) + len(trained)) * len(SEEDS)  # + the WiSE-FT points
+    wise = children[children["tags.method"].str.endswith("+wise")]
+    assert sorted(wise["tags.mlflow.runName"]) == sorted(
+        f"{name}+wise / seed {seed} / alpha={alpha:g}"
+        for name, seed, alpha in zip(wise["params.base"], wise["params.seed"],
+                                     wise["params.alpha"].astype(float), strict=True)
+    )  # fmt: skip
+    children = children.drop(wise.index)
     epochs = params["common"]["epochs"]
     for _, child in children.iterrows():
         name, run_id = child["tags.method"], child["run_id"]
-        assert child["tags.mlflow.runName"] == f"{name}/seed_{child['tags.seed']}"
+        grid = method_grids(params, [name])[name]
+        kept = ", ".join(f"{k}={float(child[f'params.{k}']):g}" for k in varied_keys(grid))
+        assert child["tags.mlflow.runName"] == " / ".join(
+            filter(None, [name, f"seed {child['tags.seed']}", kept])
+        )
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         assert {"config.json", "adapter.safetensors", "grid.json"} <= artifacts
         config = json.loads(
@@ -144,6 +164,8 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
         # every grid point tried is a run nested under the method's run, with its curve
         points = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
         assert len(points) == len(grid_points(method_grids(params, [name])[name]))
+        prefix = f"{name} / seed {child['tags.seed']} / grid "
+        assert all(title.startswith(prefix) for title in points["tags.mlflow.runName"])
         for point_id in points["run_id"]:
             assert len(client.get_metric_history(point_id, "val_accuracy")) == epochs
             assert client.get_metric_history(point_id, "oracle_test_covariate")

@@ -4,6 +4,7 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -15,6 +16,8 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.provenance import MlflowRun, Provenance
+from croft_pipeline.reporting.classes import class_accuracy, class_accuracy_table
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.reporting.tables import (
     detection_table,
@@ -22,7 +25,12 @@ from croft_pipeline.reporting.tables import (
     format_mean_std,
     summary_table,
 )
-from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions
+from tests.ood.synthetic import (
+    CLASSES,
+    LOGIT_SCALE,
+    synthetic_calibration,
+    synthetic_predictions,
+)
 from tests.reporting.browser import chromium_binary, inspect_page
 
 CONFIG = EvaluationConfig(scores={"energy": {}, "msp": {}, "knn": {"k": 2}})
@@ -40,7 +48,7 @@ def evaluation():
     )
     comparisons = compare_methods(scores, summary, CONFIG, ComparisonConfig(draws=200))
     plots = build_plots(scores, summary, domain_summary, WISE_CURVES, calibration, CONFIG.splits)
-    return summary, domain_summary, plots, comparisons
+    return summary, domain_summary, plots, comparisons, scores
 
 
 # a WiSE-FT curve of croft_clean from zero-shot (alpha 0) to fine-tuned (alpha 1)
@@ -53,6 +61,7 @@ WISE_CURVES = pd.DataFrame(
     ]
 )
 TRAIN_SUMMARY = {
+    "id_classes": CLASSES,
     "methods": {
         "zero_shot": {"seeds": {"1": {"config": {}, "best_epoch": -1, "best_val_accuracy": 0.5}}},
         "croft_clean": {
@@ -76,16 +85,36 @@ TRAIN_SUMMARY = {
             "space": "weight",
             "seeds": {"1": {"alpha": 0.5, "best_val_accuracy": 0.72}},
         },
-    }
+    },
 }
+
+
+RUN = MlflowRun("0123456789abcdef0123456789abcdef", "7")
+PROVENANCE = Provenance(
+    git_commit="a" * 40,
+    git_dirty="true",
+    kedro_env="test",
+    pipeline="__default__",
+    data={"manifest": "b" * 64},
+    clip_checkpoint_sha256="c" * 64,
+    mlflow=RUN,
+)
 
 
 @pytest.fixture(scope="module")
 def report_file(evaluation, tmp_path_factory) -> Path:
-    summary, domain_summary, plots, comparisons = evaluation
+    summary, domain_summary, plots, comparisons, scores = evaluation
     path = tmp_path_factory.mktemp("report") / "report.html"
     page = build_report(
-        summary, domain_summary, comparisons, TRAIN_SUMMARY, plots, "Synthetic <run>"
+        summary,
+        domain_summary,
+        comparisons,
+        TRAIN_SUMMARY,
+        plots,
+        "Synthetic <run>",
+        sample_scores=scores,
+        splits=CONFIG.splits,
+        provenance=PROVENANCE,
     )
     path.write_text(page, encoding="utf-8")
     return path
@@ -98,7 +127,7 @@ def test_format_mean_std():
 
 
 def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
-    summary, domain_summary, _, _ = evaluation
+    summary, domain_summary, *_ = evaluation
     table = summary_table(summary)
     assert list(table.index) == ["croft_clean", "zero_shot"]
     assert ("covariate", "accuracy") in table.columns
@@ -123,7 +152,7 @@ def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
 
 
 def test_plots_are_png_images(evaluation):
-    _, _, plots, _ = evaluation
+    plots = evaluation[2]
     assert set(plots) == {
         "accuracy_scatter",
         "energy_hist_croft_clean",
@@ -140,20 +169,43 @@ def test_report_is_self_contained_and_escaped(report_file, evaluation):
     page = report_file.read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == len(evaluation[2])
-    # the page opens with the verdict, then the ID-vs-covariate scatter
+    # the page opens with its provenance, then the verdict, then the ID-vs-covariate scatter
     first_table, first_figure = (
         page.index('id="verdict-table"'),
         page.index('id="accuracy-scatter"'),
     )
-    assert first_table < first_figure < page.index('id="summary-table"')
-    assert (
-        page.index("<table") > page.index("Verdict") and "▲" in page
-    )  # croft_clean wins beyond noise
+    assert page.index('id="provenance"') < first_table < first_figure
+    assert first_figure < page.index('id="class-table"') < page.index('id="confusion-zero_shot"')
+    assert page.index('id="confusion-zero_shot"') < page.index('id="summary-table"')
+    assert f'href="http://127.0.0.1:5000/#/experiments/7/runs/{RUN.run_id}"' in page
+    assert "a" * 40 + " (dirty)" in page and "c" * 64 in page
+    assert first_table > page.index("Verdict") and "▲" in page  # croft_clean wins beyond noise
     assert 'id="selection-table"' in page and "oracle (upper bound)" in page
     assert all(src.startswith("data:image/png;base64,") for src in sources)
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, flags=re.I)
     assert "<link" not in page and "<script" not in page
     assert "Synthetic &lt;run&gt;" in page
+
+
+def test_a_report_built_outside_a_run_says_its_provenance_is_unknown(evaluation):
+    summary, domain_summary, plots, comparisons, _ = evaluation
+    page = build_report(summary, domain_summary, comparisons, TRAIN_SUMMARY, plots, "t")
+    assert "provenance unknown" in page and 'id="class-table"' not in page
+
+
+def test_class_accuracy_matches_the_samples_and_puts_the_largest_drop_first(evaluation):
+    scores = evaluation[4]
+    table = class_accuracy_table(class_accuracy(scores, "test_id", "test_covariate", CLASSES))
+    assert list(table.columns) == ["mean drop", "croft_clean", "zero_shot"]
+    drops = [float(v) for v in table["mean drop"]]
+    assert drops == sorted(drops, reverse=True)
+    for name in CLASSES:
+        label = CLASSES.index(name)
+        for method in ("croft_clean", "zero_shot"):
+            rows = scores[(scores["method"] == method) & (scores["label"] == label)]
+            by_split = rows.groupby("split")["correct"].mean()
+            expected = f"{by_split['test_id']:.3f} → {by_split['test_covariate']:.3f}"
+            assert table.loc[name, method] == expected
 
 
 @pytest.mark.skipif(
@@ -163,11 +215,36 @@ def test_report_renders_in_headless_chromium(report_file, evaluation):
     seen = inspect_page(report_file)
     assert seen["images"] == len(evaluation[2])
     assert seen["loaded"] == seen["images"], seen["widths"]
-    tables = {table["id"]: table["rows"] for table in seen["tables"]}
-    assert tables["summary-table"] == 2 and tables["domain-table"] == 2
-    assert tables["verdict-table"] == 1 and tables["selection-table"] == 3
-    assert tables["detection-table"] == 6
+    tables = {table["id"]: table for table in seen["tables"]}
+    rows = {name: table["rows"] for name, table in tables.items()}
+    assert rows["summary-table"] == 2 and rows["domain-table"] == 2
+    assert rows["verdict-table"] == 1 and rows["selection-table"] == 3
+    assert rows["detection-table"] == 6
     assert seen["title"] == "Synthetic <run>"
+    # the provenance box comes first and links the MLflow run
+    assert seen["first_heading"] == "Provenance" and list(tables)[0] == "provenance-table"
+    assert seen["links"] == [RUN.url]
+    facts = dict(tables["provenance-table"]["cells"])
+    assert facts["Kedro environment"] == "test" and facts["manifest sha256"] == "b" * 64
+    # per-class accuracy and a confusion matrix per method, read back as the browser shows them
+    assert rows["class-table"] == len(CLASSES) and all(t["visible"] for t in tables.values())
+    _check_confusion_matrices(tables, evaluation[4], evaluation[0])
+
+
+def _check_confusion_matrices(tables: dict, scores: pd.DataFrame, summary: pd.DataFrame) -> None:
+    """Each matrix against an independent count of the samples: row sums are the covariate
+    samples of each true class, the diagonal's share is the covariate accuracy."""
+    covariate = scores[scores["split"] == "test_covariate"]
+    for method, samples in covariate.groupby("method"):
+        cells = tables[f"confusion-{method}"]["cells"]  # each row: its class, then the counts
+        counts = np.array([[int(c) for c in row[1:]] for row in cells])
+        assert counts.shape == (len(CLASSES), len(CLASSES))
+        per_class = samples["label"].value_counts().reindex(range(len(CLASSES)), fill_value=0)
+        assert counts.sum(axis=1).tolist() == per_class.tolist()
+        assert np.trace(counts) == int(samples["correct"].sum())
+        mean = summary[(summary["method"] == method) & (summary["shift"] == "covariate")
+                       & (summary["metric"] == "accuracy")]["mean"].iloc[0]  # fmt: skip
+        assert np.trace(counts) / counts.sum() == pytest.approx(mean)  # equal samples per seed
 
 
 @pytest.mark.skipif(

@@ -49,10 +49,15 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def point_label(point: Mapping[str, Any]) -> str:
-    """``lambda2_10`` style label of a grid point (an MLflow-safe metric prefix)."""
-    return "_".join(
-        f"{key}_{value:g}" if isinstance(value, float | int) else f"{key}_{value}"
+def varied_keys(grid: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The keys of ``grid`` with more than one value: what tells its points apart."""
+    return [key for key in sorted(grid) if len(grid[key]) > 1]
+
+
+def point_text(point: Mapping[str, Any]) -> str:
+    """``lambda2=100, lr=0.01``: a grid point as a reader writes it (run names)."""
+    return ", ".join(
+        f"{key}={value:g}" if isinstance(value, float | int) else f"{key}={value}"
         for key, value in point.items()
     )
 

@@ -8,8 +8,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.provenance import Provenance
+from croft_pipeline.reporting.classes import (
+    class_accuracy,
+    class_accuracy_table,
+    confusion_counts,
+)
 from croft_pipeline.reporting.curves import roc_table, scores_by_shift
-from croft_pipeline.reporting.html import Plot, Table, html_page
+from croft_pipeline.reporting.html import (
+    Fragment,
+    Plot,
+    Table,
+    confusion_figure,
+    html_page,
+    provenance_box,
+)
 from croft_pipeline.reporting.plots import (
     accuracy_scatter,
     domain_accuracy_plot,
@@ -78,11 +91,15 @@ def build_report(
     train_summary: Mapping[str, Any],
     plots: Mapping[str, bytes],
     title: str,
+    sample_scores: pd.DataFrame | None = None,
+    splits: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
 ) -> str:
-    """The self-contained HTML page: the verdict (differences from zero-shot with intervals), the
-    ID-vs-covariate scatter, the EDR ablation and best-baseline comparisons, how each method was
-    selected, then the full tables and the plots."""
-    sections: list[Table | Plot] = [
+    """The self-contained HTML page: the provenance box, the verdict (differences from zero-shot
+    with intervals), the ID-vs-covariate scatter, the EDR ablation and best-baseline comparisons,
+    per-class accuracy and confusion matrices on the covariate-shift test (from the per-sample
+    ``sample_scores``), how each method was selected, then the full tables and the plots."""
+    sections: list[Table | Plot | Fragment] = [
         Table(
             "verdict-table",
             "Verdict: each method against zero-shot CLIP",
@@ -105,6 +122,7 @@ def build_report(
             "CRoFT against the best baseline on each metric (chosen on these test results)",
             verdict_table(comparisons, "vs best baseline"),
         ),  # fmt: skip
+        *_class_sections(sample_scores, splits, train_summary),
         Table(
             "selection-table",
             "Model selection on ID validation (the oracle column is an upper bound no user could select)",
@@ -130,7 +148,41 @@ def build_report(
         (name for name in plots if name != "accuracy_scatter"), key=lambda n: (_plot_rank(n), n)
     )
     sections += [Plot(name, _caption(name), plots[name]) for name in rest]
-    return html_page(title, [CONVENTION], sections)
+    return html_page(title, [CONVENTION], sections, opening=provenance_box(provenance))
+
+
+def _class_sections(
+    sample_scores: pd.DataFrame | None,
+    splits: Mapping[str, str] | None,
+    train_summary: Mapping[str, Any],
+) -> list[Table | Fragment]:
+    """Per-class accuracy (ID test → covariate, the largest drop first) and one confusion matrix
+    per method on the covariate-shift test; none without per-sample scores."""
+    if sample_scores is None or sample_scores.empty or not splits:
+        return []
+    classes = list(train_summary["id_classes"])
+    covariate = splits["covariate"]
+    figures = []
+    for method, counts in confusion_counts(sample_scores, covariate, len(classes)).items():
+        accuracy = np.trace(counts) / max(counts.sum(), 1)
+        caption = f"{method}: accuracy {accuracy:.3f} on {counts.sum()} samples"
+        figures.append(confusion_figure(f"confusion-{method}", caption, classes, counts))
+    return [
+        Table(
+            "class-table",
+            f"Accuracy per class: ID test → covariate shift ({covariate}), the largest drop first",
+            class_accuracy_table(class_accuracy(sample_scores, splits["id"], covariate, classes)),
+            "Cells: accuracy on the ID test → on the covariate-shift test, seeds pooled; rows "
+            "sorted by the mean drop over methods.",
+        ),
+        Fragment(
+            "confusion-matrices",
+            f"Confusion matrices on the covariate-shift test ({covariate})",
+            "".join(figures),
+            "Rows: true class, columns: predicted class (numbers as in the rows); cells: counts "
+            "with seeds pooled, shaded by the share of the row.",
+        ),
+    ]
 
 
 def _plot_rank(name: str) -> int:

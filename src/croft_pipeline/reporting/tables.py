@@ -11,6 +11,7 @@ from croft_pipeline.ood.scores import SCORES
 
 SHIFT_ORDER = {"id": 0, "covariate": 1, "openset": 2}
 DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
+HEADLINE_SCORE = "energy"  # the score whose detection metrics the results table shows
 _DETECTION = re.compile(
     rf"^(?P<score>{'|'.join(map(re.escape, SCORES))})_(?P<metric>{'|'.join(DETECTION_METRICS)})$"
 )
@@ -62,13 +63,20 @@ def _split_detection(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return summary[~is_detection], detection
 
 
-def summary_table(summary: pd.DataFrame, headline_score: str = "energy") -> pd.DataFrame:
+def headline_rows(frame: pd.DataFrame, headline_score: str = HEADLINE_SCORE) -> pd.DataFrame:
+    """The rows of a long metric table (``metric`` column) that the results table shows:
+    accuracy, ``headline_score`` detection, deploy and paper; other scores' detection is left
+    to the detection table."""
+    other, detection = _split_detection(frame)
+    headline = pd.concat([other, detection[detection["score"] == headline_score]])
+    return headline.drop(columns=["score", "measure"], errors="ignore")
+
+
+def summary_table(summary: pd.DataFrame, headline_score: str = HEADLINE_SCORE) -> pd.DataFrame:
     """Method × (shift, metric): accuracy, ``headline_score`` detection, deploy and paper rows."""
     if summary.empty:
         return pd.DataFrame()
-    other, detection = _split_detection(summary)
-    headline = pd.concat([other, detection[detection["score"] == headline_score]])
-    headline = headline.drop(columns=["score", "measure"], errors="ignore")
+    headline = headline_rows(summary, headline_score)
     return _wide(_sorted_by_shift(headline, "metric"), ["method"], ["shift", "metric"])
 
 

@@ -63,6 +63,16 @@ def check_gates(
     return results
 
 
+def gated_metrics(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) -> dict[str, float]:
+    """``{"<shift>/<metric>": mean}`` of ``method`` for every metric a comparison gate judges."""
+    values = {}
+    for gate in gates.get("comparisons", []):
+        mean = _mean(summary, method, gate["shift"], gate["metric"])
+        if mean is not None:
+            values[f"{gate['shift']}/{gate['metric']}"] = mean
+    return values
+
+
 def _interval_comparison(
     comparisons: pd.DataFrame, gate: Mapping[str, Any], method: str
 ) -> GateResult:

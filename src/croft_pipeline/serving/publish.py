@@ -16,9 +16,10 @@ from croft_pipeline.io_utils import sha256_file
 from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.ood.scores import stacked
+from croft_pipeline.provenance import Provenance
 from croft_pipeline.serving.bundle import write_bundle
-from croft_pipeline.serving.gates import check_gates
-from croft_pipeline.serving.registry import alias_version, registration
+from croft_pipeline.serving.gates import check_gates, gated_metrics
+from croft_pipeline.serving.registry import alias_version, describe_version, registration
 
 
 def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:
@@ -110,9 +111,11 @@ def publish_model(
     predictions: pd.DataFrame | None = None,
     knn: Mapping[str, Any] | None = None,
     knn_bank_split: str = "train",
+    provenance: Provenance | None = None,
 ) -> dict[str, Any]:
     """Bundle, log and register ``register.method`` at its seed; ``champion`` moves only if every
-    gate passes. ``record(registration)`` runs last: if it fails, the registry is unchanged.
+    gate passes. The version is tagged with ``provenance`` and its gated metrics, and described in
+    one line. ``record(registration)`` runs last: if it fails, the registry is unchanged.
 
     With ``knn`` (the ``evaluate.scores.knn`` parameters) the model serves the KNN score too,
     its bank taken from ``predictions`` (:func:`knn_bank`)."""
@@ -164,6 +167,13 @@ def publish_model(
         with registration(
             artifacts, register["model_name"], aliases, tags, model_config
         ) as registered:
+            metrics = gated_metrics(summary, gates, method)
+            describe_version(
+                register["model_name"],
+                registered["version"],
+                version_tags(tags, metrics, provenance),
+                version_description(method, seed, aliases, metrics, provenance),
+            )
             document = {
                 **registered,
                 "method": method,
@@ -180,3 +190,29 @@ def publish_model(
             }
             record(document)
     return document
+
+
+def version_tags(
+    tags: Mapping[str, str], metrics: Mapping[str, float], provenance: Provenance | None
+) -> dict[str, str]:
+    """A registered version's tags: what was served, its gated metrics, its provenance."""
+    return {
+        **{key: str(value) for key, value in tags.items()},
+        **{f"croft.metric.{name}": f"{value:.6g}" for name, value in metrics.items()},
+        **(provenance.tags() if provenance is not None else {}),
+    }
+
+
+def version_description(
+    method: str,
+    seed: str,
+    aliases: list[str],
+    metrics: Mapping[str, float],
+    provenance: Provenance | None,
+) -> str:
+    """``croft_clean seed 1 (candidate, champion): covariate/accuracy 0.612; commit ..., env ...``."""
+    scores = ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())
+    text = f"{method} seed {seed} ({', '.join(aliases)})" + (f": {scores}" if scores else "")
+    if provenance is not None:
+        text += f"; git commit {provenance.commit_text()}, Kedro env {provenance.kedro_env}"
+    return text

@@ -126,6 +126,16 @@ def _log_version(
     }
 
 
+def describe_version(
+    model_name: str, model_version: str, tags: Mapping[str, str], description: str
+) -> None:
+    """Tag a registered version and give it a one-line description (what made it, how it did)."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(model_version), key, str(value))
+    client.update_model_version(model_name, str(model_version), description=description)
+
+
 def _restore_aliases(model_name: str, versions: Mapping[str, str | None]) -> None:
     client = MlflowClient()
     for alias, model_version in versions.items():

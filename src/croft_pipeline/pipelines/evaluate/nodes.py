@@ -23,11 +23,14 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.provenance import Provenance
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
+from croft_pipeline.reporting.tables import headline_rows
 from croft_pipeline.serving.publish import interval_gate_pairs, publish_model
 
 WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
+EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged its test metrics
 
 
 def score_samples(
@@ -134,12 +137,23 @@ def render_report(
     comparisons: pd.DataFrame,
     train_summary: dict,
     plots: dict[str, Any],
+    evaluation_scores: pd.DataFrame,
+    provenance: Provenance,
     params: dict,
 ) -> str:
-    """The self-contained HTML report (plots as embedded PNGs), opening with the verdict."""
+    """The self-contained HTML report (plots as embedded PNGs), opening with its provenance and
+    the verdict."""
     pngs = {name: partition_value(value) for name, value in plots.items()}
     return build_report(
-        summary, domain_summary, comparisons, train_summary, pngs, params["report"]["title"]
+        summary,
+        domain_summary,
+        comparisons,
+        train_summary,
+        pngs,
+        params["report"]["title"],
+        sample_scores=evaluation_scores,
+        splits=params["splits"],
+        provenance=provenance,
     )
 
 
@@ -150,12 +164,16 @@ def log_to_mlflow(
     metrics: dict[str, Any],
     plots: dict[str, Any],
     report: str,
+    training_runs: dict,
 ) -> dict[str, Any]:
-    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts.
+    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts;
+    and each method's headline metrics per seed on its training run (``training_runs``), so that
+    MLflow's compare-runs view is the method table.
 
     Returns what it logged (registration waits for it: a model is registered last)."""
     if not tracking.tracking_active():
         return {"logged": False}
+    evaluated = _log_on_training_runs(results, training_runs)
     log = tracking.metric_logger()
     log(0, {f"{r.method}/{r.shift}/{r.metric}": r.mean for r in summary.itertuples()})
     log(0, {f"{r.method}/{r.shift}/{r.metric}_std": r.std for r in summary.itertuples()})
@@ -175,7 +193,24 @@ def log_to_mlflow(
         for name, value in plots.items():
             (folder / f"{name}.png").write_bytes(partition_value(value))
             tracking.log_file_artifact(folder / f"{name}.png", "evaluation/plots")
-    return {"logged": True, "metrics": len(summary), "plots": len(plots)}
+    return {"logged": True, "metrics": len(summary), "plots": len(plots), "runs": len(evaluated)}
+
+
+def _log_on_training_runs(results: pd.DataFrame, training_runs: dict) -> list[str]:
+    """The results table's rows (accuracy, headline detection, deploy, paper) of each method and
+    seed as ``<shift>/<metric>`` on the method's training run, tagged with this run's id."""
+    headline = headline_rows(results)
+    values = {
+        run_id: {
+            f"{r.shift}/{r.metric}": r.value
+            for r in headline[
+                (headline["method"] == method) & (headline["seed"] == int(seed))
+            ].itertuples()
+        }
+        for method, seeds in training_runs.items()
+        for seed, run_id in seeds.items()
+    }
+    return tracking.log_to_recorded_runs(values, {EVALUATED_IN: tracking.active_run_id()})
 
 
 def register_model(
@@ -189,6 +224,7 @@ def register_model(
     logged: dict,
     predictions: pd.DataFrame,
     project_dir: str,
+    provenance: Provenance,
     clip: dict,
     params: dict,
 ) -> dict[str, Any]:
@@ -229,5 +265,6 @@ def register_model(
         predictions,
         evaluation.scores.get("knn"),
         evaluation.knn_bank_split,
+        provenance,
     )
     return {"registered": True, **registration}

@@ -24,7 +24,7 @@ from croft_pipeline.methods.feature_sets import (
     train_set,
 )
 from croft_pipeline.methods.fitted import fitted_model
-from croft_pipeline.methods.selection import point_label
+from croft_pipeline.methods.selection import point_text, varied_keys
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
@@ -34,6 +34,7 @@ from croft_pipeline.runtime import worker_count
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
+ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
 
 
 def fit_methods(
@@ -46,14 +47,16 @@ def fit_methods(
     seeds: list[int],
     scores: dict[str, Any] | None = None,
     knn_bank_split: str = "train",
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, dict[str, str]]]:
     """Fit every method of ``params.methods`` for every seed: the grid point with the best ID
     validation accuracy, then its WiSE-FT interpolation (α on ID validation too).
 
     Before any fit, ``evaluate.scores.knn.k`` is checked against the KNN bank (the seed's
     ``knn_bank_split`` rows), the first place its size is known.
-    Returns the weights by partition (``<method>/seed_<s>``) and ``train_summary`` (a WiSE-FT
-    point is an entry with its base method and α; its model is rebuilt from the base weights).
+    Returns the weights by partition (``<method>/seed_<s>``), ``train_summary`` (a WiSE-FT
+    point is an entry with its base method and α; its model is rebuilt from the base weights),
+    and ``training_runs``: ``{method: {seed: MLflow run id}}`` (evaluation logs there), kept out
+    of the summary so that equal fits give an equal summary file.
     """
     if scores and "knn" in scores:
         k = score_parameters("knn", scores["knn"])["k"]
@@ -90,11 +93,13 @@ def fit_methods(
     outcomes = fit_all(jobs, worker_count(params.get("workers", "auto"), len(jobs)))
     methods: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
+    runs: dict[str, dict[str, str]] = {}
     for outcome in outcomes:
-        _log_outcome(outcome, grids[outcome.name])
+        for name, run_id in _log_outcome(outcome, grids[outcome.name]).items():
+            runs.setdefault(name, {})[str(outcome.seed)] = run_id
         _record(outcome, grids[outcome.name], methods, weights)
     summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
-    return weights, summary
+    return weights, summary, runs
 
 
 HISTORY_KEYS = ("train_accuracy", "val_accuracy", "lr")
@@ -139,13 +144,16 @@ def _record(outcome: FitOutcome, grid, methods: dict, weights: dict) -> None:
     }
 
 
-def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
-    """One nested MLflow run per method and seed, one below it per grid point tried."""
+def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, str]:
+    """One nested MLflow run per method and seed (named by its kept grid point), one below it per
+    grid point tried, and one for its WiSE-FT point; returns their ids by method name."""
     if not tracking.tracking_active():
-        return
+        return {}
     name, seed = outcome.name, outcome.seed
     tags = {"method": name, "seed": str(seed), "mode": str(getattr(METHODS[name], "mode", None))}
-    with tracking.child_run(f"{name}/seed_{seed}", tags=tags):
+    kept = {key: outcome.config[key] for key in varied_keys(grid) if key in outcome.config}
+    title = tracking.run_name(name, f"seed {seed}", point_text(kept))
+    with tracking.child_run(title, tags={**tags, ROLE: "method"}) as run_id:
         tracking.log_params({"method": name, "seed": seed, **outcome.config, "grid": grid})
         tracking.log_history(outcome.report.history)
         values = {
@@ -158,7 +166,9 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
             values["wise_alpha"] = outcome.wise["alpha"]
         tracking.metric_logger()(0, values)
         for row in outcome.grid if len(outcome.grid) > 1 else []:
-            with tracking.child_run(point_label(row["point"]) or "default", tags=tags):
+            shown = {k: v for k, v in row["point"].items() if k in varied_keys(grid)}
+            point = tracking.run_name(name, f"seed {seed}", f"grid {point_text(shown)}")
+            with tracking.child_run(point, tags={**tags, ROLE: "grid point"}):
                 tracking.log_params(row["point"])
                 tracking.log_history(row.get("history", []))
                 final = {f"best_{k}" if k == "val_accuracy" else k: row[k]
@@ -171,6 +181,22 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> None:
             path = Path(tmp) / "adapter.safetensors"
             save_file(outcome.state, str(path))
             tracking.log_file_artifact(path)
+    run_ids = {name: run_id}
+    if outcome.wise is not None:
+        run_ids[wise_name(name)] = _log_wise(outcome, tags)
+    return run_ids
+
+
+def _log_wise(outcome: FitOutcome, tags: dict[str, str]) -> str | None:
+    """The WiSE-FT point as a run of its own, beside its base method's (a method of the report)."""
+    wise, name = outcome.wise, wise_name(outcome.name)
+    title = tracking.run_name(name, f"seed {outcome.seed}", f"alpha={wise['alpha']:g}")
+    with tracking.child_run(title, tags={**tags, "method": name, ROLE: "method"}) as run_id:
+        tracking.log_params({"method": name, "base": outcome.name, "seed": outcome.seed,
+                             "alpha": wise["alpha"], "space": wise["space"]})  # fmt: skip
+        accuracy = wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"]
+        tracking.metric_logger()(0, {"best_val_accuracy": accuracy, "wise_alpha": wise["alpha"]})
+    return run_id
 
 
 def predict_splits(

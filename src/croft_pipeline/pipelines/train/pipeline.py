@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate.scores",
                     "params:evaluate.knn_bank_split",
                 ],
-                ["adapter_weights", "train_summary"],
+                ["adapter_weights", "train_summary", "training_runs"],
                 name="fit_methods",
             ),
             Node(
