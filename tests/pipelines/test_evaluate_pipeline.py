@@ -70,6 +70,7 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
             "predictions": predictions,
             "calibration": synthetic_calibration(predictions),
             "train_summary": train_summary,
+            "training_runs": {},  # no MLflow training runs to log on
             "text_features": text_features,
             "clip_model_spec": {
                 "model_name": MODEL_NAME,
