@@ -14,6 +14,9 @@ from croft_pipeline.run_lock import RunLockHook
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
 HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook())
+# kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write
+# dataset statistics and run events under .viz/ on every `kedro run`.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

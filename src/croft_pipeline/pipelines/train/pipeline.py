@@ -46,7 +46,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate.knn_bank_split",
                 ],
                 "calibration",
-                name="calibrate",
+                name="calibrate_thresholds",
             ),
         ]
     )
