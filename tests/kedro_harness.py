@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from contextlib import chdir, suppress
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,14 @@ def output_paths(project: Path, pipeline: str, env: str = "test") -> list[Path]:
     from croft_pipeline.pipeline_registry import register_pipelines
 
     catalog = config_loader(REPO_ROOT, env)["catalog"]
-    paths = []
-    for name in register_pipelines()[pipeline].all_outputs() & set(catalog):
-        entry = catalog[name]
-        paths.append(project / entry.get("filepath", entry.get("path")))
-    return sorted(paths)
+    stored = {name: _stored_path(entry) for name, entry in catalog.items()}
+    outputs = register_pipelines()[pipeline].all_outputs()
+    return sorted(project / path for name, path in stored.items() if name in outputs and path)
+
+
+def _stored_path(entry: dict[str, Any]) -> str | None:
+    """The file or folder a catalog entry stores; None for a MemoryDataset entry (a layer only)."""
+    return entry.get("filepath", entry.get("path"))
 
 
 def clear_outputs(project: Path, pipeline: str, env: str = "test") -> None:
@@ -118,18 +122,29 @@ def clear_outputs(project: Path, pipeline: str, env: str = "test") -> None:
             path.unlink(missing_ok=True)
 
 
-def start_kedro_run(project: Path, pipeline: str, log: Path, env: str = "test") -> subprocess.Popen:
-    """``kedro run --pipeline=<pipeline> --env=<env>`` in the project copy as a real subprocess
-    that imports this checkout's ``croft_pipeline``, in a process group of its own (its DataLoader
-    and fit workers too: :func:`kill_run` kills them all); stdout and stderr go to ``log``."""
-    pin_tracking_store(project, env)  # a copied project's pinned store may name its source's
-    command = [sys.executable, "-m", "kedro", "run", f"--pipeline={pipeline}", f"--env={env}"]
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))
+def start_kedro(
+    project: Path,
+    args: list[str],
+    log: Path,
+    environ: Mapping[str, str] | None = None,
+    path_first: Sequence[str] = (),
+) -> subprocess.Popen:
+    """``kedro <args>`` in the project copy as a real subprocess that imports this checkout's
+    ``croft_pipeline`` (after the ``path_first`` folders), in a process group of its own (its
+    workers too: :func:`kill_run` kills them all), with ``environ`` (default: this process's);
+    stdout and stderr go to ``log``."""
+    environ = os.environ if environ is None else environ
+    path = [*path_first, str(REPO_ROOT / "src"), environ.get("PYTHONPATH")]
     # COLUMNS: Kedro's rich log handler wraps at 80 columns; one record per line reads better
-    variables = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "1000"}
+    variables = {
+        **environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, path)),
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "1000",
+    }
     with log.open("w") as out:
         return subprocess.Popen(
-            command,
+            [sys.executable, "-m", "kedro", *args],
             cwd=project,
             env=variables,
             stdin=subprocess.DEVNULL,
@@ -137,6 +152,13 @@ def start_kedro_run(project: Path, pipeline: str, log: Path, env: str = "test") 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def start_kedro_run(project: Path, pipeline: str, log: Path, env: str = "test") -> subprocess.Popen:
+    """``kedro run --pipeline=<pipeline> --env=<env>`` in the project copy (:func:`start_kedro`:
+    its DataLoader and fit workers are in its process group)."""
+    pin_tracking_store(project, env)  # a copied project's pinned store may name its source's
+    return start_kedro(project, ["run", f"--pipeline={pipeline}", f"--env={env}"], log)
 
 
 def kill_run(process: subprocess.Popen) -> None:
@@ -168,8 +190,8 @@ def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
     resolved = config_loader(REPO_ROOT)["catalog"]
     config = {name: dict(resolved[name]) for name in names}
     for entry in config.values():
-        key = "filepath" if "filepath" in entry else "path"
-        entry[key] = str(project / entry[key])
+        if path := _stored_path(entry):
+            entry["filepath" if "filepath" in entry else "path"] = str(project / path)
     catalog = DataCatalog.from_config(config)
     for name, value in inputs.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")

@@ -33,9 +33,10 @@ def _is_ip_literal(host) -> bool:
 
 
 @contextmanager
-def loopback_only() -> Iterator[list[str]]:
-    """Within the block, connections to non-loopback addresses raise; yields the attempts."""
-    attempts: list[str] = []
+def loopback_only(attempts: list[str] | None = None) -> Iterator[list[str]]:
+    """Within the block, connections to non-loopback addresses raise; yields the attempts (the
+    list given, e.g. one that writes each to a file, or a new one)."""
+    attempts = [] if attempts is None else attempts
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
     original_getaddrinfo = socket.getaddrinfo

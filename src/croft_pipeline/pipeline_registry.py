@@ -1,4 +1,5 @@
-"""The project's pipelines: ingest -> pretrain -> embed -> train -> evaluate."""
+"""The project's pipelines: ingest -> pretrain -> embed -> train -> evaluate, each node tagged
+with its pipeline's name (Kedro-Viz filters by tag; ``kedro run --tags`` selects by it)."""
 
 from kedro.pipeline import Pipeline
 
@@ -15,6 +16,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         "train": train,
         "evaluate": evaluate,
     }
-    pipelines = {name: modules[name].create_pipeline() for name in PIPELINE_ORDER}
+    pipelines = {
+        name: Pipeline(modules[name].create_pipeline(), tags=name) for name in PIPELINE_ORDER
+    }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

@@ -24,6 +24,9 @@ def store_root() -> str:
 
 
 HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook(), ProvenanceHook())
+# kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write
+# dataset statistics and run events under .viz/ on every `kedro run`.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

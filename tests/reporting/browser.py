@@ -1,4 +1,5 @@
-"""Open an HTML page in headless Chromium and read back what a small inline script saw."""
+"""Open a page in headless Chromium: read back what a small inline script saw in an HTML file,
+or the DOM a served app rendered."""
 
 from __future__ import annotations
 
@@ -20,19 +21,8 @@ window.addEventListener("load", function () {
     loaded: images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
     widths: images.map(function (i) { return i.naturalWidth; }),
     tables: Array.from(document.querySelectorAll("table")).map(function (t) {
-      return {
-        id: t.id,
-        rows: t.querySelectorAll("tbody tr").length,
-        cells: Array.from(t.querySelectorAll("tbody tr")).map(function (r) {
-          return Array.from(r.cells).map(function (c) { return c.textContent; });
-        }),
-        visible: t.getBoundingClientRect().height > 0
-      };
+      return {id: t.id, rows: t.querySelectorAll("tbody tr").length};
     }),
-    links: Array.from(document.querySelectorAll("a")).map(function (a) {
-      return a.getAttribute("href");
-    }),
-    first_heading: document.querySelector("h2") && document.querySelector("h2").textContent,
     title: document.title
   };
   var out = document.createElement("pre");
@@ -51,35 +41,46 @@ def chromium_binary() -> str | None:
     return None
 
 
-def inspect_page(page: Path, timeout: float = 120.0, script: str = CHECK_SCRIPT) -> dict:
-    """Load a copy of ``page`` (with a check script appended, which writes its JSON result into
-    ``<pre id="browser-check">``) and return the script's result."""
+def dump_dom(url: str, profile: Path, timeout: float = 120.0, budget_ms: int = 10000) -> str:
+    """The DOM of ``url`` after its scripts ran for ``budget_ms`` of virtual time, as headless
+    Chromium serialises it; every host but 127.0.0.1 is unresolvable, so the page stays offline."""
     binary = chromium_binary()
     if binary is None:
         raise FileNotFoundError("no chromium binary on PATH")
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={budget_ms}",
+        "--dump-dom",
+        url,
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if "</html>" not in completed.stdout:
+        raise RuntimeError(
+            f"chromium printed no DOM for {url} (rc {completed.returncode}): {completed.stderr[-2000:]}"
+        )
+    return completed.stdout
+
+
+def inspect_page(page: Path, timeout: float = 120.0, script: str = CHECK_SCRIPT) -> dict:
+    """Load a copy of ``page`` with a check script appended (it writes its JSON result into
+    ``<pre id="browser-check">``) and return the script's result."""
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
-        probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"))
-        command = [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
-            f"--user-data-dir={tmp}/profile",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            probe.as_uri(),
-        ]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    match = re.search(r'<pre id="browser-check">(.*?)</pre>', completed.stdout, flags=re.S)
+        head, end, tail = page.read_text(encoding="utf-8").rpartition("</body>")
+        probe.write_text(head + script + end + tail)  # the last one: a script may hold "</body>"
+        dom = dump_dom(probe.as_uri(), Path(tmp) / "profile", timeout)
+    match = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, flags=re.S)
     if match is None:
-        raise RuntimeError(
-            f"chromium printed no check result (rc {completed.returncode}): {completed.stderr[-2000:]}"
-        )
+        raise RuntimeError(f"the check script left no result in {page}")
     return json.loads(html.unescape(match.group(1)))

@@ -47,7 +47,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate.knn_bank_split",
                 ],
                 "calibration",
-                name="calibrate",
+                name="calibrate_thresholds",
             ),
             Node(
                 nodes.validation_curve,
