@@ -32,6 +32,14 @@ def test_mlflow_tracks_to_sqlite_in_the_project_root(monkeypatch):
     )
 
 
+def test_no_module_takes_the_name_kedro_loads_project_commands_from():
+    """``kedro`` imports ``<package>.cli`` and expects a click group there: a module of another
+    kind under that name breaks every ``kedro run`` (the console script lives in ``console``)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("croft_pipeline.cli") is None
+
+
 def test_registry_names_the_five_pipelines_and_default_chains_them():
     pipelines = register_pipelines()
     assert set(pipelines) == {*PIPELINE_ORDER, "__default__"}

@@ -1,5 +1,5 @@
 """``croft-pipeline predict`` and ``croft-pipeline info`` as real subprocesses (the console script
-runs ``croft_pipeline.cli:main``; ``python -m croft_pipeline.cli`` is the same entry point)."""
+runs ``croft_pipeline.console:main``; ``python -m croft_pipeline.console`` is the same entry point)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _cli(*args: str, store: str) -> subprocess.CompletedProcess:
         "PYTHONPATH": str(Path(croft_pipeline.__file__).parents[1]),  # the code under test
     }
     return subprocess.run(
-        [sys.executable, "-m", "croft_pipeline.cli", *args],
+        [sys.executable, "-m", "croft_pipeline.console", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Predict every image of a folder with a served model, in batches, and write a CSV.
 
-The command line is ``croft-pipeline predict`` (:mod:`croft_pipeline.cli`).
+The command line is ``croft-pipeline predict`` (:mod:`croft_pipeline.console`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 
 ``--model`` is an MLflow model URI (``models:/name@alias``, ``models:/name/version``) or a local
 model folder. The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
+Not ``cli.py``: Kedro imports ``<package>.cli`` as the project's own ``kedro`` commands.
 """
 
 from __future__ import annotations
