@@ -21,8 +21,19 @@ window.addEventListener("load", function () {
     loaded: images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
     widths: images.map(function (i) { return i.naturalWidth; }),
     tables: Array.from(document.querySelectorAll("table")).map(function (t) {
-      return {id: t.id, rows: t.querySelectorAll("tbody tr").length};
+      return {
+        id: t.id,
+        rows: t.querySelectorAll("tbody tr").length,
+        cells: Array.from(t.querySelectorAll("tbody tr")).map(function (r) {
+          return Array.from(r.cells).map(function (c) { return c.textContent; });
+        }),
+        visible: t.getBoundingClientRect().height > 0
+      };
     }),
+    links: Array.from(document.querySelectorAll("a")).map(function (a) {
+      return a.getAttribute("href");
+    }),
+    first_heading: document.querySelector("h2") && document.querySelector("h2").textContent,
     title: document.title
   };
   var out = document.createElement("pre");
