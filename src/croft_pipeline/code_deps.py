@@ -27,15 +27,13 @@ RESOURCES = {  # module -> package files (relative to the package) it reads by p
 
 def module_file(name: str) -> Path | None:
     """The source file of a project module (a package's ``__init__.py``), or None."""
-    spec = importlib.util.find_spec(name)
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def _is_module(name: str) -> bool:
     try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+        spec = importlib.util.find_spec(name)
+    except (
+        ModuleNotFoundError
+    ):  # a parent is a module, not a package (``a.b`` of ``from a import b``)
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
 def _imported_names(name: str, tree: ast.AST, is_package: bool) -> Iterable[str]:
@@ -67,14 +65,14 @@ def import_closure(roots: Iterable[str]) -> set[str]:
         name = todo.pop()
         if name in seen or not (name == PACKAGE or name.startswith(f"{PACKAGE}.")):
             continue
-        path = module_file(name) if _is_module(name) else None
+        path = module_file(name)  # None: an attribute, not a module
         if path is None:
             continue
         seen.add(name)
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for imported in _imported_names(name, tree, path.name == "__init__.py"):
             if imported.startswith(f"{PACKAGE}.") or imported == PACKAGE:
-                todo.extend(parent for parent in _with_parents(imported) if _is_module(parent))
+                todo.extend(_with_parents(imported))
     return seen
 
 
