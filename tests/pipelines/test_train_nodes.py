@@ -106,6 +106,25 @@ def test_selection_never_reads_a_test_split(trained):
     assert oracle_changed  # the probes did read the (scrambled) test splits
 
 
+def test_both_grid_runners_select_the_same_points(trained):
+    """``train.grid_runner: sequential`` (the reference) and ``batched`` (the test env's, from
+    base) keep the same point, epoch and accuracies, with weights equal to float32 rounding."""
+    splits, center, text, params, weights, summary, _, _ = trained
+    assert params["grid_runner"] == "batched"
+    views = synthetic_tables()[2]
+    sequential = {**params, "grid_runner": "sequential"}
+    again, again_summary, _ = nodes.fit_methods(
+        splits, center, views, text, CLASSES, sequential, [1, 2]
+    )
+    for name, entry in again_summary["methods"].items():
+        for seed, run in entry["seeds"].items():
+            other = summary["methods"][name]["seeds"][seed]
+            for field in ("config", "best_epoch", "best_val_accuracy", "alpha", "grid"):
+                assert run.get(field) == other.get(field), (name, seed, field)
+    for key, state in again.items():
+        torch.testing.assert_close(weights[key], state, rtol=1e-4, atol=1e-5)
+
+
 def test_predictions_follow_the_contract(trained):
     splits, center, _, _, weights, summary, predictions, _ = trained
     assert list(predictions.columns) == PREDICTION_COLUMNS

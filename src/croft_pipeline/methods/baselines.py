@@ -22,6 +22,7 @@ from croft_pipeline.methods.base import (
     no_log,
     register,
 )
+from croft_pipeline.methods.broadcast import cross_entropy
 from croft_pipeline.methods.trainer import TrainableMethod
 from croft_pipeline.rules import NON_NEGATIVE, NUMBER, UNIT, at_least
 
@@ -48,7 +49,7 @@ class CrossEntropyMethod(TrainableMethod):
 
     def _train_step(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         logits = self._logits(x)
-        loss = F.cross_entropy(logits, y)
+        loss = cross_entropy(logits, y)
         self._step_all(loss)
         return {"loss": loss}, logits
 
@@ -75,7 +76,9 @@ class LinearProbe(CrossEntropyMethod):
 
     def _logits(self, features: Tensor) -> Tensor:
         head = self.module
-        return self.logit_scale * (l2_normalize(features) @ head.weight.T + head.bias)
+        return self.logit_scale * (
+            l2_normalize(features) @ head.weight.mT + head.bias.unsqueeze(-2)
+        )
 
 
 class BottleneckMLP(nn.Module):
@@ -89,8 +92,8 @@ class BottleneckMLP(nn.Module):
         for layer in (self.down, self.up):  # nn.Linear's default init, from a local generator
             nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.up(F.relu(self.down(x))))
+    def forward(self, x: Tensor) -> Tensor:  # x Wᵀ by hand: the weights may be stacked [G, ...]
+        return F.relu(F.relu(x @ self.down.weight.mT) @ self.up.weight.mT)
 
 
 @register
@@ -100,6 +103,7 @@ class ClipAdapter(CrossEntropyMethod):
     name = "clip_adapter"
     config_keys = TrainableMethod.config_keys | {"ratio", "reduction"}
     config_rules = {**TrainableMethod.config_rules, "ratio": UNIT, "reduction": at_least(1)}
+    point_attributes = ("ratio",)  # `reduction` sets the hidden width: one shape per batch
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -137,6 +141,7 @@ class TipAdapterF(CrossEntropyMethod):
     name = "tip_adapter_f"
     config_keys = TrainableMethod.config_keys | {"alpha", "beta"}
     config_rules = {**TrainableMethod.config_rules, "alpha": NUMBER, "beta": NON_NEGATIVE}
+    point_attributes = ("alpha", "beta")
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -158,7 +163,7 @@ class TipAdapterF(CrossEntropyMethod):
     def _logits(self, features: Tensor) -> Tensor:
         cache, f = self._cache(), l2_normalize(features)
         clip_logits = self.logit_scale * f @ l2_normalize(self.text_features).T
-        affinity = f @ cache.keys.T
+        affinity = f @ cache.keys.mT
         return clip_logits + self.alpha * torch.exp(-self.beta * (1.0 - affinity)) @ cache.values
 
     def _apply(self, fn, features: Tensor) -> Tensor:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from croft_pipeline.methods.base import Method, register
+from croft_pipeline.methods.broadcast import backward, cross_entropy, matrix_mean
 from croft_pipeline.methods.energy_grad import ENERGY_GRAD_FORMS, EPS, EnergyGradSpec
 from croft_pipeline.methods.trainer import OPTIM_KEYS, TrainableMethod
 from croft_pipeline.rules import NON_NEGATIVE, UNIT, Rule, at_least, one_of
@@ -54,12 +54,12 @@ def normalize(v: Tensor) -> Tensor:
 
 def adapt(x: Tensor, w: Tensor, ratio: float) -> Tensor:
     """The forward's residual adapter ``n(r·x Wᵀ + (1-r)·x)``."""
-    return normalize(ratio * (x @ w.T) + (1.0 - ratio) * x)
+    return normalize(ratio * (x @ w.mT) + (1.0 - ratio) * x)
 
 
 def generate(z: Tensor, g: Tensor, transpose: bool) -> Tensor:
     """Worst-case covariate-shift features ``n(z G + z)`` (``z Gᵀ`` when ``transpose``)."""
-    return normalize(z @ (g.T if transpose else g) + z)
+    return normalize(z @ (g.mT if transpose else g) + z)
 
 
 def same_class(labels: Tensor) -> Tensor:
@@ -68,7 +68,12 @@ def same_class(labels: Tensor) -> Tensor:
 
 def disalignment(a: Tensor, b: Tensor, same: Tensor) -> Tensor:
     """``(1/N²) Σ_ij 1[y_i = y_j] ⟨a_i, b_j⟩``."""
-    return (same * (a @ b.T)).mean()
+    return matrix_mean(same * (a @ b.mT))
+
+
+def stack_rows(a: Tensor, b: Tensor) -> Tensor:
+    """The rows of ``a`` then those of ``b`` (a point's shared rows repeated over a stack)."""
+    return torch.cat([a.expand(*b.shape[:-2], *a.shape[-2:]), b], dim=-2)
 
 
 @dataclass
@@ -85,7 +90,7 @@ def croft_forward(
 ) -> CroftForward:
     """docs/algorithm.md §2.3 on raw image features ``f`` and raw text features ``t``."""
     z, u = adapt(f, w_img, ratio), adapt(t, w_txt, ratio_text)
-    logits = s * z @ u.T
+    logits = s * z @ u.mT
     return CroftForward(logits, z, u, normalize(f), normalize(t))
 
 
@@ -115,6 +120,7 @@ class Croft(TrainableMethod):
     }
     config_group = "croft"
     starts_at_zero_shot = True  # identity adapters (the generator is not used at test time)
+    point_attributes = ("ratio", "ratio_text", "lambda1", "lambda2", "edr_delta")
 
     def __init__(
         self, config: dict[str, Any], text_features: Tensor, logit_scale: float, seed: int
@@ -123,12 +129,17 @@ class Croft(TrainableMethod):
         self.module = CroftModule(self.text_features.shape[1]).to(self.device)
         self.ratio, self.ratio_text = float(config["ratio"]), float(config["ratio_text"])
         self.lambda1, self.lambda2 = float(config["lambda1"]), float(config["lambda2"])
+        self.uses_edr = self.lambda2 != 0.0
+        self.edr_delta = float(config["edr_delta"])
         self.gen_step = int(config["gen_step"])
         branch = config["edr_branch"]
         self.branch_a = self.gen_step > 0 if branch == "auto" else branch == "A"
-        setup1 = config["edr_setup"] == "setup1"
-        faithful = self.mode == "faithful"
-        self.edr_spec = EnergyGradSpec(
+        self.energy_grad = ENERGY_GRAD_FORMS[config["edr_grad"]]
+
+    @property
+    def edr_spec(self) -> EnergyGradSpec:
+        setup1, faithful = self.config["edr_setup"] == "setup1", self.mode == "faithful"
+        return EnergyGradSpec(
             energy="expcos" if faithful else "lse",
             inner="sum" if setup1 else "mean",
             outer="mean" if setup1 else "sum",
@@ -138,7 +149,9 @@ class Croft(TrainableMethod):
             ratio_text=self.ratio_text,
             logit_scale=self.logit_scale,
         )
-        self.energy_grad = ENERGY_GRAD_FORMS[config["edr_grad"]]
+
+    def _structure(self) -> tuple:
+        return (("uses_edr", self.uses_edr),)
 
     def _param_groups(self) -> list[list[nn.Parameter]]:
         m = self.module
@@ -166,12 +179,12 @@ class Croft(TrainableMethod):
         self, zc: Tensor, z: Tensor, u: Tensor, y: Tensor, same: Tensor
     ) -> dict[str, Tensor]:
         """docs/algorithm.md §4.2: ``CE(s·zc uᵀ, y) + λ1·disalign(zc, z)``."""
-        ce = F.cross_entropy(self.logit_scale * zc @ u.T, y)
+        ce = cross_entropy(self.logit_scale * zc @ u.mT, y)
         dis = disalignment(zc, z, same)
         return {"gen_ce": ce, "gen_disalign": dis, "gen_loss": ce + self.lambda1 * dis}
 
     def _edr_grad(self, rows: Tensor, u0: Tensor) -> Tensor:
-        m, delta = self.module, float(self.config["edr_delta"])
+        m, delta = self.module, self.edr_delta
         return self.energy_grad(
             rows, u0, m.adapter_image + delta, m.adapter_text + delta, self.edr_spec
         )
@@ -185,14 +198,14 @@ class Croft(TrainableMethod):
                 zc_hat = r * zc + (1.0 - r) * (zc @ m.adapter_image)
             else:
                 zc_hat = adapt(zc, m.adapter_image, r)
-            terms["edr_ce"] = F.cross_entropy(s * zc_hat @ out.u.T, y)
+            terms["edr_ce"] = cross_entropy(s * zc_hat @ out.u.mT, y)
             terms["edr_disalign"] = disalignment(zc, out.z0, same)
             terms["edr_l1"] = terms["edr_ce"] - self.lambda1 * terms["edr_disalign"]
-            row_sets = [torch.cat([out.z0, zc])] if self.mode == "faithful" else [out.z0, zc]
+            row_sets = [stack_rows(out.z0, zc)] if self.mode == "faithful" else [out.z0, zc]
         else:
-            terms["edr_ce"] = terms["edr_l1"] = F.cross_entropy(s * zc @ out.u.T, y)
+            terms["edr_ce"] = terms["edr_l1"] = cross_entropy(s * zc @ out.u.mT, y)
             row_sets = [out.z0]
-        if self.lambda2 != 0.0:
+        if self.uses_edr:
             terms["edr_grad"] = sum(self._edr_grad(rows, out.u0) for rows in row_sets)
         else:
             terms["edr_grad"] = torch.zeros((), device=self.device)
@@ -206,7 +219,7 @@ class Croft(TrainableMethod):
         self, out: CroftForward, zc: Tensor, y: Tensor, same: Tensor
     ) -> dict[str, Tensor]:
         terms = self._edr(zc, out, y, same)
-        terms["ce"] = F.cross_entropy(out.logits, y)
+        terms["ce"] = cross_entropy(out.logits, y)
         terms["loss"] = terms["ce"] + terms["edr_l1"] + self.lambda2 * terms["edr_grad"]
         return terms
 
@@ -236,13 +249,13 @@ class Croft(TrainableMethod):
                 zc = generate(frozen.z, generator, transpose=True)
                 gen_terms = self._generator_loss(zc, frozen.z, frozen.u, y, same)
                 generator_optimizer.zero_grad(set_to_none=False)
-                gen_terms["gen_loss"].backward()
+                backward(gen_terms["gen_loss"])
                 generator_optimizer.step()
         out = self.forward(x)
         zc = generate(out.z, generator.detach(), transpose=True)
         terms = self._main_terms(out, zc, y, same)
         adapter_optimizer.zero_grad(set_to_none=False)
-        terms["loss"].backward()
+        backward(terms["loss"])
         adapter_optimizer.step()
         return {**gen_terms, **terms}, out.logits
 

@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from croft_pipeline.methods.broadcast import matrix_numel, matrix_sum
+
 EPS = 1e-6  # the official code's normalization: v / (‖v‖ + 1e-6)
 
 
@@ -37,13 +39,13 @@ class EnergyGradSpec:
     outer: Literal["sum", "mean"]  # reduction of the squared gradient entries
     shared: bool  # one δ on both matrices (official): ‖g_img + g_txt‖²; else ‖g_img‖² + ‖g_txt‖²
     transpose: bool  # adapter as x @ Wᵀ (the forward's) or x @ W (the official EDR's)
-    ratio: float
-    ratio_text: float
+    ratio: float | Tensor  # [G, 1, 1] on a stack of grid points (methods/broadcast.py)
+    ratio_text: float | Tensor
     logit_scale: float = 1.0
 
 
 def _pre_norm(x: Tensor, w: Tensor, ratio: float, transpose: bool) -> Tensor:
-    return ratio * (x @ (w.T if transpose else w)) + (1.0 - ratio) * x
+    return ratio * (x @ (w.mT if transpose else w)) + (1.0 - ratio) * x
 
 
 def _normalize(a: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,22 +55,22 @@ def _normalize(a: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def energy_value(cos: Tensor, spec: EnergyGradSpec) -> Tensor:
-    """The scalar energy of a ``[M, K]`` cosine matrix."""
+    """The scalar energy of a ``[M, K]`` cosine matrix (per point of a stack)."""
     if spec.energy == "expcos":
-        total = torch.exp(cos).sum()
-        return total / cos.numel() if spec.inner == "mean" else total
+        total = matrix_sum(torch.exp(cos))
+        return total / matrix_numel(cos) if spec.inner == "mean" else total
     s = spec.logit_scale
-    total = (torch.logsumexp(s * cos, dim=1) / s).sum()
-    return total / cos.shape[0] if spec.inner == "mean" else total
+    total = matrix_sum(torch.logsumexp(s * cos, dim=-1, keepdim=True) / s)
+    return total / cos.shape[-2] if spec.inner == "mean" else total
 
 
 def energy_dcos(cos: Tensor, spec: EnergyGradSpec) -> Tensor:
     """``∂ energy_value / ∂ cos``, by hand."""
     if spec.energy == "expcos":
         weights = torch.exp(cos)
-        return weights / cos.numel() if spec.inner == "mean" else weights
-    weights = torch.softmax(spec.logit_scale * cos, dim=1)
-    return weights / cos.shape[0] if spec.inner == "mean" else weights
+        return weights / matrix_numel(cos) if spec.inner == "mean" else weights
+    weights = torch.softmax(spec.logit_scale * cos, dim=-1)
+    return weights / cos.shape[-2] if spec.inner == "mean" else weights
 
 
 def _normalize_backward(a: Tensor, c: Tensor, grad_hat: Tensor) -> Tensor:
@@ -90,15 +92,17 @@ def energy_grad_sq_closed(
     b = _pre_norm(t, w_txt, spec.ratio_text, spec.transpose)
     a_hat, c_a = _normalize(a)
     b_hat, c_b = _normalize(b)
-    dcos = energy_dcos(a_hat @ b_hat.T, spec)
+    dcos = energy_dcos(a_hat @ b_hat.mT, spec)
     g_a = _normalize_backward(a, c_a, dcos @ b_hat)
-    g_b = _normalize_backward(b, c_b, dcos.T @ a_hat)
+    g_b = _normalize_backward(b, c_b, dcos.mT @ a_hat)
     r, rt = spec.ratio, spec.ratio_text
     # ‖r xᵀ G_a‖² = r² Σ (x xᵀ) ⊙ (G_a G_aᵀ); the transpose of W only transposes g.
-    sq = r * r * ((x @ x.T) * (g_a @ g_a.T)).sum() + rt * rt * ((t @ t.T) * (g_b @ g_b.T)).sum()
+    sq = r * r * matrix_sum((x @ x.mT) * (g_a @ g_a.mT)) + rt * rt * matrix_sum(
+        (t @ t.mT) * (g_b @ g_b.mT)
+    )
     if spec.shared:
-        sq = sq + 2.0 * r * rt * ((x @ t.T) * (g_a @ g_b.T)).sum()
-    numel = w_img.numel() if spec.shared else w_img.numel() + w_txt.numel()
+        sq = sq + 2.0 * r * rt * matrix_sum((x @ t.mT) * (g_a @ g_b.mT))
+    numel = matrix_numel(w_img) if spec.shared else matrix_numel(w_img) + matrix_numel(w_txt)
     return _reduce_outer(sq, numel, spec)
 
 
@@ -110,11 +114,12 @@ def energy_grad_sq_autograd(
     delta_txt = delta_img if spec.shared else torch.zeros_like(w_txt, requires_grad=True)
     a_hat, _ = _normalize(_pre_norm(x, w_img + delta_img, spec.ratio, spec.transpose))
     b_hat, _ = _normalize(_pre_norm(t, w_txt + delta_txt, spec.ratio_text, spec.transpose))
-    energy = energy_value(a_hat @ b_hat.T, spec)
+    energy = energy_value(a_hat @ b_hat.mT, spec)
     deltas = [delta_img] if spec.shared else [delta_img, delta_txt]
-    grads = torch.autograd.grad(energy, deltas, create_graph=True)
-    sq = sum((g * g).sum() for g in grads)
-    numel = sum(g.numel() for g in grads)
+    # the points of a stack are independent: the gradient of their sum is each point's own
+    grads = torch.autograd.grad(energy.sum(), deltas, create_graph=True)
+    sq = sum(matrix_sum(g * g) for g in grads)
+    numel = sum(matrix_numel(g) for g in grads)
     return _reduce_outer(sq, numel, spec)
 
 

@@ -3,6 +3,11 @@
 Selection reads the training and the ID validation sets only. ``probe`` (optional) is called on
 every fitted point *after* its fit, to record numbers the selection never sees (the benchmark's
 oracle: accuracy on the held-out domain, an upper bound no user could select).
+
+``runner`` (``train.grid_runner``) says how the points are fitted: ``sequential``, one ``fit``
+after another (the reference), or ``batched``, the points trained together as one stack
+(:mod:`croft_pipeline.methods.batched`); both give the same selection and, to float32 rounding,
+the same weights.
 """
 
 from __future__ import annotations
@@ -23,10 +28,14 @@ from croft_pipeline.methods.base import (
     TrainSet,
     build_method,
 )
+from croft_pipeline.methods.batched import fit_or_error, fit_points
+from croft_pipeline.rules import one_of
 
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[Method], dict[str, float]]
+GRID_RUNNER = one_of(("batched", "sequential"))
+DEFAULT_GRID_RUNNER = "batched"
 
 
 @dataclass
@@ -72,23 +81,31 @@ def fit_selected(
     train: TrainSet,
     val: EvalSet,
     probe: Probe | None = None,
+    runner: str = DEFAULT_GRID_RUNNER,
 ) -> Selected:
     """Fit ``name`` at every grid point; keep the best ID-validation accuracy (first on ties).
 
     A grid point whose training diverges (:class:`NonFiniteLossError`) is recorded and skipped;
     if every point diverges, the last error is raised, saying that nothing was kept.
     """
+    GRID_RUNNER.check("train.grid_runner", runner)
+    points = grid_points(grid)
+    methods = [
+        build_method(name, {**config, **point}, text_features, logit_scale, seed)
+        for point in points
+    ]
+    if runner == "batched":
+        fits = fit_points(methods, train, val)
+    else:
+        fits = [fit_or_error(method, train, val) for method in methods]
     best: Selected | None = None
     rows: list[dict[str, Any]] = []
     error: NonFiniteLossError | None = None
-    for point in grid_points(grid):
-        method = build_method(name, {**config, **point}, text_features, logit_scale, seed)
-        try:
-            report = method.fit(train, val)
-        except NonFiniteLossError as exc:
-            logger.warning("%s seed %d %s: %s; grid point skipped", name, seed, point, exc)
-            rows.append({"point": point, "error": str(exc)})
-            error = exc
+    for point, method, report in zip(points, methods, fits, strict=True):
+        if isinstance(report, NonFiniteLossError):
+            logger.warning("%s seed %d %s: %s; grid point skipped", name, seed, point, report)
+            rows.append({"point": point, "error": str(report)})
+            error = report
             continue
         rows.append(
             {

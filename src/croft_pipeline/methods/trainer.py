@@ -11,6 +11,7 @@ import time
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -25,6 +26,7 @@ from croft_pipeline.methods.base import (
     accuracy,
     no_log,
 )
+from croft_pipeline.methods.broadcast import backward
 from croft_pipeline.rules import NON_NEGATIVE, POSITIVE, at_least
 
 OPTIM_RULES = {
@@ -37,6 +39,7 @@ OPTIM_RULES = {
     "batch_size": at_least(1),
 }
 OPTIM_KEYS = frozenset(OPTIM_RULES)
+POINT_OPTIM_KEYS = frozenset({"lr", "momentum", "weight_decay", "warmup_lr"})  # may vary in a batch
 
 
 def lr_at_epoch(
@@ -52,6 +55,25 @@ def lr_at_epoch(
     return float(lr) * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / epochs)) / 2.0
 
 
+def epoch_lr(config: dict, epoch: int) -> float:
+    """:func:`lr_at_epoch` with a method configuration's schedule keys."""
+    return lr_at_epoch(
+        epoch,
+        lr=config["lr"],
+        epochs=int(config["epochs"]),
+        warmup_epochs=int(config["warmup_epochs"]),
+        warmup_lr=config["warmup_lr"],
+    )
+
+
+def draw_epoch(features: Tensor, sampler: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One epoch's draws from ``sampler``: one cached view per image ``[N, D]`` and the order."""
+    n, n_views = features.shape[:2]
+    views = torch.randint(n_views, (n,), generator=sampler).to(features.device)
+    order = torch.randperm(n, generator=sampler).to(features.device)
+    return features[torch.arange(n, device=features.device), views], order
+
+
 def batch_indices(order: Tensor, batch_size: int) -> Iterator[Tensor]:
     """Batches of ``order``; the last partial batch is dropped when a full one exists (Dassl)."""
     n_batches = max(1, len(order) // batch_size)
@@ -65,6 +87,22 @@ class TrainableMethod(Method):
     config_keys = Method.config_keys | OPTIM_KEYS
     config_rules = {**Method.config_rules, **OPTIM_RULES}
     trains = True
+    # The per-point scalars the step reads from ``self`` (named as their config keys): a stack of
+    # grid points (methods/batched.py) holds them as [G, 1, 1] tensors; None: never batched.
+    point_attributes: ClassVar[tuple[str, ...] | None] = ()
+
+    def batch_signature(self) -> tuple | None:
+        """What must be equal for grid points to train as one stack (every config value but the
+        per-point ones, and what :meth:`_structure` derives); None: this method is not batched."""
+        if self.point_attributes is None:
+            return None
+        per_point = POINT_OPTIM_KEYS | set(self.point_attributes)
+        fixed = tuple(sorted((k, repr(v)) for k, v in self.config.items() if k not in per_point))
+        return (*fixed, *self._structure())
+
+    def _structure(self) -> tuple:
+        """Code paths chosen from per-point values (e.g. a term skipped when its weight is 0)."""
+        return ()
 
     def _make_optimizers(self) -> None:
         """One SGD per parameter group returned by :meth:`_param_groups` (CRoFT has two)."""
@@ -92,7 +130,7 @@ class TrainableMethod(Method):
         """Zero every optimizer, backpropagate ``loss``, step every optimizer (Dassl's update)."""
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=False)
-        loss.backward(retain_graph=retain_graph)
+        backward(loss, retain_graph=retain_graph)
         for optimizer in self.optimizers:
             optimizer.step()
 
@@ -110,22 +148,13 @@ class TrainableMethod(Method):
         val_x = val.features.to(self.device, torch.float32)
         val_y = val.labels.to(self.device, torch.long)
         sampler = torch.Generator().manual_seed(self.seed)  # CPU: the same draws on any device
-        n, n_views = features.shape[:2]
         epochs = int(self.config["epochs"])
         best = (-1, -math.inf, self.state_dict())
         history: list[dict[str, float]] = []
         for epoch in range(epochs):
-            lr = lr_at_epoch(
-                epoch,
-                lr=self.config["lr"],
-                epochs=epochs,
-                warmup_epochs=int(self.config["warmup_epochs"]),
-                warmup_lr=self.config["warmup_lr"],
-            )
+            lr = epoch_lr(self.config, epoch)
             self._set_lr(lr)
-            views = torch.randint(n_views, (n,), generator=sampler).to(self.device)
-            order = torch.randperm(n, generator=sampler).to(self.device)
-            x_epoch = features[torch.arange(n, device=self.device), views]
+            x_epoch, order = draw_epoch(features, sampler)
             sums: dict[str, float] = defaultdict(float)
             correct = seen = 0
             self.module.train()

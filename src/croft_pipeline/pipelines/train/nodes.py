@@ -24,7 +24,7 @@ from croft_pipeline.methods.feature_sets import (
     train_set,
 )
 from croft_pipeline.methods.fitted import fitted_model
-from croft_pipeline.methods.selection import point_text, varied_keys
+from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, point_text, varied_keys
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
@@ -86,6 +86,7 @@ def fit_methods(
             **data[seed],
             wise_alphas=alphas if METHODS[name].trains else (),
             num_threads=params.get("num_threads"),
+            grid_runner=params.get("grid_runner", DEFAULT_GRID_RUNNER),
         )
         for seed in seeds
         for name in configs
