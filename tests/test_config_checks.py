@@ -68,6 +68,11 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("clip.num_threads", -1, "clip.num_threads must be auto, null or an integer >= 1"),
     ("embed.n_views", 0, "embed.n_views must be an integer >= 1"),
     ("embed.augment.scale", [0.9, 0.1], "embed.augment.scale must be a pair [low, high]"),
+    ("embed.runner", "dask", "embed.runner must be one of ['local', 'ray'], got 'dask'"),
+    ("embed.ray.actors", 0, "embed.ray.actors must be auto or an integer >= 1, got 0"),
+    ("embed.ray.decode_cpus", 0, "embed.ray.decode_cpus must be > 0, got 0"),
+    ("train.runner", "Ray", "train.runner must be one of ['local', 'ray'], got 'Ray'"),
+    ("train.ray.max_retries", -1, "train.ray.max_retries must be an integer >= 0, got -1"),
     ("pretrain.lr", 0.0, "pretrain.lr must be > 0"),
     ("pretrain.zero_shot.splits", ["tst"], "pretrain.zero_shot.splits[0] must be one of"),
     ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
@@ -99,3 +104,15 @@ def test_a_run_with_a_bad_parameter_stops_before_any_node_writes(tmp_path):
         run_pipeline(project, "ingest", extra_params={"train": {"calibration": {"tpr": 1.5}}})
     written = [p for p in (project / "data").rglob("*") if p.is_file()]
     assert written in ([], [project / LOCK_FILE])  # the run lock is the run's, not an output
+
+
+@pytest.mark.parametrize("block", ["embed", "train"])
+def test_runner_ray_without_ray_installed_says_what_to_install(block, monkeypatch):
+    import croft_pipeline.distributed as distributed
+
+    monkeypatch.setattr(distributed, "ray_installed", lambda: False)
+    with pytest.raises(distributed.RayMissingError) as info:
+        check_parameters(_set(load_params("test"), f"{block}.runner", "ray"))
+    assert str(info.value) == (
+        f'{block}.runner: ray needs Ray, which is not installed: pip install -e ".[ray]"'
+    )

@@ -20,6 +20,8 @@ from croft_pipeline.clip.backend import PRECISION, TEMPLATES, check_model_name
 from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
 from croft_pipeline.data.manifest import SOURCE_ROLES
 from croft_pipeline.data.splits import SPLITS
+from croft_pipeline.distributed import require_ray
+from croft_pipeline.distributed.embed import chunk_runner
 from croft_pipeline.methods.base import METHODS, config_key_errors
 from croft_pipeline.methods.feature_sets import config_key, config_layers, method_config
 from croft_pipeline.methods.selection import GRID_RUNNER
@@ -44,7 +46,7 @@ from croft_pipeline.rules import (
     one_of,
     optional,
 )
-from croft_pipeline.runtime import THREAD_COUNT, resolve_device
+from croft_pipeline.runtime import THREAD_COUNT, Runner, resolve_device
 from croft_pipeline.serving.gates import check_gates
 
 SPLIT_NAME = one_of(SPLITS)
@@ -112,6 +114,7 @@ def check_embed(embed: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     _rules("embed", embed, {**counts, "num_workers": at_least(0), "cache_dir": TEXT})
     augment = {"scale": interval(SHARE), "ratio": interval(POSITIVE), "flip": BOOLEAN}
     _rules("embed.augment", embed.get("augment"), {**augment, "seed": at_least(0)})
+    chunk_runner(embed)  # embed.runner and embed.ray; Ray installed when it is the runner
 
 
 def check_pretrain(pretrain: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -131,6 +134,8 @@ def check_train(train: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     _device("train.device", train.get("device"))
     _rules("train", train, {"num_threads": THREAD_COUNT, "workers": THREAD_COUNT})
     _rules("train", train, {"grid_runner": GRID_RUNNER})
+    if Runner.from_params(train, "train").kind == "ray":
+        require_ray("train.runner")
     names = train.get("methods")
     if not (isinstance(names, list) and names):
         raise ParameterError("train.methods", "be a non-empty list of method names", names)

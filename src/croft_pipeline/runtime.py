@@ -1,18 +1,20 @@
-"""Where torch computes: the device and the CPU thread count (one rule for every stage)."""
+"""Where torch computes: the device, the CPU thread count and the runner of independent jobs
+(one rule for every stage)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from croft_pipeline.rules import Rule
+from croft_pipeline.rules import POSITIVE, Rule, at_least, one_of
 
 THREAD_COUNT = Rule(
     "be auto, null or an integer >= 1",
@@ -20,6 +22,34 @@ THREAD_COUNT = Rule(
         v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
     ),
 )  # torch CPU threads, and worker processes
+
+
+RUNNERS = ("local", "ray")  # this machine's processes | Ray (croft_pipeline.distributed)
+RUNNER = one_of(RUNNERS)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where :func:`parallel_map` runs its jobs: ``local`` processes or ``ray`` tasks."""
+
+    kind: str = "local"
+    max_retries: int = 3  # ray: times a task whose worker process died is run again
+    cpus_per_task: float = 1.0  # ray: CPUs each task reserves
+    key: str = field(default="runner", compare=False)  # the parameter naming it (for errors)
+
+    @classmethod
+    def from_params(cls, block: Mapping[str, Any], key: str) -> Runner:
+        """``<key>.runner`` and its ``<key>.ray`` options (``max_retries``, ``cpus_per_task``)."""
+        ray = block.get("ray") or {}
+        return cls(
+            kind=RUNNER.check(f"{key}.runner", block.get("runner", "local")),
+            max_retries=at_least(0).check(f"{key}.ray.max_retries", ray.get("max_retries", 3)),
+            cpus_per_task=POSITIVE.check(f"{key}.ray.cpus_per_task", ray.get("cpus_per_task", 1)),
+            key=f"{key}.runner",
+        )
+
+
+LOCAL = Runner()
 
 
 class DeviceError(ValueError):
@@ -84,15 +114,24 @@ def worker_count(workers: int | str | None, jobs: int) -> int:
 
 
 def parallel_map(
-    fn: Callable[[Any], Any], items: Sequence[Any], workers: int, desc: str = "jobs"
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    workers: int,
+    desc: str = "jobs",
+    runner: Runner = LOCAL,
 ) -> list[Any]:
-    """``[fn(item) for item in items]``, in ``workers`` fresh processes when ``workers > 1``.
+    """``[fn(item) for item in items]``, in ``workers`` fresh processes when ``workers > 1``, or
+    as Ray tasks when ``runner.kind`` is ``ray`` (the cluster's CPUs bound them, not ``workers``).
 
     Processes are spawned, not forked: a fork after torch started its OpenMP threads can hang.
     ``fn`` must be importable (a module-level function) and its items picklable.
     """
     bar = tqdm(total=len(items), desc=desc, unit="job", disable=len(items) < 2)
     with bar:
+        if runner.kind == "ray":
+            from croft_pipeline.distributed.tasks import ray_map
+
+            return ray_map(fn, items, runner, bar.update)
         if workers <= 1 or len(items) <= 1:
             results = []
             for item in items:

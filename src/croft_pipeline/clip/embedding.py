@@ -3,15 +3,18 @@
 Rows (image sha256, view) are ordered by sha256 and cut into fixed chunks of ``chunk_rows``;
 a chunk is the unit of work and of writing, and its rows are always encoded in the same
 batches, so a run resumed after a crash produces the same features as an uninterrupted one.
-Images are decoded and transformed by DataLoader workers while the model encodes.
+A runner computes the planned chunks: :func:`_compute` here (DataLoader workers decode and
+transform images while the model encodes), or Ray Data (:mod:`croft_pipeline.distributed.embed`);
+both write the same chunks of the same batches, so either resumes the other's run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -39,6 +42,10 @@ class EmbedSettings:
     progress: bool = True
 
 
+# (loaded, rows, keys, recipe, cache, chunks, batches, settings) -> None: writes every chunk
+ChunkRunner = Callable[..., None]
+
+
 class _ViewDataset(Dataset):
     """Row i -> the uint8 pixels of view (image, view) i (normalized per batch by the caller)."""
 
@@ -61,14 +68,17 @@ def embed_views(
     n_views: int,
     cache_root: str | Path,
     settings: EmbedSettings = EmbedSettings(),
+    runner: ChunkRunner | None = None,
 ) -> tuple[list[str], torch.Tensor]:
-    """Features ``[N, n_views, D]`` for the unique images (by sha256, sorted) and their keys."""
+    """Features ``[N, n_views, D]`` for the unique images (by sha256, sorted) and their keys.
+
+    ``runner`` computes the missing chunks (default: :func:`_compute`, in this process)."""
     unique = {image.sha256: image for image in images}
     shas = sorted(unique)
     rows = [(unique[sha], view) for sha in shas for view in range(n_views)]
     keys = [row_key(ref.sha256, view) for ref, view in rows]
     cache = FeatureCache(cache_folder(cache_root, loaded.model_key, recipe.key()))
-    cache.write_info({"model": loaded.identity, "recipe": recipe.describe()})
+    cache.write_info(chunk_meta(loaded, recipe))
     index = cache.index()
     todo_chunks, batches = _plan(keys, index, settings)
     n_todo = sum(len(chunk) for chunk in todo_chunks)
@@ -80,11 +90,16 @@ def embed_views(
         n_todo,
     )
     if n_todo:
-        _compute(loaded, rows, keys, recipe, cache, todo_chunks, batches, settings)
+        (runner or _compute)(loaded, rows, keys, recipe, cache, todo_chunks, batches, settings)
         index = cache.index()
     if not keys:
         return shas, torch.empty(0, n_views, loaded.embed_dim)
     return shas, cache.read(keys, index).view(len(shas), n_views, -1)
+
+
+def chunk_meta(loaded: LoadedClip, recipe: ViewRecipe) -> dict[str, Any]:
+    """What every chunk (and ``info.json``) of a cache folder records about its rows."""
+    return {"model": loaded.identity, "recipe": recipe.describe()}
 
 
 def _plan(
@@ -125,7 +140,7 @@ def _compute(
     )
     chunk_of_row = {row: number for number, chunk in enumerate(chunks) for row in chunk}
     pending: dict[int, list[torch.Tensor]] = {}
-    meta = {"model": loaded.identity, "recipe": recipe.describe()}
+    meta = chunk_meta(loaded, recipe)
     bar = tqdm(
         total=sum(map(len, chunks)),
         unit="img",

@@ -25,7 +25,7 @@ from croft_pipeline.methods.fitted import zero_shot_model
 from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected, grid_points
 from croft_pipeline.methods.wise import choose_alpha, space_of
 from croft_pipeline.rules import ParameterError
-from croft_pipeline.runtime import parallel_map, torch_threads
+from croft_pipeline.runtime import LOCAL, Runner, parallel_map, torch_threads
 
 
 def method_grids(params: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, list]]:
@@ -141,10 +141,10 @@ def job_cost(job: FitJob) -> float:
     return points * epochs * len(job.train.labels) * weight
 
 
-def fit_all(jobs: Sequence[FitJob], workers: int) -> list[FitOutcome]:
-    """Every job's outcome, in job order; in ``workers`` processes when there are several (the
-    costliest jobs start first)."""
+def fit_all(jobs: Sequence[FitJob], workers: int, runner: Runner = LOCAL) -> list[FitOutcome]:
+    """Every job's outcome, in job order; in ``workers`` processes when there are several, or
+    as ``runner``'s Ray tasks (the costliest jobs start first)."""
     order = sorted(range(len(jobs)), key=lambda i: -job_cost(jobs[i]))
-    results = parallel_map(run_fit, [jobs[i] for i in order], workers)
+    results = parallel_map(run_fit, [jobs[i] for i in order], workers, runner=runner)
     by_job = dict(zip(order, results, strict=True))
     return [by_job[i] for i in range(len(jobs))]

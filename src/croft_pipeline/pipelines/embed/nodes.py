@@ -11,6 +11,7 @@ from croft_pipeline.clip.backend import LoadedClip, encode_class_prompts, load_c
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
 from croft_pipeline.clip.views import AUGMENT, CENTER
 from croft_pipeline.data.discovery import image_file
+from croft_pipeline.distributed.embed import chunk_runner
 from croft_pipeline.features import FeatureTable
 from croft_pipeline.runtime import torch_threads
 
@@ -72,6 +73,7 @@ def _embed(rows, kind, n_views, spec, dataset_roots, project_dir, clip, embed) -
         ImageRef(sha256, image_file(dataset_roots, project_dir, root, path))
         for sha256, root, path in zip(unique["sha256"], unique["root"], unique["path"], strict=True)
     ]
+    runner = chunk_runner(embed)
     settings = EmbedSettings(
         batch_size=int(embed.get("batch_size", 128)),
         chunk_rows=int(embed.get("chunk_rows", 512)),
@@ -79,7 +81,13 @@ def _embed(rows, kind, n_views, spec, dataset_roots, project_dir, clip, embed) -
     )
     with torch_threads(clip.get("num_threads")):
         keys, features = embed_views(
-            loaded, images, recipe, n_views, Path(project_dir) / embed["cache_dir"], settings
+            loaded,
+            images,
+            recipe,
+            n_views,
+            Path(project_dir) / embed["cache_dir"],
+            settings,
+            runner,
         )
     meta = {
         **loaded.identity,

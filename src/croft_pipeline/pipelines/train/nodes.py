@@ -29,7 +29,7 @@ from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_gr
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
-from croft_pipeline.runtime import worker_count
+from croft_pipeline.runtime import Runner, worker_count
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
@@ -91,7 +91,8 @@ def fit_methods(
         for seed in seeds
         for name in configs
     ]
-    outcomes = fit_all(jobs, worker_count(params.get("workers", "auto"), len(jobs)))
+    workers = worker_count(params.get("workers", "auto"), len(jobs))
+    outcomes = fit_all(jobs, workers, Runner.from_params(params, "train"))
     methods: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
     runs: dict[str, dict[str, str]] = {}
