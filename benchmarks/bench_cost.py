@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -270,7 +268,9 @@ def bench_memory(project: Path, pretrain_steps: int) -> list[dict[str, Any]]:
             extra = ["--params", f"pretrain.steps={pretrain_steps},pretrain.force=true"]
         measured = peak_rss([*kedro, f"--pipeline={pipeline}", *extra], copy, env)
         if measured["returncode"] != 0:
-            raise RuntimeError(f"kedro run --pipeline={pipeline} failed:\n{measured['output_tail']}")
+            raise RuntimeError(
+                f"kedro run --pipeline={pipeline} failed:\n{measured['output_tail']}"
+            )
         rows.append(
             {
                 "pipeline": pipeline,

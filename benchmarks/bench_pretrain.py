@@ -210,7 +210,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     if "steps" in result:
-        lines += ["## One step, per image", "", *markdown_table(result["steps"], list(result["steps"][0]))]
+        lines += [
+            "## One step, per image",
+            "",
+            *markdown_table(result["steps"], list(result["steps"][0])),
+        ]
     if "zero_shot" in result:
         table = [
             {**{k: v for k, v in row.items() if k != "zero_shot"},
