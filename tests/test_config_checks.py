@@ -74,6 +74,7 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("train.runner", "Ray", "train.runner must be one of ['local', 'ray'], got 'Ray'"),
     ("train.ray.max_retries", -1, "train.ray.max_retries must be an integer >= 0, got -1"),
     ("pretrain.lr", 0.0, "pretrain.lr must be > 0"),
+    ("pretrain.num_threads", "auto", "pretrain.num_threads must be an integer >= 1"),
     ("pretrain.zero_shot.splits", ["tst"], "pretrain.zero_shot.splits[0] must be one of"),
     ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
     ("ingest.splits.val_fraction", 1.5, "ingest.splits.val_fraction must be in [0, 1]"),

@@ -118,7 +118,7 @@ def check_embed(embed: Mapping[str, Any], params: Mapping[str, Any]) -> None:
 
 
 def check_pretrain(pretrain: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    counts = {key: at_least(1) for key in ("steps", "batch_size", "log_every")}
+    counts = {key: at_least(1) for key in ("steps", "batch_size", "log_every", "num_threads")}
     flags = {key: BOOLEAN for key in ("force", "flip", "lock_text_tower", "bf16")}
     rules = {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": at_least(0)}
     rules |= {"crop_scale": interval(SHARE), "grayscale_p": UNIT, "seed": at_least(0)}

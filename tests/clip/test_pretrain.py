@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from croft_pipeline.clip.backend import encode_images, load_clip
-from croft_pipeline.clip.checkpoint import STAMP_KEY, checkpoint_metadata
+from croft_pipeline.clip.checkpoint import STAMP_KEY, checkpoint_metadata, pretrain_stamp
 from croft_pipeline.clip.default_model import (
     ensure_checkpoint,
     is_project_checkpoint,
@@ -177,3 +177,20 @@ def test_pretrain_config_from_parameters_ignores_other_keys():
     assert (
         config.steps == 5 and config.lr == pytest.approx(1e-3) and config.crop_scale == (0.6, 1.0)
     )
+
+
+def test_pretraining_runs_on_its_configured_threads_which_are_in_the_stamp(image_refs):
+    """The thread count changes a checkpoint's bits, so it is a setting: used, then restored."""
+    paths, shas, captions = _pairs(image_refs, n=4)
+    model = create_trainable_model(TINY, 0)
+    data = build_pair_data(paths, captions, 32, progress=False)
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    config = replace(FAST, steps=1, num_threads=1 if before > 1 else 2)
+    tokenizer = open_clip.get_tokenizer(TINY)
+    log = lambda step, values: seen.append(torch.get_num_threads())  # noqa: E731
+    pretrain(model, data, tokenizer, config, torch.device("cpu"), log=log, progress=False)
+    assert seen == [config.num_threads] and torch.get_num_threads() == before
+    stamp = pretrain_stamp(TINY, FAST, zip(shas, captions, strict=True))
+    other = pretrain_stamp(TINY, replace(FAST, num_threads=3), zip(shas, captions, strict=True))
+    assert stamp != other

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.data.images import load_rgb
+from croft_pipeline.runtime import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class PretrainConfig:
     )
     seed: int = 0
     log_every: int = 25
+    # torch CPU threads, fixed (not "auto"): the thread count changes the checkpoint's bits (float
+    # sums in another order), so it is a setting like the others, and in the stamp
+    num_threads: int = 2
 
 
 @dataclass
@@ -163,6 +167,11 @@ def pretrain(
     progress: bool = True,
 ) -> PretrainResult:
     """Train ``model`` in place with ClipLoss; returns it with the loss curve and wall time."""
+    with torch_threads(config.num_threads):
+        return _pretrain(model, data, tokenizer, config, device, log, progress)
+
+
+def _pretrain(model, data, tokenizer, config, device, log, progress) -> PretrainResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
