@@ -254,11 +254,14 @@ def bench_embed(data: ProjectData, settings_grid: list[tuple[int, int]]) -> dict
 
 
 def bench_memory(project: Path, pretrain_steps: int) -> list[dict[str, Any]]:
-    """Each pipeline, in order, in a copy of ``project`` (its outputs replace the copy's)."""
+    """Each pipeline, in order, in a copy of ``project`` with this checkout's conf and code (its
+    outputs replace the copy's; the embedding cache starts empty)."""
     copy = WORK / "cost_project"
     shutil.rmtree(copy, ignore_errors=True)
     ignore = shutil.ignore_patterns("mlruns", "mlflow.db", ".venv", ".git", ".dvc-storage", "cache")
     shutil.copytree(project, copy, ignore=ignore, symlinks=True)
+    shutil.rmtree(copy / "conf")
+    shutil.copytree(ROOT / "conf", copy / "conf")  # this checkout's configuration and code
     kedro = [sys.executable, "-m", "kedro", "run"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     rows = []
