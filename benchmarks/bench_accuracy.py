@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-import croft_pipeline  # noqa: F401  (offline defaults first)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
+
+import croft_pipeline  # noqa: E402, F401  (offline defaults first)
+from benchmarks.common import ROOT, commit, cpu_model  # noqa: E402
 from croft_pipeline.benchmark import run_benchmark
 from croft_pipeline.io_utils import atomic_write_bytes
 from croft_pipeline.ood.evaluation import OPENSET_SHIFTS
@@ -36,40 +37,14 @@ from croft_pipeline.reporting.verdict import (
     verdict_table,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
     return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, no GPU used (train.device auto)"
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, no GPU used "
+        "(train.device auto)"
     )
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
-        ).stdout
-        return sha + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 METHOD_COLUMNS = [

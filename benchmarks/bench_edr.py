@@ -29,7 +29,10 @@ from pathlib import Path
 
 import torch
 
-from croft_pipeline.io_utils import atomic_write_bytes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
+
+from benchmarks.common import cpu_model  # noqa: E402
+from croft_pipeline.io_utils import atomic_write_bytes  # noqa: E402
 from croft_pipeline.methods import build_method
 from croft_pipeline.methods.energy_grad import (
     EnergyGradSpec,
@@ -156,22 +159,12 @@ def machine(device: torch.device) -> dict:
         "torch": torch.__version__,
         "device": str(device),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "load_average_1min_at_start": os.getloadavg()[0],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def markdown(report: dict) -> str:

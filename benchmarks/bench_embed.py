@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -30,16 +29,16 @@ from pathlib import Path
 
 import torch
 
-from croft_pipeline.clip.backend import encode_pixels, load_clip
-from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
-from croft_pipeline.clip.views import CENTER
-from croft_pipeline.config import parameters
-from croft_pipeline.data.images import load_rgb
-from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
-from croft_pipeline.runtime import torch_threads
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / ".work"
+from benchmarks.common import ROOT, WORK, machine  # noqa: E402
+from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
+from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  # noqa: E402
+from croft_pipeline.clip.views import CENTER  # noqa: E402
+from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.data.images import load_rgb  # noqa: E402
+from croft_pipeline.io_utils import atomic_write_bytes, sha256_file  # noqa: E402
+from croft_pipeline.runtime import torch_threads  # noqa: E402
 
 
 def find_images(folder: Path, limit: int | None) -> list[ImageRef]:
@@ -78,25 +77,6 @@ def timed_embed(loaded, images, cache: Path, settings: EmbedSettings) -> float:
     started = time.perf_counter()
     embed_views(loaded, images, loaded.view_recipe(CENTER), 1, cache, settings)
     return time.perf_counter() - started
-
-
-def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-    }
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from bench_embed import machine  # benchmarks/ is sys.path[0] when run as a script
+from bench_embed import machine  # noqa: I001  (benchmarks/ is sys.path[0] as a script; from common)
 
 from croft_pipeline.clip.checkpoint import model_config_text
 from croft_pipeline.config import parameters
