@@ -135,11 +135,11 @@ def step_seconds(model, data, tokenizer, config, variant, rounds_steps: int) -> 
         loss.backward()
         optimizer.step()
 
-    one_step()
+    one_step()  # warm-up (for the compiled variant: the compilation)
     started = time.perf_counter()
     for _ in range(rounds_steps):
         one_step()
-    return (time.perf_counter() - started) / rounds_steps
+    return (time.perf_counter() - started) / max(1, rounds_steps)
 
 
 def bench_steps(pairs: Pairs, config: PretrainConfig, rounds: int, steps: int) -> list[dict]:
