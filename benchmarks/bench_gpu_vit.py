@@ -75,8 +75,13 @@ def flops_per_image(loaded) -> float:
     size = size if isinstance(size, int) else size[0]
     pixels = torch.randn(1, 3, size, size, device=loaded.device)
     counter = FlopCounterMode(display=False)
-    with counter:  # grad mode: inference mode takes attention fast paths the counter cannot see
-        encode_pixels(loaded, pixels)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is not counted
+    try:
+        with torch.no_grad(), counter:
+            encode_pixels(loaded, pixels)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return float(counter.get_total_flops())
 
 
