@@ -68,7 +68,7 @@ from croft_pipeline.methods.feature_sets import (  # noqa: E402
     seed_rows,
     train_set,
 )
-from croft_pipeline.methods.trainer import batch_indices, lr_at_epoch  # noqa: E402
+from croft_pipeline.methods.trainer import batch_indices, epoch_lr  # noqa: E402
 from croft_pipeline.methods.tuning import FitJob, run_fit  # noqa: E402
 from croft_pipeline.pipelines.embed.nodes import _augment_args  # noqa: E402
 
@@ -118,15 +118,7 @@ def fit_in_loop(method, loaded, paths, shas, labels: torch.Tensor, val: EvalSet,
     epochs, n = int(config["epochs"]), len(labels)
     encode_seconds = 0.0
     for epoch in range(epochs):
-        method._set_lr(
-            lr_at_epoch(
-                epoch,
-                lr=config["lr"],
-                epochs=epochs,
-                warmup_epochs=int(config["warmup_epochs"]),
-                warmup_lr=config["warmup_lr"],
-            )
-        )
+        method._set_lr(epoch_lr(config, epoch))
         order = torch.randperm(n, generator=sampler)
         method.module.train()
         for step, idx in enumerate(batch_indices(order, int(config["batch_size"]))):
