@@ -141,7 +141,7 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}, commit {report['git_commit']}  ",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, device {m['device']}"
-        f"{', ' + m['cuda'] if m['cuda'] else ''}, {report['torch_threads']} torch thread(s); "
+        f"{', ' + m['gpu'] if m.get('gpu') else ''}, {report['torch_threads']} torch thread(s); "
         f"1-min load average {m['load_average_1min_at_start']} at start, "
         f"{m['load_average_1min_at_end']} at end (the machine is shared).  ",
         f"Data: synthetic features of the default shape: D = {d['dim']}, K = {d['classes']}, "
