@@ -41,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
 
+from benchmarks.bench_embed import find_images  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     ROOT,
     WORK,
@@ -49,16 +50,15 @@ from benchmarks.common import (  # noqa: E402
     markdown_table,
     peak_rss,
     provenance,
+    row_paths,
     write_results,
 )
 from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  # noqa: E402
 from croft_pipeline.clip.views import AUGMENT, CENTER  # noqa: E402
 from croft_pipeline.config import parameters  # noqa: E402
-from croft_pipeline.data.discovery import image_file  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 from croft_pipeline.features import FeatureTable  # noqa: E402
-from croft_pipeline.io_utils import sha256_file  # noqa: E402
 from croft_pipeline.methods import build_method  # noqa: E402
 from croft_pipeline.methods.base import EvalSet, TrainSet, accuracy  # noqa: E402
 from croft_pipeline.methods.feature_sets import (  # noqa: E402
@@ -103,10 +103,7 @@ class ProjectData:
         return load_clip(clip["model_name"], clip["pretrained"], base_dir=self.project)
 
     def paths(self, rows: pd.DataFrame) -> list[Path]:
-        return [
-            image_file(self.roots, str(self.project), root, path)
-            for root, path in zip(rows["root"], rows["path"], strict=True)
-        ]
+        return row_paths(self.project, self.roots, rows)
 
 
 def fit_in_loop(method, loaded, paths, shas, labels: torch.Tensor, val: EvalSet, recipe):
@@ -172,10 +169,6 @@ def bench_training(data: ProjectData) -> list[dict[str, Any]]:
 # --- embed: decode and encode costs, the ceiling, and the embed runner against both ---------------
 
 
-def image_refs(folder: Path) -> list[ImageRef]:
-    return [ImageRef(sha256_file(path), path) for path in sorted(folder.rglob("*.png"))]
-
-
 def per_image_decode(recipe, images: list[ImageRef]) -> float:
     started = time.perf_counter()
     for ref in images:
@@ -200,7 +193,7 @@ def per_image_encode(loaded, recipe, pixels: torch.Tensor, batch: int, threads: 
 def bench_embed(data: ProjectData, settings_grid: list[tuple[int, int]]) -> dict[str, Any]:
     loaded = data.loaded_clip()
     recipe = loaded.view_recipe(CENTER)
-    images = image_refs(data.project / "data/01_raw/emojishift")
+    images = find_images(data.project / "data/01_raw/emojishift", None)
     batch = int(data.params["embed"]["batch_size"])
     cores = os.cpu_count() or 1
     decode = per_image_decode(recipe, images)
@@ -302,7 +295,7 @@ def scaled_emojishift(params: dict[str, Any], variants: int) -> Path:
 def child_embed(project: Path, folder: Path) -> dict[str, Any]:
     data = ProjectData(project)
     loaded = data.loaded_clip()
-    images = image_refs(folder)
+    images = find_images(folder, None)
     cache = WORK / f"scale_cache_{os.getpid()}"
     settings = EmbedSettings(
         batch_size=int(data.params["embed"]["batch_size"]),

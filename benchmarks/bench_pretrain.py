@@ -40,6 +40,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     markdown_table,
     provenance,
+    row_paths,
     write_results,
 )
 from croft_pipeline.clip.backend import load_clip  # noqa: E402
@@ -58,7 +59,6 @@ from croft_pipeline.clip.pretrain import (  # noqa: E402
 )
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy  # noqa: E402
 from croft_pipeline.config import parameters  # noqa: E402
-from croft_pipeline.data.discovery import image_file  # noqa: E402
 from croft_pipeline.pipelines.pretrain.nodes import _zero_shot_rows  # noqa: E402
 
 VARIANTS = {  # name -> (channels_last, threads: None = all cores, batch factor, compile)
@@ -85,10 +85,7 @@ class Pairs:
         self.id_classes = json.loads((primary / "id_classes.json").read_text())
 
     def _paths(self, rows: pd.DataFrame) -> list[Path]:
-        return [
-            image_file(self.roots, str(self.project), root, path)
-            for root, path in zip(rows["root"], rows["path"], strict=True)
-        ]
+        return row_paths(self.project, self.roots, rows)
 
     def zero_shot(self, checkpoint: Path) -> dict[str, Any]:
         clip, settings = self.params["clip"], self.params["pretrain"]["zero_shot"]

@@ -23,10 +23,19 @@ from typing import Any
 import psutil  # a dependency of dvc (pyproject), so always installed with the project
 import torch
 
+from croft_pipeline.data.discovery import image_file
 from croft_pipeline.io_utils import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
+
+
+def row_paths(project: Path, roots: dict[str, str], rows: Any) -> list[Path]:
+    """The image file of each (``root``, ``path``) row of a project table (splits, pairs)."""
+    return [
+        image_file(roots, str(project), root, path)
+        for root, path in zip(rows["root"], rows["path"], strict=True)
+    ]
 
 
 def cpu_model() -> str:
