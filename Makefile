@@ -17,11 +17,9 @@ $(RUN_STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-$(TEST_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+$(TEST_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
-	touch $(RUN_STAMP) $(TEST_STAMP)
+	touch $(TEST_STAMP)
 
 install: $(TEST_STAMP)
 
