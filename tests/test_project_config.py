@@ -103,7 +103,7 @@ def test_values_two_files_share_come_from_globals():
 @pytest.mark.parametrize(
     ("env", "model", "templates"),
     [
-        (None, "CroftRN-MiniLM-64", ["an emoji of a {}"]),
+        (None, "CroftLite0-MiniLM-112", ["an emoji of a {}"]),
         ("test", "CroftRN-Tiny-32", ["an emoji of a {}"]),
         ("pacs", "ViT-B-16", ["a photo of a {}."]),
         ("vlcs", "ViT-B-16", ["a photo of a {}."]),

@@ -118,11 +118,14 @@ def check_embed(embed: Mapping[str, Any], params: Mapping[str, Any]) -> None:
 
 
 def check_pretrain(pretrain: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    counts = {key: at_least(1) for key in ("steps", "batch_size", "log_every", "num_threads")}
+    counts = {
+        key: at_least(1) for key in ("steps", "batch_size", "log_every", "num_threads", "views")
+    }
     flags = {key: BOOLEAN for key in ("force", "flip", "lock_text_tower", "bf16")}
     rules = {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "warmup_steps": at_least(0)}
     rules |= {"crop_scale": interval(SHARE), "grayscale_p": UNIT, "seed": at_least(0)}
-    _rules("pretrain", pretrain, {**counts, **flags, **rules, "checkpoint": TEXT})
+    paths = {"checkpoint": TEXT, "feature_cache": TEXT}
+    _rules("pretrain", pretrain, {**counts, **flags, **rules, **paths})
     zero_shot = pretrain.get("zero_shot") or {}
     _rules("pretrain.zero_shot", zero_shot, {"enabled": BOOLEAN})
     for i, split in enumerate(zero_shot.get("splits") or []):

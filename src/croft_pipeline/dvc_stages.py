@@ -100,13 +100,14 @@ def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
     """Files and folders that nodes write directly: rendered images, checkpoint, cache."""
     ingest = params.get("ingest", {})
     rendered = ingest.get("roots", {}) if ingest.get("source") == "emojishift" else {}
-    checkpoint = params.get("pretrain", {}).get("checkpoint")
+    pretrain = params.get("pretrain", {})
+    written = [pretrain.get(key) for key in ("checkpoint", "feature_cache")]
     cache_dir = params.get("embed", {}).get("cache_dir")
     # persist: DVC leaves them in place on a rerun; the node itself re-renders only what changed,
     # reuses the checkpoint while its stamp matches, and computes only missing cache entries
     return {
         "ingest": [{path: {"persist": True}} for path in sorted(set(rendered.values()))],
-        "pretrain": [{checkpoint: {"persist": True}}] if checkpoint else [],
+        "pretrain": [{path: {"persist": True}} for path in written if path],
         "embed": [{cache_dir: {"persist": True}}] if cache_dir else [],
     }
 

@@ -191,6 +191,9 @@ def test_pretraining_runs_on_its_configured_threads_which_are_in_the_stamp(image
     log = lambda step, values: seen.append(torch.get_num_threads())  # noqa: E731
     pretrain(model, data, tokenizer, config, torch.device("cpu"), log=log, progress=False)
     assert seen == [config.num_threads] and torch.get_num_threads() == before
-    stamp = pretrain_stamp(TINY, FAST, zip(shas, captions, strict=True))
-    other = pretrain_stamp(TINY, replace(FAST, num_threads=3), zip(shas, captions, strict=True))
+    stamp = pretrain_stamp(TINY, FAST, zip(shas, captions, strict=True), "fp32")
+    other = pretrain_stamp(
+        TINY, replace(FAST, num_threads=3), zip(shas, captions, strict=True), "fp32"
+    )
+    assert stamp != pretrain_stamp(TINY, FAST, zip(shas, captions, strict=True), "bf16")
     assert stamp != other

@@ -1,8 +1,9 @@
 """Checkpoints of the project's own CLIP: safetensors files open_clip loads, plus a training stamp.
 
 The stamp (in the safetensors header) hashes everything that changes the trained weights: the
-model config as shipped, the pretraining settings, the image–caption pairs and
-:data:`PRETRAIN_VERSION`. A checkpoint whose stamp matches is reused instead of retrained.
+model config as shipped, the pretraining settings, the precision that runs (bf16 autocast only
+where the from-scratch recipe finds it supported; the locked-towers recipe always fp32), the
+image–caption pairs and :data:`PRETRAIN_VERSION`. A checkpoint whose stamp matches is reused instead of retrained.
 """
 
 from __future__ import annotations
@@ -19,31 +20,31 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
 
-from croft_pipeline.clip.model_configs import CONFIG_DIR
+from croft_pipeline.clip.model_configs import shipped_config
 from croft_pipeline.clip.pretrain import PretrainConfig
 from croft_pipeline.io_utils import save_safetensors
 
-PRETRAIN_VERSION = 1  # bump when the training code changes what a run produces
+PRETRAIN_VERSION = 2  # bump when the training code changes what a run produces
 STAMP_KEY = "croft_pretrain_stamp"
 
 
 def model_config_text(model_name: str) -> str:
     """The model config as shipped (``pkg:`` references unresolved, so the stamp is portable)."""
-    shipped = CONFIG_DIR / f"{model_name}.json"
-    if shipped.is_file():
-        return json.dumps(json.loads(shipped.read_text()), sort_keys=True)
-    return json.dumps(open_clip.get_model_config(model_name), sort_keys=True)
+    shipped = shipped_config(model_name)
+    config = shipped if shipped is not None else open_clip.get_model_config(model_name)
+    return json.dumps(config, sort_keys=True)
 
 
 def pretrain_stamp(
-    model_name: str, config: PretrainConfig, pairs: Iterable[tuple[str, str]]
+    model_name: str, config: PretrainConfig, pairs: Iterable[tuple[str, str]], precision: str
 ) -> str:
-    """Hash of (model config, settings, sorted (image sha256, caption) pairs, code version)."""
+    """Hash of (model config, settings, precision, sorted (image sha256, caption) pairs, version)."""
     digest = hashlib.sha256()
     header = {
         "model_name": model_name,
         "model_config": model_config_text(model_name),
         "config": asdict(config),
+        "precision": precision,
         "version": PRETRAIN_VERSION,
     }
     digest.update(json.dumps(header, sort_keys=True).encode())

@@ -16,6 +16,8 @@ from typing import Any
 
 import open_clip
 
+from croft_pipeline.clip.model_configs import project_settings
+
 logger = logging.getLogger(__name__)
 
 EXPECTED_OPEN_CLIP_WARNINGS = ("initialized partially", "Model initialized randomly")
@@ -57,7 +59,12 @@ def hf_text_tower(model_name: str) -> str | None:
 
 
 def create_model_and_transforms(model_name: str, tag: str | None = None, **kwargs: Any):
-    """``open_clip.create_model_and_transforms`` without its expected warnings."""
+    """``open_clip.create_model_and_transforms`` without its expected warnings, with the
+    preprocessing a project config's ``croft.preprocess`` names (its trunk's normalisation)."""
+    preprocess = project_settings(model_name).get("preprocess") or {}
+    for key in ("mean", "std", "interpolation"):
+        if key in preprocess:
+            kwargs.setdefault(f"image_{key}", preprocess[key])
     with quiet_construction():
         return open_clip.create_model_and_transforms(model_name, pretrained=tag, **kwargs)
 

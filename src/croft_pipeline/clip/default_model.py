@@ -25,13 +25,19 @@ from croft_pipeline.clip.checkpoint import (
     pretrain_stamp,
     save_checkpoint,
 )
+from croft_pipeline.clip.locked import PRECISION as LOCKED_PRECISION
+from croft_pipeline.clip.locked import pretrain_locked
 from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.clip.pretrain import (
+    FROM_SCRATCH,
+    LOCKED_TOWERS,
     PretrainConfig,
     build_pair_data,
     create_trainable_model,
     image_size_of,
+    precision_of,
     pretrain,
+    recipe_of,
 )
 from croft_pipeline.data.emojishift import (
     build_pretrain_pairs,
@@ -86,14 +92,26 @@ def ensure_checkpoint(
     force: bool = False,
     log: Callable[[int, dict[str, float]], None] = lambda step, values: None,
     progress: bool = True,
+    feature_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train ``model_name`` on the pairs and write ``target``, unless a matching checkpoint exists.
 
-    Returns a JSON-ready report: whether it trained, the wall time, the final loss, the sha256.
+    The recipe follows the model config (:func:`recipe_of`); ``feature_cache`` is where the
+    locked-towers recipe keeps its trunk features. Returns a JSON-ready report: whether it
+    trained, the recipe and the precision that ran, the wall time, the final loss, the sha256.
     """
     register_project_configs()
-    stamp = pretrain_stamp(model_name, config, zip(image_sha256, captions, strict=True))
-    report: dict[str, Any] = {"model_name": model_name, "stamp": stamp, "config": asdict(config)}
+    recipe = recipe_of(model_name)
+    target_device = resolve_device(device if recipe == FROM_SCRATCH else "cpu")
+    precision = LOCKED_PRECISION if recipe == LOCKED_TOWERS else precision_of(config, target_device)
+    stamp = pretrain_stamp(model_name, config, zip(image_sha256, captions, strict=True), precision)
+    report: dict[str, Any] = {
+        "model_name": model_name,
+        "stamp": stamp,
+        "config": asdict(config),
+        "recipe": recipe,
+        "precision": precision,
+    }
     if not force and target.is_file() and checkpoint_metadata(target).get(STAMP_KEY) == stamp:
         return {
             **report,
@@ -101,16 +119,27 @@ def ensure_checkpoint(
             "reused": True,
             "checkpoint_sha256": checkpoint_sha256(target),
         }
-    target_device = resolve_device(device)
     model = create_trainable_model(model_name, config.seed)
     data = build_pair_data(image_paths, captions, image_size_of(model), progress=progress)
     tokenizer = open_clip.get_tokenizer(model_name)
-    result = pretrain(model, data, tokenizer, config, target_device, log=log, progress=progress)
-    metadata = {STAMP_KEY: stamp, "model_name": model_name, "format": "open_clip state_dict"}
+    if recipe == LOCKED_TOWERS:
+        result = pretrain_locked(
+            model, model_name, data, tokenizer, config, feature_cache, log=log, progress=progress
+        )
+    else:
+        result = pretrain(model, data, tokenizer, config, target_device, log=log, progress=progress)
+    metadata = {
+        STAMP_KEY: stamp,
+        "model_name": model_name,
+        "format": "open_clip state_dict",
+        "recipe": recipe,
+        "precision": precision,
+    }
     save_checkpoint(result.model, target, metadata)
     tail = result.losses[-config.log_every :]
     return {
         **report,
+        **result.details,
         "trained": True,
         "reused": False,
         "seconds": round(result.seconds, 1),

@@ -1,10 +1,16 @@
 """Contrastive pretraining of a small open_clip model on image–caption pairs (the offline default).
 
-Images are decoded once into a uint8 tensor at the model's input size; each step draws a batch of
-pairs, augments the images on tensors (random resized crop and flip through one batched
-``grid_sample``), and minimises open_clip's own ``ClipLoss``. With ``lock_text_tower`` (LiT) the
-text transformer stays frozen, so its pooled outputs are computed once per caption and only the
-text projection trains beside the image tower.
+Two recipes share this module's data, augmentation, loss and schedule:
+
+* ``from_scratch`` (:func:`pretrain`): the image tower trains from random weights. Images are
+  decoded once into a uint8 tensor at the model's input size; each step draws a batch of pairs,
+  augments the images on tensors (random resized crop and flip through one batched
+  ``grid_sample``), and minimises open_clip's own ``ClipLoss``. With ``lock_text_tower`` (LiT) the
+  text transformer stays frozen, so its pooled outputs are computed once per caption.
+* ``locked_towers`` (:mod:`croft_pipeline.clip.locked`): a pretrained trunk and the text tower
+  both frozen; only the projections train, on trunk features computed once.
+
+:func:`recipe_of` says which one a model config uses.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -26,12 +33,15 @@ from tqdm.auto import tqdm
 
 from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.model_configs import register_project_configs
+from croft_pipeline.clip.trunk import load_trunk_weights, trunk_settings
 from croft_pipeline.data.images import load_rgb
 from croft_pipeline.runtime import torch_threads
 
 logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)
+FROM_SCRATCH = "from_scratch"
+LOCKED_TOWERS = "locked_towers"
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class PretrainConfig:
     )
     seed: int = 0
     log_every: int = 25
+    views: int = 4  # locked_towers: views of each image whose trunk features are computed once
     # torch CPU threads, fixed (not "auto"): the thread count changes the checkpoint's bits (float
     # sums in another order), so it is a setting like the others, and in the stamp
     num_threads: int = 2
@@ -70,6 +81,7 @@ class PretrainResult:
     model: torch.nn.Module
     losses: list[float]
     seconds: float
+    details: dict[str, Any] = field(default_factory=dict)  # recipe, precision that ran, ...
 
 
 def decode_fixed_size(path: str | Path, size: int, interpolation: str = "bicubic") -> torch.Tensor:
@@ -137,14 +149,34 @@ def augment(
     return TF.normalize(pixels, list(mean), list(std))
 
 
+def recipe_of(model_name: str) -> str:
+    """``locked_towers`` for a project config with a shipped trunk, else ``from_scratch``."""
+    return LOCKED_TOWERS if trunk_settings(model_name) else FROM_SCRATCH
+
+
 def create_trainable_model(model_name: str, seed: int) -> torch.nn.Module:
-    """A fresh open_clip model (an HF text tower comes with its pretrained weights)."""
+    """A fresh open_clip model: an HF text tower comes with its pretrained weights, a shipped
+    trunk (``croft.trunk``) with its own; everything else is initialised from ``seed``."""
     register_project_configs()
     torch.manual_seed(seed)
     model = create_model_and_transforms(model_name)[0]
-    source = f"image tower randomly initialized (seed {seed}), trained here"
+    settings = trunk_settings(model_name)
+    if settings:
+        path = load_trunk_weights(model, model_name)
+        source = (
+            f"image trunk {settings.get('what', '')} from {path.name} "
+            f"({settings.get('distribution')}, {settings.get('license')}), locked; projections "
+            f"initialized (seed {seed}), trained here"
+        )
+    else:
+        source = f"image tower randomly initialized (seed {seed}), trained here"
     logger.info(describe_weights(model_name, source, text_weights=True))
     return model
+
+
+def precision_of(config: PretrainConfig, device: torch.device) -> str:
+    """The precision the from-scratch recipe runs in on ``device`` (bf16 only where supported)."""
+    return "bf16" if config.bf16 and bf16_supported(device) else "fp32"
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -183,7 +215,7 @@ def _pretrain(model, data, tokenizer, config, device, log, progress) -> Pretrain
     optimizer = _optimizer(model, config)
     schedule = _schedule(config)
     loss_fn = ClipLoss()
-    use_bf16 = config.bf16 and bf16_supported(device)
+    use_bf16 = precision_of(config, device) == "bf16"
     losses: list[float] = []
     bar = tqdm(range(config.steps), desc="pretrain CLIP", unit="step", disable=not progress)
     for step in bar:
@@ -207,7 +239,8 @@ def _pretrain(model, data, tokenizer, config, device, log, progress) -> Pretrain
             bar.set_postfix(loss=f"{values['pretrain_loss']:.3f}")
             log(step, values)
     model.eval().requires_grad_(False)
-    return PretrainResult(model=model, losses=losses, seconds=time.perf_counter() - started)
+    details = {"recipe": FROM_SCRATCH, "precision": "bf16" if use_bf16 else "fp32"}
+    return PretrainResult(model, losses, time.perf_counter() - started, details)
 
 
 def _progress(losses: list[float], model, image_features, text_features) -> dict[str, float]:

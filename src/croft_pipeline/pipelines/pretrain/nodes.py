@@ -62,10 +62,15 @@ def pretrain_clip(
             device=clip.get("device"),
             force=bool(pretrain.get("force", False)),
             log=metric_logger("clip_"),
+            feature_cache=_feature_cache(project_dir, pretrain.get("feature_cache")),
         )
     verb = "reused (its stamp matches)" if report["reused"] else "trained"
     logger.info("CLIP checkpoint %s %s", pretrain["checkpoint"], verb)
     return {**report, "pair_source": pair_source}
+
+
+def _feature_cache(project_dir: str, folder: str | None) -> Path | None:
+    return None if not folder else Path(project_dir) / folder
 
 
 def _training_pairs(
@@ -114,6 +119,11 @@ def describe_clip_model(
     where = f"the pretrain node wrote to pretrain.checkpoint {pretrain['checkpoint']!r}"
     loaded = load_configured_clip(clip, project_dir, expected, where)
     spec = {**loaded.identity, "trained_here": trained_here}
+    if trained_here:  # how the checkpoint was made: its recipe and the precision that ran
+        spec.update(
+            pretrain_recipe=pretrain_report.get("recipe"),
+            pretrain_precision=pretrain_report.get("precision"),
+        )
     evaluation = pretrain.get("zero_shot") or {}
     if evaluation.get("enabled", True):
         rows = _zero_shot_rows(splits, evaluation.get("splits", ["test_id", "test_covariate"]))

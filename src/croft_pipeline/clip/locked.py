@@ -1,0 +1,202 @@
+"""Pretraining with both towers locked (LiT, text tower locked too): only the projections train.
+
+The image trunk (pretrained, shipped in a package: :mod:`croft_pipeline.clip.trunk`) and the
+MiniLM text transformer stay frozen, so their outputs are computed once:
+
+1. **Views.** View 0 is each image as decoded at the model's size; views 1.. are seeded random
+   resized crops and flips (:func:`croft_pipeline.clip.pretrain.augment`, as the from-scratch
+   recipe draws them).
+2. **Trunk features** ``[V, N, F]``, in fp32 (never bf16, so the checkpoint's bits do not depend
+   on the CPU's bf16 support), in eval mode, batched; cached on disk in one safetensors file
+   named by the content it depends on (the pixels, the trunk weights, the views, the threads).
+3. **Steps** on cached features: a batch of pairs, a random view of each pair's image, open_clip's
+   ``ClipLoss`` on the projected, normalised features, AdamW (open_clip's decay rule), warm-up
+   then cosine; the image projection, the text projection and the logit scale train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from safetensors.torch import load_file
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from croft_pipeline.clip.pretrain import (
+    LOCKED_TOWERS,
+    MAX_LOGIT_SCALE,
+    PairData,
+    PretrainConfig,
+    PretrainResult,
+    _optimizer,
+    _progress,
+    _schedule,
+    _text_feature_fn,
+    augment,
+)
+from croft_pipeline.clip.trunk import trunk_settings
+from croft_pipeline.io_utils import save_safetensors
+from croft_pipeline.runtime import torch_threads
+
+logger = logging.getLogger(__name__)
+
+PRECISION = "fp32"  # always: the checkpoint must not depend on the CPU's bf16 support
+FEATURE_VERSION = 1  # bump when the trunk features of the same inputs change
+TRUNK_BATCH = 128
+
+
+@dataclass
+class TrunkFeatures:
+    features: torch.Tensor  # [views, images, F] float32
+    seconds: float
+    cached: bool
+    path: Path | None
+
+
+def lock_towers(model: torch.nn.Module) -> torch.nn.Module:
+    """Freeze the image trunk and the text transformer; the projections and logit scale train."""
+    model.requires_grad_(False)
+    model.visual.trunk.eval()
+    model.visual.head.requires_grad_(True)
+    model.text.proj.requires_grad_(True)
+    model.logit_scale.requires_grad_(True)
+    return model
+
+
+def feature_key(model_name: str, data: PairData, config: PretrainConfig) -> str:
+    """The content the trunk features depend on: pixels, trunk, preprocessing, views, threads."""
+    digest = hashlib.sha256(data.images.numpy().tobytes())
+    settings = {
+        "model_name": model_name,
+        "trunk": trunk_settings(model_name),
+        "shape": list(data.images.shape),
+        "views": config.views,
+        "crop_scale": list(config.crop_scale),
+        "flip": config.flip,
+        "grayscale_p": config.grayscale_p,
+        "seed": config.seed,
+        "num_threads": config.num_threads,
+        "torch": torch.__version__,
+        "version": FEATURE_VERSION,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def trunk_features(
+    model: torch.nn.Module,
+    model_name: str,
+    data: PairData,
+    config: PretrainConfig,
+    cache_dir: Path | None,
+    progress: bool = True,
+) -> TrunkFeatures:
+    """The trunk's features of every view of every image, from ``cache_dir`` when computed before."""
+    started = time.perf_counter()
+    path = (
+        None
+        if cache_dir is None
+        else Path(cache_dir) / f"{feature_key(model_name, data, config)}.safetensors"
+    )
+    if path is not None and path.is_file():
+        features = load_file(str(path))["features"]
+        return TrunkFeatures(features, time.perf_counter() - started, True, path)
+    preprocess = open_clip.get_model_preprocess_cfg(model)
+    mean, std = list(preprocess["mean"]), list(preprocess["std"])
+    generator = torch.Generator().manual_seed(config.seed)
+    trunk = model.visual.trunk.eval()
+    views = []
+    total = config.views * len(data.images)
+    bar = tqdm(total=total, desc="image trunk features", unit="img", disable=not progress)
+    with torch.inference_mode():
+        for view in range(config.views):
+            rows = []
+            for start in range(0, len(data.images), TRUNK_BATCH):
+                batch = data.images[start : start + TRUNK_BATCH]
+                if view == 0:
+                    pixels = TF.normalize(batch.float().div_(255.0), mean, std)
+                else:
+                    pixels = augment(batch, mean, std, config, generator)
+                rows.append(trunk(pixels.contiguous(memory_format=torch.channels_last)).float())
+                bar.update(len(batch))
+            views.append(torch.cat(rows))
+    bar.close()
+    features = torch.stack(views)
+    if path is not None:
+        save_safetensors(path, {"features": features.contiguous()}, {"key": path.stem})
+    return TrunkFeatures(features, time.perf_counter() - started, False, path)
+
+
+def pretrain_locked(
+    model: torch.nn.Module,
+    model_name: str,
+    data: PairData,
+    tokenizer: Callable[[Sequence[str]], torch.Tensor],
+    config: PretrainConfig,
+    cache_dir: Path | None = None,
+    log: Callable[[int, dict[str, float]], None] = lambda step, values: None,
+    progress: bool = True,
+) -> PretrainResult:
+    """Train ``model``'s projections in place (module docstring); on CPU, in fp32."""
+    if not config.lock_text_tower:
+        raise ValueError(
+            f"{model_name} pretrains with both towers locked: pretrain.lock_text_tower must be true"
+        )
+    with torch_threads(config.num_threads):
+        started = time.perf_counter()
+        torch.manual_seed(config.seed)
+        model = lock_towers(model.to("cpu"))
+        model.visual.to(memory_format=torch.channels_last)
+        trunk = trunk_features(model, model_name, data, config, cache_dir, progress)
+        result = _train_projections(model, data, tokenizer, config, trunk.features, log, progress)
+    details = {
+        "recipe": LOCKED_TOWERS,
+        "precision": PRECISION,
+        "views": config.views,
+        "trunk_feature_seconds": round(trunk.seconds, 1),
+        "trunk_features_cached": trunk.cached,
+    }
+    return PretrainResult(result.model, result.losses, time.perf_counter() - started, details)
+
+
+def _train_projections(model, data, tokenizer, config, features, log, progress) -> PretrainResult:
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    text_features = _text_feature_fn(model, data.captions, tokenizer, config, torch.device("cpu"))
+    model.text.proj.train()
+    optimizer = _optimizer(model, config)
+    schedule = _schedule(config)
+    loss_fn = ClipLoss()
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc="pretrain projections", unit="step", disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * schedule(step)
+        pairs = torch.randint(len(data.image_of_pair), (config.batch_size,), generator=generator)
+        views = torch.randint(config.views, (config.batch_size,), generator=generator)
+        trunk_rows = features[views, data.image_of_pair[pairs]]
+        image_features = F.normalize(model.visual.head(trunk_rows), dim=-1)
+        texts = text_features(data.caption_of_pair[pairs])
+        loss = loss_fn(image_features, texts, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        losses.append(float(loss.item()))
+        if step % config.log_every == 0 or step == config.steps - 1:
+            values = _progress(losses[-config.log_every :], model, image_features, texts)
+            bar.set_postfix(loss=f"{values['pretrain_loss']:.3f}")
+            log(step, values)
+    model.eval().requires_grad_(False)
+    return PretrainResult(model=model, losses=losses, seconds=time.perf_counter() - started)
