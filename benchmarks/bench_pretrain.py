@@ -1,17 +1,21 @@
-"""Pretraining the default CLIP: where a step's time goes, what makes it faster, at what accuracy.
+"""Pretraining the default CLIP, recipe against recipe: time, zero-shot accuracy, the seed spread.
 
-* ``steps``: one training step (augment, forward, backward, optimizer) of the configured model
-  and batch, per variant, interleaved in rounds (the machine is shared: ratios within one run):
-  channels-last (the default) vs contiguous memory, 1 vs all threads, batch 256 vs 128 (per
-  image), ``torch.compile`` (its compile time reported apart), and whether bf16 autocast is on.
-* ``zero_shot``: full pretraining runs with ``--zero-shot-steps`` steps (each with its cosine
-  schedule; ``--lr`` and warm-up as configured unless given), each checkpoint's zero-shot
-  accuracy on the project's downstream test images, as ``describe_clip_model`` measures it,
-  with a 95% interval from the per-image hits (a shorter schedule is only kept when it is not
-  worse than the configured one).
+For each model × pretraining seed, side by side in one run: a cold pretraining (no trunk-feature
+cache) through the project's own ``ensure_checkpoint``, its time split into decoding, trunk
+features and training where the recipe has them, the precision that ran, the checkpoint's
+sha256, and its zero-shot accuracy on the project's downstream test images as
+``describe_clip_model`` measures it (per style, and the mean with a 95% interval from the
+per-image hits). Models:
+
+* the configured default (``clip.model_name``, ``locked_towers``: projections on a locked
+  ImageNet trunk and MiniLM) with the configured ``pretrain`` settings;
+* ``CroftRN-MiniLM-64`` (``from_scratch``, the default until this benchmark), with the settings it
+  shipped with (:data:`LEGACY`); bf16 autocast where the CPU has it, as it ran then.
 
     python benchmarks/bench_pretrain.py --project /path/to/a/project/after/make/run
     # -> benchmarks/results/pretrain.{json,md}
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_pretrain.py ...
+    # as on a CPU without AVX-512 (and so without bf16); recorded in the results
 """
 
 from __future__ import annotations
@@ -26,10 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import pandas as pd
 import torch
-from open_clip.loss import ClipLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
 
@@ -44,30 +46,17 @@ from benchmarks.common import (  # noqa: E402
     write_results,
 )
 from croft_pipeline.clip.backend import load_clip  # noqa: E402
-from croft_pipeline.clip.checkpoint import save_checkpoint  # noqa: E402
-from croft_pipeline.clip.default_model import pretrain_config  # noqa: E402
-from croft_pipeline.clip.pretrain import (  # noqa: E402
-    PretrainConfig,
-    _optimizer,
-    _text_feature_fn,
-    augment,
-    bf16_supported,
-    build_pair_data,
-    create_trainable_model,
-    image_size_of,
-    pretrain,
-)
+from croft_pipeline.clip.default_model import ensure_checkpoint, pretrain_config  # noqa: E402
+from croft_pipeline.clip.pretrain import PretrainConfig, bf16_supported  # noqa: E402
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy  # noqa: E402
 from croft_pipeline.config import parameters  # noqa: E402
 from croft_pipeline.pipelines.pretrain.nodes import _zero_shot_rows  # noqa: E402
 
-VARIANTS = {  # name -> (channels_last, threads: None = all cores, batch factor, compile)
-    "default (channels-last, all threads)": (True, None, 1, False),
-    "contiguous memory": (False, None, 1, False),
-    "1 thread": (True, 1, 1, False),
-    "batch x2 (per image)": (True, None, 2, False),
-    "torch.compile": (True, None, 1, True),
-}
+LEGACY_MODEL = "CroftRN-MiniLM-64"
+# the from-scratch default's settings as shipped (conf/base/parameters_pretrain.yml before the
+# locked-towers default); the other settings are the configured ones
+LEGACY = {"steps": 1000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 100, "bf16": True}
+ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 class Pairs:
@@ -79,22 +68,19 @@ class Pairs:
         primary = project / "data/03_primary"
         self.roots = json.loads((primary / "dataset_roots.json").read_text())
         pairs = pd.read_parquet(primary / "pretrain_pairs.parquet")
-        self.paths = self._paths(pairs)
+        self.paths = row_paths(project, self.roots, pairs)
+        self.shas = pairs["sha256"].tolist()
         self.captions = pairs["caption"].tolist()
         self.splits = pd.read_parquet(primary / "splits.parquet")
         self.id_classes = json.loads((primary / "id_classes.json").read_text())
 
-    def _paths(self, rows: pd.DataFrame) -> list[Path]:
-        return row_paths(self.project, self.roots, rows)
-
-    def zero_shot(self, checkpoint: Path) -> dict[str, Any]:
+    def zero_shot(self, model_name: str, checkpoint: Path) -> dict[str, Any]:
         clip, settings = self.params["clip"], self.params["pretrain"]["zero_shot"]
-        loaded = load_clip(clip["model_name"], str(checkpoint))
+        loaded = load_clip(model_name, str(checkpoint))
         rows = _zero_shot_rows(self.splits, settings["splits"])
-        paths = self._paths(rows)
         accuracy = zero_shot_accuracy(
             loaded,
-            paths,
+            row_paths(self.project, self.roots, rows),
             rows["label"].tolist(),
             rows["domain"].tolist(),
             self.id_classes,
@@ -105,146 +91,119 @@ class Pairs:
         return {**accuracy, "images": len(rows), "mean_95_half_width": round(half_width, 4)}
 
 
-def step_seconds(model, data, tokenizer, config, variant, rounds_steps: int) -> float:
-    """Seconds per step of ``variant`` over ``rounds_steps`` steps (after one warm-up step)."""
-    channels_last, _, _, compiled = variant
-    model.train().requires_grad_(True)
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    model.visual.to(memory_format=memory)
-    preprocess = open_clip.get_model_preprocess_cfg(model)
-    text = _text_feature_fn(model, data.captions, tokenizer, config, torch.device("cpu"))
-    optimizer = _optimizer(model, config)
-    encode = torch.compile(model.encode_image) if compiled else model.encode_image
-    loss_fn, generator = ClipLoss(), torch.Generator().manual_seed(0)
-
-    def one_step() -> None:
-        pairs = torch.randint(len(data.image_of_pair), (config.batch_size,), generator=generator)
-        pixels = augment(
-            data.images[data.image_of_pair[pairs]],
-            preprocess["mean"],
-            preprocess["std"],
-            config,
-            generator,
-        ).contiguous(memory_format=memory)
-        features = encode(pixels, normalize=True)
-        loss = loss_fn(features, text(data.caption_of_pair[pairs]), model.logit_scale.exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    one_step()  # warm-up (for the compiled variant: the compilation)
-    started = time.perf_counter()
-    for _ in range(rounds_steps):
-        one_step()
-    return (time.perf_counter() - started) / max(1, rounds_steps)
+def recipe_config(model_name: str, configured: PretrainConfig, default_model: str):
+    return configured if model_name == default_model else replace(configured, **LEGACY)
 
 
-def bench_steps(pairs: Pairs, config: PretrainConfig, rounds: int, steps: int) -> list[dict]:
-    model_name = pairs.params["clip"]["model_name"]
-    model = create_trainable_model(model_name, config.seed)
-    data = build_pair_data(pairs.paths, pairs.captions, image_size_of(model), progress=False)
-    tokenizer = open_clip.get_tokenizer(model_name)
-    cores = os.cpu_count() or 1
-    compile_seconds = None
-    if any(v[3] for v in VARIANTS.values()):  # compile once, outside the timed rounds
-        started = time.perf_counter()
-        step_seconds(model, data, tokenizer, config, VARIANTS["torch.compile"], 0)
-        compile_seconds = round(time.perf_counter() - started, 1)
-    per_image: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for _ in range(rounds):
-        for name, variant in VARIANTS.items():
-            batch = config.batch_size * variant[2]
-            torch.set_num_threads(variant[1] or cores)
-            seconds = step_seconds(
-                model, data, tokenizer, replace(config, batch_size=batch), variant, steps
-            )
-            per_image[name].append(seconds / batch)
-    torch.set_num_threads(cores)
-    base = min(per_image[next(iter(VARIANTS))])
-    return [
-        {
-            "variant": name,
-            "ms_per_image_best": round(min(values) * 1e3, 3),
-            "relative_to_default": round(min(values) / base, 3),
-            "note": f"compile {compile_seconds} s" if VARIANTS[name][3] else "",
-        }
-        for name, values in per_image.items()
-    ]
-
-
-def bench_zero_shot(pairs: Pairs, config: PretrainConfig, steps_list, lr, threads) -> list[dict]:
-    model_name = pairs.params["clip"]["model_name"]
+def bench_recipes(
+    pairs: Pairs, models: list[str], seeds: list[int], bf16: bool
+) -> list[dict[str, Any]]:
+    configured = pretrain_config(pairs.params["pretrain"])
+    default_model = pairs.params["clip"]["model_name"]
     rows = []
-    torch.set_num_threads(threads)
-    for steps in steps_list:
-        warmup = min(config.warmup_steps, max(1, steps // 10))
-        run_config = replace(config, steps=steps, warmup_steps=warmup, lr=lr or config.lr)
-        model = create_trainable_model(model_name, run_config.seed)
-        data = build_pair_data(pairs.paths, pairs.captions, image_size_of(model), progress=False)
-        tokenizer = open_clip.get_tokenizer(model_name)
-        result = pretrain(model, data, tokenizer, run_config, torch.device("cpu"), progress=False)
-        checkpoint = WORK / f"pretrain_{steps}_{run_config.lr:g}.safetensors"
-        save_checkpoint(result.model, checkpoint, {"model_name": model_name})
-        rows.append(
-            {
-                "steps": steps,
-                "lr": run_config.lr,
-                "warmup_steps": warmup,
-                "threads": threads,
-                "seconds": round(result.seconds, 1),
-                "final_loss": round(sum(result.losses[-25:]) / len(result.losses[-25:]), 3),
-                "zero_shot": pairs.zero_shot(checkpoint),
-            }
-        )
+    for model_name in models:
+        for seed in seeds:
+            config = recipe_config(model_name, configured, default_model)
+            config = replace(config, seed=seed, bf16=config.bf16 and bf16)
+            target = WORK / f"pretrain_{model_name}_seed{seed}.safetensors"
+            started = time.perf_counter()
+            report = ensure_checkpoint(
+                model_name, pairs.paths, pairs.shas, pairs.captions, target, config,
+                device="cpu", force=True, progress=False, feature_cache=None,
+            )  # fmt: skip
+            total = time.perf_counter() - started
+            rows.append(
+                {
+                    "model": model_name,
+                    "recipe": report["recipe"],
+                    "seed": seed,
+                    "precision": report["precision"],
+                    "steps": config.steps,
+                    "seconds_total": round(total, 1),
+                    "seconds_training": report["seconds"],
+                    "seconds_trunk_features": report.get("trunk_feature_seconds"),
+                    "final_loss": round(report["final_loss"], 3),
+                    "checkpoint_sha256": report["checkpoint_sha256"],
+                    "zero_shot": pairs.zero_shot(model_name, target),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
+def spread(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: the mean over seeds of zero-shot accuracy (per style and overall), its range."""
+    table = []
+    for model in dict.fromkeys(row["model"] for row in rows):
+        mine = [row for row in rows if row["model"] == model]
+        means = [row["zero_shot"]["mean"] for row in mine]
+        styles = [
+            k for k in mine[0]["zero_shot"] if k not in ("mean", "images", "mean_95_half_width")
+        ]
+        table.append(
+            {
+                "model": model,
+                "seeds": len(mine),
+                **{s: round(sum(r["zero_shot"][s] for r in mine) / len(mine), 3) for s in styles},
+                "mean": round(sum(means) / len(means), 3),
+                "seed range": f"{min(means):.3f}–{max(means):.3f}",
+                "pretraining s (mean)": round(sum(r["seconds_total"] for r in mine) / len(mine), 1),
+            }
+        )
+    return table
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = header_lines("Pretraining the default CLIP", result)
+    lines = header_lines("Pretraining the default CLIP: recipe against recipe", result)
+    isa = result["isa"]
     lines += [
-        f"bf16 autocast on this machine: **{'on' if result['bf16_on'] else 'off'}** "
-        "(CPU without AVX512-BF16/AMX: autocast stays disabled).",
+        f"CPU flags: AVX512-BF16 {'yes' if isa['avx512_bf16'] else 'no'}; "
+        f"{', '.join(f'{k}={v}' for k, v in isa['variables'].items()) or 'no ISA limit set'}; "
+        f"bf16 autocast for from_scratch: **{'on' if isa['bf16_autocast'] else 'off'}**.",
+        "",
+        "## Mean over pretraining seeds",
+        "",
+        *markdown_table(result["spread"], list(result["spread"][0])),
+        "## Every run",
         "",
     ]
-    if "steps" in result:
-        lines += [
-            "## One step, per image",
-            "",
-            *markdown_table(result["steps"], list(result["steps"][0])),
-        ]
-    if "zero_shot" in result:
-        table = [
-            {**{k: v for k, v in row.items() if k != "zero_shot"},
-             "zero-shot mean": f"{row['zero_shot']['mean']:.4f} ± {row['zero_shot']['mean_95_half_width']:.3f}"}
-            for row in result["zero_shot"]
-        ]  # fmt: skip
-        lines += ["## Steps against zero-shot accuracy", "", *markdown_table(table, list(table[0]))]
+    table = [
+        {**{k: v for k, v in row.items() if k not in ("zero_shot", "checkpoint_sha256")},
+         "zero-shot mean": f"{row['zero_shot']['mean']:.3f} ± {row['zero_shot']['mean_95_half_width']:.3f}",
+         "sha256": row["checkpoint_sha256"][:12]}
+        for row in result["recipes"]
+    ]  # fmt: skip
+    lines += markdown_table(table, list(table[0]))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path, default=ROOT, help="a project after a default run")
-    parser.add_argument("--sections", default="steps,zero_shot")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps-per-round", type=int, default=3)
-    parser.add_argument("--zero-shot-steps", default="1000,500")
-    parser.add_argument("--lr", type=float, default=None, help="default: pretrain.lr")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--models", default=None, help=f"default: the configured,{LEGACY_MODEL}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=None, help="default: pretrain.num_threads")
+    parser.add_argument(
+        "--bf16", choices=("auto", "off"), default="auto", help="off: as without bf16"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pretrain")
     args = parser.parse_args(argv)
     info = machine()
     pairs = Pairs(args.project.resolve())
-    config = pretrain_config(pairs.params["pretrain"])
-    result: dict[str, Any] = {"bf16_on": bool(config.bf16 and bf16_supported(torch.device("cpu")))}
-    sections = args.sections.split(",")
-    if "steps" in sections:
-        result["steps"] = bench_steps(pairs, config, args.rounds, args.steps_per_round)
-    if "zero_shot" in sections:
-        steps_list = [int(s) for s in args.zero_shot_steps.split(",")]
-        result["zero_shot"] = bench_zero_shot(pairs, config, steps_list, args.lr, args.threads)
+    models = (args.models or f"{pairs.params['clip']['model_name']},{LEGACY_MODEL}").split(",")
+    if args.threads:
+        pairs.params["pretrain"]["num_threads"] = args.threads
+    seeds = [int(s) for s in args.seeds.split(",")]
+    result: dict[str, Any] = {
+        "isa": {
+            "avx512_bf16": bf16_supported(torch.device("cpu")),
+            "variables": {k: os.environ[k] for k in ISA_VARIABLES if k in os.environ},
+            "bf16_autocast": args.bf16 == "auto" and bf16_supported(torch.device("cpu")),
+        },
+        "recipes": bench_recipes(pairs, models, seeds, args.bf16 == "auto"),
+    }
+    result["spread"] = spread(result["recipes"])
     result = {**provenance(info, argv and ["benchmarks/bench_pretrain.py", *argv]), **result}
-    result["config"] = {k: v for k, v in vars(config).items()}
     write_results(args.out, result, markdown(result))
     print(markdown(result))
     return 0

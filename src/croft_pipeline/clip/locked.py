@@ -9,7 +9,7 @@ MiniLM text transformer stay frozen, so their outputs are computed once:
 2. **Trunk features** ``[V, N, F]``, in fp32 (never bf16, so the checkpoint's bits do not depend
    on the CPU's bf16 support), in eval mode, batched; cached on disk in one safetensors file
    named by the content it depends on (the pixels, the trunk weights, the views, the threads).
-3. **Steps** on cached features: a batch of pairs, a random view of each pair's image, open_clip's
+3. **Steps** on cached features, on one thread: a batch of pairs, a random view of each pair's image, open_clip's
    ``ClipLoss`` on the projected, normalised features, AdamW (open_clip's decay rule), warm-up
    then cosine; the image projection, the text projection and the logit scale train.
 """
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 PRECISION = "fp32"  # always: the checkpoint must not depend on the CPU's bf16 support
 FEATURE_VERSION = 1  # bump when the trunk features of the same inputs change
 TRUNK_BATCH = 128
+# The projections' steps are small matrices (a batch x 1280 x 256): one thread is ~10x faster than
+# two on a busy 2-core machine (OpenMP threads wait on each other); fixed, so the bits are too.
+PROJECTION_THREADS = 1
 
 
 @dataclass
@@ -152,13 +155,15 @@ def pretrain_locked(
         raise ValueError(
             f"{model_name} pretrains with both towers locked: pretrain.lock_text_tower must be true"
         )
-    with torch_threads(config.num_threads):
-        started = time.perf_counter()
+    started = time.perf_counter()
+    with torch_threads(config.num_threads):  # the towers' forward passes
         torch.manual_seed(config.seed)
         model = lock_towers(model.to("cpu"))
         model.visual.to(memory_format=torch.channels_last)
         trunk = trunk_features(model, model_name, data, config, cache_dir, progress)
-        result = _train_projections(model, data, tokenizer, config, trunk.features, log, progress)
+        text = _text_feature_fn(model, data.captions, tokenizer, config, torch.device("cpu"))
+    with torch_threads(PROJECTION_THREADS):
+        result = _train_projections(model, data, text, config, trunk.features, log, progress)
     details = {
         "recipe": LOCKED_TOWERS,
         "precision": PRECISION,
@@ -169,11 +174,9 @@ def pretrain_locked(
     return PretrainResult(result.model, result.losses, time.perf_counter() - started, details)
 
 
-def _train_projections(model, data, tokenizer, config, features, log, progress) -> PretrainResult:
+def _train_projections(model, data, text_features, config, features, log, progress):
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
-    text_features = _text_feature_fn(model, data.captions, tokenizer, config, torch.device("cpu"))
-    model.text.proj.train()
     optimizer = _optimizer(model, config)
     schedule = _schedule(config)
     loss_fn = ClipLoss()

