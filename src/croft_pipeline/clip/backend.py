@@ -57,7 +57,7 @@ class LoadedClip:
     model: torch.nn.Module
     preprocess_eval: Callable[[Image.Image], torch.Tensor]
     tokenizer: Callable[[Sequence[str]], torch.Tensor]
-    identity: dict[str, Any]  # model_name, pretrained, checkpoint_sha256, precision
+    identity: dict[str, Any]  # model_name, pretrained, checkpoint_sha256, precision (+ overrides)
     preprocess_cfg: dict[str, Any]
     device: torch.device
     precision: str
@@ -69,6 +69,8 @@ class LoadedClip:
         keyed = {
             key: self.identity[key] for key in ("model_name", "checkpoint_sha256", "precision")
         }
+        if self.identity.get("force_quick_gelu"):  # not the features a GELU build once cached
+            keyed["force_quick_gelu"] = True
         if keyed["checkpoint_sha256"] is None:
             keyed["pretrained"] = self.identity["pretrained"]
         text = json.dumps(keyed, sort_keys=True)
@@ -104,10 +106,11 @@ def load_clip(
     check_model_name(model_name)
     checkpoint = resolve_pretrained(model_name, pretrained, base_dir)
     tag = str(pretrained) if _is_tag(model_name, pretrained) else None
+    overrides = _tag_overrides(model_name, tag)
     target = resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)  # random weights (pretrained=None) are reproducible
-        model, _, preprocess_eval = _create_model(model_name, checkpoint, tag)
+        model, _, preprocess_eval = _create_model(model_name, checkpoint, tag, overrides)
     model = model.to(target).eval().requires_grad_(False)
     model.visual.to(memory_format=torch.channels_last)  # faster convolutions (oneDNN, cuDNN)
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(model))
@@ -116,6 +119,7 @@ def load_clip(
         "pretrained": None if pretrained in (None, "") else str(pretrained),
         "checkpoint_sha256": None if checkpoint is None else checkpoint_sha256(checkpoint),
         "precision": precision,
+        **overrides,
     }
     return LoadedClip(
         model=model,
@@ -250,10 +254,12 @@ def _offline_error(model_name: str, tag: str, reason: str) -> ClipLoadError:
     )
 
 
-def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
+def _create_model(
+    model_name: str, checkpoint: Path | None, tag: str | None, overrides: Mapping[str, Any]
+):
     """(model, train transform, eval transform); a local checkpoint is checked against the config."""
     if tag is not None or checkpoint is None:
-        created = create_model_and_transforms(model_name, tag)
+        created = create_model_and_transforms(model_name, tag, **overrides)
         source = (
             f"weights of hub tag {tag!r}" if tag else f"random weights (seed {RANDOM_INIT_SEED})"
         )
@@ -272,6 +278,18 @@ def _create_model(model_name: str, checkpoint: Path | None, tag: str | None):
         ) from error
     logger.info(describe_weights(model_name, f"weights from {checkpoint}", text_weights=False))
     return created
+
+
+def _tag_overrides(model_name: str, tag: str | None) -> dict[str, Any]:
+    """What a hub tag's weights need beyond the model config: OpenAI's weights were trained with
+    QuickGELU, which open_clip's plain configs (``ViT-B-16``, ``RN50``) lack; it only warns, and
+    builds the model with GELU (features that are not CLIP's)."""
+    name = model_name.replace("/", "-")
+    if tag is None or not get_pretrained_cfg(name, tag).get("quick_gelu"):
+        return {}
+    if (open_clip.get_model_config(name) or {}).get("quick_gelu"):
+        return {}  # e.g. ViT-B-16-quickgelu
+    return {"force_quick_gelu": True}
 
 
 def read_checkpoint(checkpoint: Path) -> dict[str, torch.Tensor]:
