@@ -1,7 +1,11 @@
-"""Accuracy benchmark: leave-one-style-out × seeds × every method (croft_pipeline.benchmark).
+"""Accuracy benchmark: backbones × leave-one-style-out × seeds × every method
+(croft_pipeline.benchmark).
 
-    python benchmarks/bench_accuracy.py                 # every style of the default EmojiShift
-    python benchmarks/bench_accuracy.py --folds symbola --out /tmp/acc
+    python benchmarks/bench_accuracy.py                 # every style, backbones 0, 1 and 2
+    python benchmarks/bench_accuracy.py --folds symbola --backbones 0 --out /tmp/acc
+
+A backbone is a pretraining of the project's CLIP with one seed (``pretrain.seed``; the configured
+one is the default run's checkpoint, the others are pretrained next to it, about a minute each).
 
 Writes ``accuracy.json`` (every number) and ``accuracy.md`` (the tables, with machine, command,
 date and commit) under ``--out`` (default benchmarks/results/), and logs one MLflow parent run
@@ -32,6 +36,8 @@ from croft_pipeline.ood.evaluation import OPENSET_SHIFTS
 from croft_pipeline.reporting.tables import format_mean_std
 from croft_pipeline.reporting.verdict import (
     VERDICT_NOTE,
+    backbone_agreement,
+    backbone_table,
     selection_records,
     selection_table,
     verdict_table,
@@ -79,12 +85,41 @@ def markdown(table: pd.DataFrame) -> str:
     return flat.to_markdown()
 
 
+def backbone_rows(backbones: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per backbone: its checkpoint, where it came from, its zero-shot accuracy (its
+    ``clip_model_spec``: per style and mean, on the default run's ID and held-out test images)."""
+    if not backbones:
+        return pd.DataFrame()
+    rows = []
+    for backbone in backbones:
+        row = {
+            "pretraining seed": backbone["seed"],
+            "checkpoint": f"`{backbone['checkpoint']}`",
+            "sha256": str(backbone["checkpoint_sha256"])[:12],
+            "source": backbone["source"],
+        }
+        for style, accuracy in (backbone.get("zero_shot_accuracy") or {}).items():
+            row[f"zero-shot {style}"] = f"{accuracy:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("pretraining seed").fillna("–")
+
+
+def fold_times(fold_seconds: dict[int, dict[str, float]]) -> str:
+    """``backbone 0: noto 40 s, symbola 42 s; backbone 1: …``."""
+    return "; ".join(
+        f"backbone {seed}: " + ", ".join(f"{fold} {s:.0f} s" for fold, s in folds.items())
+        for seed, folds in fold_seconds.items()
+    )
+
+
 def write_results(results: dict[str, Any], out: Path, command: str, seconds: float) -> None:
     summary, comparisons = results["summary"], results["comparisons"]
+    per_backbone, backbones = results["backbone_comparisons"], results["backbones"]
     records = [
         record
-        for fold, train_summary in results["selection"].items()
-        for record in selection_records(train_summary, fold=fold)
+        for seed, folds in results["selection"].items()
+        for fold, train_summary in folds.items()
+        for record in selection_records(train_summary, backbone=seed, fold=fold)
     ]
     meta = {
         "command": command,
@@ -94,13 +129,17 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         "wall_seconds": round(seconds, 1),
         "fold_seconds": results["fold_seconds"],
         "mlflow_run_id": results["mlflow_run_id"],
-        "units": "folds x seeds (held-out style x training seed)",
+        "units": "backbones x folds x seeds (CLIP pretraining seed x held-out style x "
+        "training seed); intervals resample the backbones, then the folds x seeds within them",
+        "backbones": backbones,
     }
     curves = results["wise_curves"].groupby(["method", "alpha", "split"])["accuracy"].mean()
     document = {
         **meta,
         "summary": summary.to_dict("records"),
         "comparisons": comparisons.to_dict("records"),
+        "backbone_comparisons": per_backbone.to_dict("records"),
+        "backbone_agreement": backbone_agreement(comparisons, per_backbone).to_dict("records"),
         "selection": records,
         "wise_curves": curves.reset_index().to_dict("records"),
     }
@@ -113,27 +152,47 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         f"Command: `{command}`  ",
         f"Machine: {meta['machine']}  ",
         f"Date: {meta['date']}, commit {meta['commit']}, wall {seconds / 60:.1f} min "
-        f"(per fold: {', '.join(f'{k} {v:.0f} s' for k, v in meta['fold_seconds'].items())}); "
+        f"(per fold: {fold_times(meta['fold_seconds'])}); "
         f"MLflow run {meta['mlflow_run_id']} (experiment croft-pipeline-benchmark).",
         "",
-        "Every style of EmojiShift is held out in turn (covariate test); each method is tuned on ID "
+        "Every style of EmojiShift is held out in turn (covariate test), on every backbone (a "
+        "pretraining of the small CLIP with its own seed); each method is tuned on ID "
         "validation only, with the same number of grid points (conf/base/parameters_train.yml). "
-        "Cells: mean ± std over folds × seeds (numpy std, ddof 0). Open-set detection: ID test "
+        "Cells: mean ± std over backbones × folds × seeds (numpy std, ddof 0). Open-set "
+        "detection: ID test "
         "against every open-set class (openset), the near ones (same CLDR group as an ID class) "
         "and the far ones; higher AUROC and AUPR are better, lower FPR95 is better. "
         "docs/benchmark.md explains the protocol.",
+        "",
+        "## Backbones",
+        "",
+        "Zero-shot accuracy of each backbone on the default run's ID and held-out test images "
+        "(its clip_model_spec; `default run`: the default run's checkpoint).",
+        "",
+        markdown(backbone_rows(backbones)),
         "",
         "## Every method",
         "",
         markdown(method_table(summary)),
         "",
-        "## Paired differences with 95% intervals (folds × seeds and test images resampled)",
+        "## Paired differences with 95% intervals (backbones, folds × seeds within them, and "
+        "test images resampled)",
         "",
         VERDICT_NOTE,
         "",
     ]
+    seeds = ", ".join(str(backbone["seed"]) for backbone in backbones)
     for role, heading in ROLES.items():
         lines += [f"### {heading}", "", markdown(verdict_table(comparisons, role)), ""]
+        if len(backbones) > 1:
+            lines += [
+                f"Per backbone (pretraining seeds {seeds}): `k/n` the difference has the sign "
+                "above with its own interval (folds × seeds) excluding 0 on k of the n "
+                "backbones, then each backbone's difference, in that order.",
+                "",
+                markdown(backbone_table(comparisons, per_backbone, role)),
+                "",
+            ]
     lines += [
         "## Model selection on ID validation, and the oracle",
         "",
@@ -146,6 +205,17 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
     atomic_write_bytes(out / "accuracy.md", "\n".join(lines).encode())
 
 
+def seed_list(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of seeds: {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("at least one backbone seed")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT)
@@ -153,13 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--folds", nargs="*", default=None, help="held-out domains (default: every one)"
     )
+    parser.add_argument(
+        "--backbones",
+        type=seed_list,
+        default=seed_list("0,1,2"),
+        help="CLIP pretraining seeds, comma-separated (default: 0,1,2; the configured "
+        "pretrain.seed is the default run's checkpoint)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     command = "python " + " ".join(
         shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]
     )
     started = time.perf_counter()
-    results = run_benchmark(args.project, args.env, args.folds)
+    results = run_benchmark(args.project, args.env, args.folds, args.backbones)
     write_results(results, args.out, command, time.perf_counter() - started)
     print(f"wrote {args.out / 'accuracy.json'} and {args.out / 'accuracy.md'}")
     return 0

@@ -9,6 +9,7 @@ from croft_pipeline.ood.comparisons import (
     ComparisonConfig,
     compare_methods,
     planned_pairs,
+    unit_keys,
 )
 from croft_pipeline.ood.evaluation import EvaluationConfig, score_predictions
 from tests.ood.synthetic import LOGIT_SCALE, synthetic_predictions
@@ -42,10 +43,12 @@ def test_the_planned_pairs_and_their_roles():
     assert all(m != b for _, m, b in pairs)
 
 
-def _scored(folds=("a", "b")) -> pd.DataFrame:
+def _scored(folds=("a", "b"), croft_signal=0.9, n_per_split=30) -> pd.DataFrame:
     parts = []
     for fold in folds:
-        predictions = synthetic_predictions({"zero_shot": 0.4, "croft_clean": 0.9}, seeds=(1, 2))
+        predictions = synthetic_predictions(
+            {"zero_shot": 0.4, "croft_clean": croft_signal}, seeds=(1, 2), n_per_split=n_per_split
+        )
         parts.append(score_predictions(predictions, LOGIT_SCALE, CONFIG).assign(fold=fold))
     return pd.concat(parts, ignore_index=True)
 
@@ -66,3 +69,28 @@ def test_methods_scored_on_different_samples_are_refused():
     summary = pd.DataFrame(columns=["method", "shift", "metric", "mean"])
     with pytest.raises(ValueError, match="scored on different id samples"):
         compare_methods(dropped, summary, CONFIG, FAST)
+
+
+def test_backbones_are_units_resampled_as_clusters():
+    """Backbone 0 gains a lot, backbone 1 loses: the units are backbones x folds x seeds, and
+    resampling the backbones as clusters widens the interval beyond the one of the same eight
+    units taken as independent."""
+    scores = pd.concat(
+        [
+            _scored(croft_signal=signal, n_per_split=120).assign(backbone=b)
+            for b, signal in ((0, 0.9), (1, 0.1))
+        ],
+        ignore_index=True,
+    )
+    assert unit_keys(scores) == ["backbone", "fold", "seed"]
+    independent = scores.assign(fold=scores["fold"] + "/" + scores["backbone"].astype(str))
+    summary = pd.DataFrame(columns=["method", "shift", "metric", "mean"])
+
+    def covariate(samples):
+        table = compare_methods(samples, summary, CONFIG, FAST)
+        return table[(table["method"] == "croft_clean") & (table["shift"] == "covariate")].iloc[0]
+
+    clustered, flat = covariate(scores), covariate(independent.drop(columns="backbone"))
+    assert clustered["units"] == flat["units"] == 8
+    assert clustered["difference"] == pytest.approx(flat["difference"])
+    assert clustered["high"] - clustered["low"] > 1.5 * (flat["high"] - flat["low"])

@@ -1,7 +1,9 @@
 """Paired differences between methods with bootstrap confidence intervals (``ood.intervals``).
 
-A comparison is (method, baseline, shift, metric): the mean over units (seeds, or folds ×
-seeds) of method − baseline on the same test samples, with its interval. Metrics: ``accuracy``
+A comparison is (method, baseline, shift, metric): the mean over units (seeds, folds × seeds,
+or backbones × folds × seeds) of method − baseline on the same test samples, with its interval;
+with several backbones (the pretraining seed of the CLIP), the units are resampled per backbone
+(``paired_bootstrap``'s clusters), since every fold and seed on one backbone shares it. Metrics: ``accuracy``
 on the ID, covariate and novel-glyph parts; ``<score>_auroc`` of the ID test set against each
 open-set part. Which pairs (``role``):
 - ``vs zero-shot``: every method (the verdict);
@@ -73,9 +75,13 @@ def is_baseline(method: str) -> bool:
     return not wise_base(method).startswith("croft_") and method != ZERO_SHOT
 
 
+CLUSTER_KEY = "backbone"  # units sharing it share a random factor: resampled together
+
+
 def unit_keys(samples: pd.DataFrame) -> list[str]:
-    """The units: folds × seeds in a benchmark, seeds in one run."""
-    return ["fold", "seed"] if "fold" in samples.columns else ["seed"]
+    """The units: (backbones ×) folds × seeds in a benchmark, seeds in one run."""
+    keys = ["fold", "seed"] if "fold" in samples.columns else ["seed"]
+    return [CLUSTER_KEY, *keys] if CLUSTER_KEY in samples.columns else keys
 
 
 def _ordered(frame: pd.DataFrame, shift: str) -> pd.DataFrame:
@@ -106,6 +112,12 @@ class UnitFrames:
         for key, part in samples.groupby(["method", *self.keys], sort=True):
             self.frames[key] = shift_frames(part, config)
         self.units = sorted({key[1:] for key in self.frames})
+
+    def clusters(self) -> list | None:
+        """Each unit's backbone (``paired_bootstrap``'s clusters), or None without backbones."""
+        if CLUSTER_KEY not in self.keys:
+            return None
+        return [unit[self.keys.index(CLUSTER_KEY)] for unit in self.units]
 
     def of(self, method: str, unit: tuple) -> dict[str, pd.DataFrame] | None:
         return self.frames.get((method, *unit))
@@ -138,7 +150,7 @@ def compare(
         return None
     statistic = mean_metric if metric == "accuracy" else auroc_metric
     interval = paired_bootstrap(
-        units, statistic, comparison.draws, comparison.level, comparison.seed
+        units, statistic, comparison.draws, comparison.level, comparison.seed, frames.clusters()
     )
     return {"method": method, "baseline": baseline, "shift": shift, "metric": metric,
             **{k: v for k, v in interval.as_dict().items() if k != "draws"}}  # fmt: skip

@@ -10,6 +10,11 @@ One bootstrap draw resamples both levels, crossed:
   Poisson(1) count, applied in every unit that holds it. The same open-set images are scored in
   every seed, so their sampling noise is shared by the units and must not average out across
   them; resampling each unit's images independently would make the interval too narrow.
+With *clusters* (units that share a random factor, e.g. the pretraining seed of the backbone
+they ran on), the units are resampled in two stages instead: the clusters with replacement, then
+the units of each drawn cluster with replacement (the image counts stay as above), so the interval
+carries the spread between clusters too; the statistic is the mean over the drawn units. Without
+clusters (or with a single one, the same resampling) the units are resampled in one stage.
 The pairing: both methods see the same counts. The interval is the percentile interval of the
 draws; the point estimate is the difference on the full data. Written by hand because
 ``scipy.stats.bootstrap`` resamples one level only; the tests compare the two where they agree,
@@ -18,7 +23,7 @@ and check hand cases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -121,18 +126,57 @@ def _counts(n_images: int, draws: int, rng: np.random.Generator, ids) -> np.ndar
     return counts
 
 
+def _cluster_members(clusters: Sequence[Hashable] | None, n_units: int) -> np.ndarray | None:
+    """``[clusters, largest]`` unit indices per cluster, padded with -1; None for one stage."""
+    if clusters is None:
+        return None
+    if len(clusters) != n_units:
+        raise ValueError(f"clusters: {len(clusters)} labels for {n_units} units")
+    groups: dict[Hashable, list[int]] = {}
+    for unit, cluster in enumerate(clusters):
+        groups.setdefault(cluster, []).append(unit)
+    if len(groups) == 1:  # one cluster: drawn every time, then its units, as in one stage
+        return None
+    members = np.full((len(groups), max(map(len, groups.values()))), -1)
+    for row, indices in enumerate(groups.values()):
+        members[row, : len(indices)] = indices
+    return members
+
+
+def _resampled_mean(
+    per_unit: np.ndarray, members: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    """``[draws]``: per draw, the mean of ``per_unit`` ``[draws, units]`` over resampled units:
+    in one stage, or clusters then units within each drawn cluster (``members``)."""
+    count, n_units = per_unit.shape
+    if members is None:
+        chosen = rng.integers(0, n_units, (count, n_units))  # the units of each draw
+        return np.take_along_axis(per_unit, chosen, axis=1).mean(axis=1)
+    sizes = (members >= 0).sum(axis=1)
+    clusters = rng.integers(0, len(members), (count, len(members)))  # [draws, slots]
+    drawn_sizes = sizes[clusters][..., None]  # [draws, slots, 1]
+    within = (rng.random((*clusters.shape, members.shape[1])) * drawn_sizes).astype(int)
+    kept = np.arange(members.shape[1]) < drawn_sizes  # a smaller cluster fills fewer places
+    units = members[clusters[..., None], np.where(kept, within, 0)]
+    values = np.take_along_axis(per_unit, units.reshape(count, -1), axis=1).reshape(units.shape)
+    return np.where(kept, values, 0.0).sum(axis=(1, 2)) / kept.sum(axis=(1, 2))
+
+
 def paired_bootstrap(
     units: Sequence[PairedUnit],
     metric: Metric,
     draws: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    clusters: Sequence[Hashable] | None = None,
 ) -> Interval:
-    """The paired, crossed bootstrap interval of ``metric(A) - metric(B)`` (module docstring)."""
+    """The paired, crossed bootstrap interval of ``metric(A) - metric(B)`` (module docstring);
+    ``clusters``: one label per unit, for the two-stage resampling of the units."""
     if not units:
         raise ValueError("paired_bootstrap needs at least one unit")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    members = _cluster_members(clusters, len(units))
     rng = np.random.default_rng(seed)
     ones = [[np.ones((1, len(v))) for v in u.a] for u in units]
     point = float(
@@ -151,8 +195,7 @@ def paired_bootstrap(
             ],
             axis=1,
         )  # [count, units]
-        chosen = rng.integers(0, len(units), (count, len(units)))  # the units of each draw
-        totals.append(np.take_along_axis(per_unit, chosen, axis=1).mean(axis=1))
+        totals.append(_resampled_mean(per_unit, members, rng))
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(np.concatenate(totals), [tail, 1.0 - tail])
     return Interval(point, float(low), float(high), level, len(units), draws)

@@ -14,8 +14,9 @@ from croft_pipeline.reporting.tables import SHIFT_ORDER
 
 SIGNIFICANT_UP, SIGNIFICANT_DOWN = "▲", "▼"
 VERDICT_NOTE = (
-    "Cells: method − baseline, mean over units (seeds; held-out folds × seeds in the benchmark), "
-    "with its 95% paired bootstrap interval (units and test images resampled). "
+    "Cells: method − baseline, mean over units (seeds; backbones × held-out folds × seeds in the "
+    "benchmark), with its 95% paired bootstrap interval (units, per backbone in the benchmark, "
+    "and test images resampled). "
     f"{SIGNIFICANT_UP}: the whole interval is above 0; {SIGNIFICANT_DOWN}: "
     "below 0; no mark: within noise. accuracy on ID test, the held-out domain (covariate) and its "
     "glyphs never seen in training (covariate_novel); energy AUROC of ID test against every "
@@ -23,9 +24,11 @@ VERDICT_NOTE = (
 )
 
 
+MARKS = {1: SIGNIFICANT_UP, -1: SIGNIFICANT_DOWN, 0: ""}
+
+
 def format_interval(difference: float, low: float, high: float) -> str:
-    mark = {1: SIGNIFICANT_UP, -1: SIGNIFICANT_DOWN, 0: ""}[beyond_noise(low, high)]
-    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]{MARKS[beyond_noise(low, high)]}"
 
 
 def verdict_table(comparisons: pd.DataFrame, role: str) -> pd.DataFrame:
@@ -33,11 +36,65 @@ def verdict_table(comparisons: pd.DataFrame, role: str) -> pd.DataFrame:
     rows = comparisons[comparisons["role"] == role]
     if rows.empty:
         return pd.DataFrame()
+    cells = [
+        format_interval(d, lo, hi)
+        for d, lo, hi in zip(rows["difference"], rows["low"], rows["high"], strict=True)
+    ]
+    return _wide(rows, cells, role)
+
+
+COMPARISON_KEYS = ["role", "method", "baseline", "shift", "metric"]
+
+
+def backbone_agreement(pooled: pd.DataFrame, per_backbone: pd.DataFrame) -> pd.DataFrame:
+    """Per comparison of ``pooled``: ``holds_on``, on how many of its ``backbones`` the
+    difference has the pooled sign with that backbone's own interval excluding 0, and
+    ``differences``, each backbone's ``{backbone, difference, low, high}`` in their order."""
+    groups = dict(list(per_backbone.groupby(COMPARISON_KEYS, sort=False)))
+    rows = []
+    for row in pooled.itertuples(index=False):
+        key = tuple(getattr(row, name) for name in COMPARISON_KEYS)
+        part = groups.get(key, per_backbone.iloc[:0])
+        differences = [
+            {"backbone": int(r.backbone), "difference": float(r.difference),
+             "low": float(r.low), "high": float(r.high)}
+            for r in part.itertuples()
+        ]  # fmt: skip
+        sign = int(np.sign(row.difference))
+        holds = [sign != 0 and beyond_noise(d["low"], d["high"]) == sign for d in differences]
+        rows.append(
+            {
+                **dict(zip(COMPARISON_KEYS, key, strict=True)),
+                "holds_on": sum(holds),
+                "backbones": len(differences),
+                "differences": differences,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*COMPARISON_KEYS, "holds_on", "backbones", "differences"])
+
+
+def backbone_table(pooled: pd.DataFrame, per_backbone: pd.DataFrame, role: str) -> pd.DataFrame:
+    """Method × (shift, metric) cells of one role, per backbone: ``k/n: d₁ d₂ …``, the pooled
+    claim holding on k of the n backbones (:func:`backbone_agreement`), then each backbone's
+    difference (marked when its own interval excludes 0)."""
+    rows = backbone_agreement(pooled[pooled["role"] == role], per_backbone)
+    if rows.empty:
+        return pd.DataFrame()
+    cells = [
+        f"{row.holds_on}/{row.backbones}: "
+        + " ".join(
+            f"{d['difference']:+.3f}{MARKS[beyond_noise(d['low'], d['high'])]}"
+            for d in row.differences
+        )
+        for row in rows.itertuples()
+    ]
+    return _wide(rows, cells, role)
+
+
+def _wide(rows: pd.DataFrame, cells: list[str], role: str) -> pd.DataFrame:
+    """One cell per row of one role's comparisons: label × (shift, metric), in reading order."""
     cells = rows.assign(
-        cell=[
-            format_interval(d, lo, hi)
-            for d, lo, hi in zip(rows["difference"], rows["low"], rows["high"], strict=True)
-        ],  # fmt: skip
+        cell=cells,
         label=[
             f"{m} − {b}" if role != "vs zero-shot" else m
             for m, b in zip(rows["method"], rows["baseline"], strict=True)
