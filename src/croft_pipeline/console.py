@@ -56,9 +56,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(COMMANDS[args.command](args))
     except (OSError, ValueError, KeyError, MlflowException) as error:
-        print(f"croft-pipeline {args.command}: {error}", file=sys.stderr)
+        print(f"croft-pipeline {args.command}: {error}{_hint(args.model, error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _hint(model: str, error: Exception) -> str:
+    """What to do when the alias a URI names is not set (``champion`` moves only when the quality
+    gates pass), in the same line."""
+    if "@" not in model or "alias" not in str(error).lower() or "not found" not in str(error):
+        return ""
+    name, alias = model.removeprefix("models:/").split("@", 1)
+    text = f" No version of {name!r} has the alias {alias!r}"
+    if alias == "champion":
+        text += (
+            " (it moves only when the quality gates pass; the last run's gates are in "
+            "data/08_reporting/model_registration.json)"
+        )
+    return f"{text}; the last registered run's model is models:/{name}@candidate."
 
 
 def predict(args: argparse.Namespace) -> str:

@@ -125,3 +125,9 @@ def test_info_says_what_the_model_is(tiny_model, mlflow_store, tmp_path):
     unknown = _cli("info", "--model", "models:/no-such-model@champion", store=mlflow_store)
     assert unknown.returncode == 1 and "no-such-model" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+    mlflow.MlflowClient().delete_registered_model_alias(MODEL, "champion")
+    no_champion = _cli("info", "--model", f"models:/{MODEL}@champion", store=mlflow_store)
+    assert no_champion.returncode == 1 and len(no_champion.stderr.strip().splitlines()) == 1
+    assert "quality gates" in no_champion.stderr
+    assert f"models:/{MODEL}@candidate" in no_champion.stderr
