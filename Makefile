@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint install clean-data
+.PHONY: run test lint install clean-data fashion-mnist
 
 # `make run` installs the project alone (the fastest first run); `make test` adds the extras
 # (ray: its tests run here and in CI). An editable install, so either stamp serves the code.
@@ -32,6 +32,21 @@ test: $(TEST_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# Fashion-MNIST as a two-domain folder dataset for `kedro run --env=fashion_mnist`
+# (docs/fashion_mnist.md): Debian's package when its files are missing, then the export.
+FASHION_MNIST_SOURCE := /usr/share/datasets/fashion-mnist
+FASHION_MNIST_PER_CLASS ?= 200
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+fashion-mnist: $(RUN_STAMP)
+	@if [ ! -f $(FASHION_MNIST_SOURCE)/t10k-images-idx3-ubyte.gz ] \
+	    || [ ! -f $(FASHION_MNIST_SOURCE)/t10k-labels-idx1-ubyte.gz ]; then \
+	    echo "installing Debian's dataset-fashion-mnist"; \
+	    $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist; \
+	fi
+	$(BIN)/python -m croft_pipeline.data.fashion_mnist --out data/01_raw/fashion_mnist \
+	    --source $(FASHION_MNIST_SOURCE) --per-class $(FASHION_MNIST_PER_CLASS)
 
 clean-data:
 	find data -type f ! -name .gitkeep -delete
