@@ -38,6 +38,9 @@ def pretrain_clip(
     Trains nothing when ``clip.pretrained`` is a hub tag or another checkpoint. A folder dataset
     (no captions) trains it on EmojiShift rendered into ``pretrain.emojishift_roots``.
     """
+    feature_cache = _feature_cache(project_dir, pretrain.get("feature_cache"))
+    if feature_cache is not None:  # a DVC output of this stage, also when nothing is cached
+        feature_cache.mkdir(parents=True, exist_ok=True)
     if not is_project_checkpoint(clip.get("pretrained"), pretrain["checkpoint"], project_dir):
         return {
             "trained": False,
@@ -62,7 +65,7 @@ def pretrain_clip(
             device=clip.get("device"),
             force=bool(pretrain.get("force", False)),
             log=metric_logger("clip_"),
-            feature_cache=_feature_cache(project_dir, pretrain.get("feature_cache")),
+            feature_cache=feature_cache,
         )
     verb = "reused (its stamp matches)" if report["reused"] else "trained"
     logger.info("CLIP checkpoint %s %s", pretrain["checkpoint"], verb)
