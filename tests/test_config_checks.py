@@ -26,7 +26,7 @@ def _set(params: dict, path: str, value) -> dict:
     return params
 
 
-@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs"])
+@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs", "fashion_mnist"])
 def test_every_shipped_environment_passes(env):
     check_parameters(load_params(env))
 

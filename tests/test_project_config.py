@@ -81,7 +81,7 @@ def _at(tree, path):
     return tree
 
 
-@pytest.mark.parametrize("env", ["test", "pacs", "vlcs"])
+@pytest.mark.parametrize("env", ["test", "pacs", "vlcs", "fashion_mnist"])
 def test_environments_hold_only_the_keys_they_change(env):
     """Parameters merge key by key over base, so an environment that repeats a base value is a
     copy that silently goes stale; every key it sets must change something."""

@@ -27,22 +27,18 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 from safetensors.torch import load_file
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 from croft_pipeline.clip.pretrain import (
     LOCKED_TOWERS,
-    MAX_LOGIT_SCALE,
     PairData,
     PretrainConfig,
     PretrainResult,
-    _optimizer,
-    _progress,
-    _schedule,
     _text_feature_fn,
     augment,
+    contrastive_steps,
 )
 from croft_pipeline.clip.trunk import trunk_settings
 from croft_pipeline.io_utils import save_safetensors
@@ -176,30 +172,14 @@ def pretrain_locked(
 
 def _train_projections(model, data, text_features, config, features, log, progress):
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = _optimizer(model, config)
-    schedule = _schedule(config)
-    loss_fn = ClipLoss()
-    losses: list[float] = []
-    bar = tqdm(range(config.steps), desc="pretrain projections", unit="step", disable=not progress)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * schedule(step)
-        pairs = torch.randint(len(data.image_of_pair), (config.batch_size,), generator=generator)
+
+    def batch(pairs: torch.Tensor, generator: torch.Generator):
         views = torch.randint(config.views, (config.batch_size,), generator=generator)
         trunk_rows = features[views, data.image_of_pair[pairs]]
         image_features = F.normalize(model.visual.head(trunk_rows), dim=-1)
-        texts = text_features(data.caption_of_pair[pairs])
-        loss = loss_fn(image_features, texts, model.logit_scale.exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-        losses.append(float(loss.item()))
-        if step % config.log_every == 0 or step == config.steps - 1:
-            values = _progress(losses[-config.log_every :], model, image_features, texts)
-            bar.set_postfix(loss=f"{values['pretrain_loss']:.3f}")
-            log(step, values)
-    model.eval().requires_grad_(False)
+        return image_features, text_features(data.caption_of_pair[pairs])
+
+    losses = contrastive_steps(
+        model, len(data.image_of_pair), batch, config, log, progress, "pretrain projections"
+    )
     return PretrainResult(model=model, losses=losses, seconds=time.perf_counter() - started)

@@ -206,28 +206,50 @@ def pretrain(
 def _pretrain(model, data, tokenizer, config, device, log, progress) -> PretrainResult:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     model = model.to(device).train().requires_grad_(True)
     model.visual.to(memory_format=torch.channels_last)  # ~5x faster convolutions on CPU (oneDNN)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = preprocess["mean"], preprocess["std"]
     text_features = _text_feature_fn(model, data.captions, tokenizer, config, device)
-    optimizer = _optimizer(model, config)
-    schedule = _schedule(config)
-    loss_fn = ClipLoss()
     use_bf16 = precision_of(config, device) == "bf16"
-    losses: list[float] = []
-    bar = tqdm(range(config.steps), desc="pretrain CLIP", unit="step", disable=not progress)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * schedule(step)
-        pairs = torch.randint(len(data.image_of_pair), (config.batch_size,), generator=generator)
+
+    def batch(pairs: torch.Tensor, generator: torch.Generator):
         pixels = augment(data.images[data.image_of_pair[pairs]], mean, std, config, generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             pixels = pixels.to(device).contiguous(memory_format=torch.channels_last)
             image_features = model.encode_image(pixels, normalize=True).float()
             texts = text_features(data.caption_of_pair[pairs]).float()
-            loss = loss_fn(image_features, texts, model.logit_scale.exp().float())
+        return image_features, texts
+
+    losses = contrastive_steps(model, len(data.image_of_pair), batch, config, log, progress)
+    details = {"recipe": FROM_SCRATCH, "precision": "bf16" if use_bf16 else "fp32"}
+    return PretrainResult(model, losses, time.perf_counter() - started, details)
+
+
+def contrastive_steps(
+    model: torch.nn.Module,
+    n_pairs: int,
+    batch: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+    config: PretrainConfig,
+    log: Callable[[int, dict[str, float]], None],
+    progress: bool,
+    desc: str = "pretrain CLIP",
+) -> list[float]:
+    """The steps both recipes share: the learning-rate schedule, a seeded batch of pairs, open_clip's
+    ``ClipLoss`` on ``batch(pairs, generator)``'s normalised (image, text) features, AdamW, the
+    logit-scale clamp, progress and logging. Leaves ``model`` in eval mode, frozen; the losses."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = _optimizer(model, config)
+    schedule = _schedule(config)
+    loss_fn = ClipLoss()
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc=desc, unit="step", disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * schedule(step)
+        pairs = torch.randint(n_pairs, (config.batch_size,), generator=generator)
+        image_features, texts = batch(pairs, generator)
+        loss = loss_fn(image_features, texts, model.logit_scale.exp().float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -239,8 +261,7 @@ def _pretrain(model, data, tokenizer, config, device, log, progress) -> Pretrain
             bar.set_postfix(loss=f"{values['pretrain_loss']:.3f}")
             log(step, values)
     model.eval().requires_grad_(False)
-    details = {"recipe": FROM_SCRATCH, "precision": "bf16" if use_bf16 else "fp32"}
-    return PretrainResult(model, losses, time.perf_counter() - started, details)
+    return losses
 
 
 def _progress(losses: list[float], model, image_features, text_features) -> dict[str, float]:
