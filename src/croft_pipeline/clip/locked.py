@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
+from croft_pipeline.clip.model_configs import project_settings
 from croft_pipeline.clip.pretrain import (
     LOCKED_TOWERS,
     PairData,
@@ -40,7 +41,6 @@ from croft_pipeline.clip.pretrain import (
     augment,
     contrastive_steps,
 )
-from croft_pipeline.clip.trunk import trunk_settings
 from croft_pipeline.io_utils import save_safetensors
 from croft_pipeline.runtime import torch_threads
 
@@ -59,7 +59,6 @@ class TrunkFeatures:
     features: torch.Tensor  # [views, images, F] float32
     seconds: float
     cached: bool
-    path: Path | None
 
 
 def lock_towers(model: torch.nn.Module) -> torch.nn.Module:
@@ -77,7 +76,7 @@ def feature_key(model_name: str, data: PairData, config: PretrainConfig) -> str:
     digest = hashlib.sha256(data.images.numpy().tobytes())
     settings = {
         "model_name": model_name,
-        "trunk": trunk_settings(model_name),
+        "croft": project_settings(model_name),  # the trunk and its normalisation
         "shape": list(data.images.shape),
         "views": config.views,
         "crop_scale": list(config.crop_scale),
@@ -109,7 +108,7 @@ def trunk_features(
     )
     if path is not None and path.is_file():
         features = load_file(str(path))["features"]
-        return TrunkFeatures(features, time.perf_counter() - started, True, path)
+        return TrunkFeatures(features, time.perf_counter() - started, True)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = list(preprocess["mean"]), list(preprocess["std"])
     generator = torch.Generator().manual_seed(config.seed)
@@ -133,7 +132,7 @@ def trunk_features(
     features = torch.stack(views)
     if path is not None:
         save_safetensors(path, {"features": features.contiguous()}, {"key": path.stem})
-    return TrunkFeatures(features, time.perf_counter() - started, False, path)
+    return TrunkFeatures(features, time.perf_counter() - started, False)
 
 
 def pretrain_locked(
