@@ -1,5 +1,5 @@
 """Accuracy benchmark: backbones × leave-one-style-out × seeds × every method
-(croft_pipeline.benchmark).
+(benchmarks.protocol).
 
     python benchmarks/bench_accuracy.py                 # every style, backbones 0, 1 and 2
     python benchmarks/bench_accuracy.py --folds symbola --backbones 0 --out /tmp/acc
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.comm
 
 import croft_pipeline  # noqa: E402, F401  (offline defaults first)
 from benchmarks.common import ROOT, commit, cpu_model  # noqa: E402
-from croft_pipeline.benchmark import run_benchmark
-from croft_pipeline.io_utils import atomic_write_bytes
+from benchmarks.protocol import run_benchmark
+from croft_pipeline.common.files import atomic_write_bytes
 from croft_pipeline.ood.evaluation import OPENSET_SHIFTS
 from croft_pipeline.reporting.tables import format_mean_std
 from croft_pipeline.reporting.verdict import (

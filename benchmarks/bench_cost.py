@@ -56,9 +56,9 @@ from benchmarks.common import (  # noqa: E402
 from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  # noqa: E402
 from croft_pipeline.clip.views import AUGMENT, CENTER  # noqa: E402
+from croft_pipeline.common.features import FeatureTable  # noqa: E402
 from croft_pipeline.config import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
-from croft_pipeline.features import FeatureTable  # noqa: E402
 from croft_pipeline.methods import build_method  # noqa: E402
 from croft_pipeline.methods.base import EvalSet, TrainSet, accuracy  # noqa: E402
 from croft_pipeline.methods.feature_sets import (  # noqa: E402

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` as a script
 
 from benchmarks.common import cpu_model  # noqa: E402
-from croft_pipeline.io_utils import atomic_write_bytes  # noqa: E402
+from croft_pipeline.common.files import atomic_write_bytes  # noqa: E402
 from croft_pipeline.methods import build_method
 from croft_pipeline.methods.energy_grad import (
     EnergyGradSpec,

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from croft_pipeline.clip.backend import encode_pixels, load_clip
-from croft_pipeline.io_utils import atomic_write_bytes
+from croft_pipeline.common.files import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ from typing import Any
 import psutil  # a dependency of dvc (pyproject), so always installed with the project
 import torch
 
+from croft_pipeline.common.files import atomic_write_bytes
 from croft_pipeline.data.discovery import image_file
-from croft_pipeline.io_utils import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"

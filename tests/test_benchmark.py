@@ -10,15 +10,15 @@ from pathlib import Path
 
 import mlflow
 
-from croft_pipeline.benchmark import (
+from benchmarks.protocol import (
     _default_is_current,
     backbone_checkpoint,
     benchmark_recorder,
     prepare_backbones,
     run_benchmark,
 )
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.config import config_loader
-from croft_pipeline.io_utils import sha256_file
 from tests.kedro_harness import REPO_ROOT, copy_project, load_params, pin_tracking_store
 
 FOLDS = ["noto", "symbola"]

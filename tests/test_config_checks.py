@@ -8,8 +8,8 @@ import copy
 import pytest
 
 from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.hooks.run_lock import LOCK_FILE
 from croft_pipeline.rules import ParameterError
-from croft_pipeline.run_lock import LOCK_FILE
 from tests.kedro_harness import load_params, make_project_copy, run_pipeline
 
 GATE0, GATE1 = "evaluate.gates.comparisons[0]", "evaluate.gates.comparisons[1]"

@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from croft_pipeline.code_deps import PACKAGE, RESOURCES, import_closure, module_file, node_modules
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
+from croft_pipeline.tools.code_deps import (
+    PACKAGE,
+    RESOURCES,
+    import_closure,
+    module_file,
+    node_modules,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

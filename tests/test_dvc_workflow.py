@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from croft_pipeline.config import config_loader
-from croft_pipeline.dvc_stages import RUN_RECORDS
+from croft_pipeline.tools.dvc_stages import RUN_RECORDS
 from tests.reporting.browser import chromium_binary, inspect_page
 
 pytestmark = pytest.mark.slow

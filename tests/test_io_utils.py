@@ -8,11 +8,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from croft_pipeline.io_utils import canonical_safetensors, save_safetensors
+from croft_pipeline.common.files import canonical_safetensors, save_safetensors
 
 WRITE = """
 import sys, torch
-from croft_pipeline.io_utils import save_safetensors
+from croft_pipeline.common.files import save_safetensors
 tensors = {"b": torch.ones(3), "a": torch.arange(6.0).reshape(2, 3), "c": torch.zeros(1, 2)}
 metadata = {key: str(i) for i, key in enumerate("pqrstuvwxyz")}
 save_safetensors(sys.argv[1], tensors, metadata)

@@ -29,7 +29,7 @@ def test_default_pipeline_runs_offline(tiny_run):
 
 
 def test_offline_defaults_are_applied_but_user_values_win(monkeypatch):
-    from croft_pipeline._offline import OFFLINE_DEFAULTS, apply_offline_defaults
+    from croft_pipeline.common.offline import OFFLINE_DEFAULTS, apply_offline_defaults
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "user-choice")

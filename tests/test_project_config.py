@@ -50,10 +50,10 @@ def test_registry_names_the_five_pipelines_and_default_chains_them():
 
 
 def test_dvc_yaml_is_the_generated_one():
-    from croft_pipeline.dvc_stages import render
+    from croft_pipeline.tools.dvc_stages import render
 
     assert (ROOT / "dvc.yaml").read_text() == render(ROOT), (
-        "dvc.yaml is stale: run `python -m croft_pipeline.dvc_stages`"
+        "dvc.yaml is stale: run `python -m croft_pipeline.tools.dvc_stages`"
     )
 
 

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from croft_pipeline import tracking
-from croft_pipeline.run_lock import RunLock, RunLockHeld
+from croft_pipeline.hooks.run_lock import RunLock, RunLockHeld
 
 
 def test_the_lock_is_exclusive_names_its_holder_and_is_free_again_after_release(tmp_path):

@@ -1,11 +1,11 @@
-"""Device and CPU-thread rules shared by every stage (croft_pipeline.runtime)."""
+"""Device and CPU-thread rules shared by every stage (croft_pipeline.common.compute)."""
 
 import os
 
 import pytest
 import torch
 
-from croft_pipeline.runtime import DeviceError, free_cores, resolve_device, torch_threads
+from croft_pipeline.common.compute import DeviceError, free_cores, resolve_device, torch_threads
 
 
 def test_auto_device_is_cuda_only_when_present():

@@ -1,6 +1,6 @@
 """croft-pipeline: CRoFT fine-tuning of CLIP as Kedro pipelines."""
 
-from croft_pipeline._offline import apply_offline_defaults
+from croft_pipeline.common.offline import apply_offline_defaults
 
 apply_offline_defaults()
 

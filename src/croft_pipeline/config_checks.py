@@ -17,11 +17,13 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.clip.backend import PRECISION, TEMPLATES, check_model_name
+from croft_pipeline.common.compute import THREAD_COUNT, resolve_device
 from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
 from croft_pipeline.data.manifest import SOURCE_ROLES
 from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.distributed import require_ray
 from croft_pipeline.distributed.embed import chunk_runner
+from croft_pipeline.distributed.jobs import Runner
 from croft_pipeline.methods.base import METHODS, config_key_errors
 from croft_pipeline.methods.feature_sets import config_key, config_layers, method_config
 from croft_pipeline.methods.selection import GRID_RUNNER
@@ -32,6 +34,7 @@ from croft_pipeline.ood.comparisons import COMPARISON_COLUMNS, ComparisonConfig
 from croft_pipeline.ood.evaluation import evaluated_metrics
 from croft_pipeline.ood.metrics import TPR
 from croft_pipeline.ood.scores import PARAMETER_RULES, score_parameters
+from croft_pipeline.publishing.gates import check_gates
 from croft_pipeline.rules import (
     BOOLEAN,
     NON_NEGATIVE,
@@ -46,8 +49,6 @@ from croft_pipeline.rules import (
     one_of,
     optional,
 )
-from croft_pipeline.runtime import THREAD_COUNT, Runner, resolve_device
-from croft_pipeline.serving.gates import check_gates
 
 SPLIT_NAME = one_of(SPLITS)
 COUNT = optional(at_least(1))
@@ -218,7 +219,7 @@ def evaluated_methods(train: Mapping[str, Any]) -> list[str]:
 def check_gate_config(
     gates: Mapping[str, Any], method: str, evaluate: Mapping[str, Any], methods: list[str]
 ) -> None:
-    """Each gate's shape (the rules ``serving.gates`` applies, run on empty tables), then that it
+    """Each gate's shape (the rules ``publishing.gates`` applies, run on empty tables), then that it
     names a method, shift and metric the evaluation reports (else it can never pass)."""
     _rules("evaluate.gates", gates, {"require_finite": BOOLEAN})
     summary = pd.DataFrame(columns=["method", "shift", "metric", "mean", "std"])

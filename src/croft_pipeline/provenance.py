@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.files import sha256_file
 
 TRACKED_DATA = (  # catalog datasets whose files DVC versions and every run names by digest
     "manifest",

@@ -8,7 +8,7 @@ from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
 from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
-from croft_pipeline.run_lock import RunLockHook
+from croft_pipeline.hooks.run_lock import RunLockHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.

@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 from croft_pipeline.clip.backend import load_clip
 from croft_pipeline.clip.embedding import ImageRef
-from croft_pipeline.clip.pretrain import create_trainable_model
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.files import sha256_file
+from croft_pipeline.pretraining.contrastive import create_trainable_model
 from tests.data.image_factory import write_image
 
 TINY = "CroftRN-Tiny-32"

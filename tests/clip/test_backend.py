@@ -19,8 +19,8 @@ from croft_pipeline.clip.backend import (
     load_configured_clip,
 )
 from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.data.images import load_rgb
-from croft_pipeline.io_utils import sha256_file
 from tests.clip.conftest import TINY, write_checkpoint
 
 

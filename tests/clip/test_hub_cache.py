@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 from croft_pipeline.clip.backend import _tag_overrides, encode_images, encode_texts, load_clip
 from croft_pipeline.clip.errors import ClipLoadError
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.files import sha256_file
 from tests.network_guard import loopback_only
 
 MODEL, TAG = "RN50", "openai"

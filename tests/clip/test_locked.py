@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import croft_pipeline.clip.pretrain as pretrain_module
+import croft_pipeline.pretraining.contrastive as pretrain_module
 from croft_pipeline.clip.backend import load_clip
-from croft_pipeline.clip.default_model import ensure_checkpoint
+from croft_pipeline.clip.configs import project_settings, shipped_config
 from croft_pipeline.clip.errors import ClipLoadError
-from croft_pipeline.clip.model_configs import project_settings, shipped_config
-from croft_pipeline.clip.pretrain import PretrainConfig, create_trainable_model, recipe_of
-from croft_pipeline.clip.trunk import mapped_trunk_state, trunk_settings, trunk_weights_path
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.files import sha256_file
+from croft_pipeline.pretraining.contrastive import PretrainConfig, create_trainable_model, recipe_of
+from croft_pipeline.pretraining.default_model import ensure_checkpoint
+from croft_pipeline.pretraining.trunk import mapped_trunk_state, trunk_settings, trunk_weights_path
 from tests.clip.conftest import TINY
 
 DEFAULT = "CroftLite0-MiniLM-112"

@@ -14,19 +14,19 @@ import pytest
 import torch
 
 from croft_pipeline.clip.backend import encode_images, load_clip
-from croft_pipeline.clip.checkpoint import STAMP_KEY, checkpoint_metadata, pretrain_stamp
-from croft_pipeline.clip.default_model import (
-    ensure_checkpoint,
-    is_project_checkpoint,
-    pretrain_config,
-)
-from croft_pipeline.clip.model_configs import CONFIG_DIR
-from croft_pipeline.clip.pretrain import (
+from croft_pipeline.clip.configs import CONFIG_DIR
+from croft_pipeline.pretraining.checkpoint import STAMP_KEY, checkpoint_metadata, pretrain_stamp
+from croft_pipeline.pretraining.contrastive import (
     PretrainConfig,
     augment,
     build_pair_data,
     create_trainable_model,
     pretrain,
+)
+from croft_pipeline.pretraining.default_model import (
+    ensure_checkpoint,
+    is_project_checkpoint,
+    pretrain_config,
 )
 from tests.clip.conftest import TINY
 
@@ -119,7 +119,7 @@ def test_lit_config_and_checkpoint_hold_no_install_path(image_refs, tmp_path):
     assert shipped["text_cfg"]["hf_model_name"].startswith("pkg:")
     target = tmp_path / "lit.safetensors"
     model = create_trainable_model(LIT, 0)
-    from croft_pipeline.clip.checkpoint import save_checkpoint
+    from croft_pipeline.pretraining.checkpoint import save_checkpoint
 
     save_checkpoint(model, target, {"model_name": LIT})
     assert "site-packages" not in json.dumps(checkpoint_metadata(target))

@@ -11,10 +11,10 @@ import torch
 
 from croft_pipeline.clip.backend import load_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
+from croft_pipeline.common.compute import torch_threads
+from croft_pipeline.common.features import FeatureTable
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.distributed.embed import RayEmbed
-from croft_pipeline.features import FeatureTable
-from croft_pipeline.io_utils import sha256_file
-from croft_pipeline.runtime import torch_threads
 from tests.distributed.conftest import local_ray, ray_or_skip
 from tests.kedro_harness import (
     clear_outputs,

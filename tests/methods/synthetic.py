@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.methods import EvalSet, TrainSet
 
 CLASSES = ["cat", "dog", "owl"]  # synthetic_tables: ID classes (+ one open-set class)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from croft_pipeline.clip.backend import load_clip
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.common.features import FeatureTable
 from tests.kedro_harness import (
     clear_outputs,
     copy_project,

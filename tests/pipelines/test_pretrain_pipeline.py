@@ -11,8 +11,8 @@ import open_clip
 import pandas as pd
 import pytest
 
-from croft_pipeline.clip.model_configs import register_project_configs
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.clip.configs import register_project_configs
+from croft_pipeline.common.files import sha256_file
 from tests.kedro_harness import load_params, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]

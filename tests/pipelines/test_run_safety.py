@@ -16,7 +16,7 @@ import mlflow
 import pytest
 
 from croft_pipeline import tracking
-from croft_pipeline.run_lock import LOCK_FILE, RunLock, RunLockHeld
+from croft_pipeline.hooks.run_lock import LOCK_FILE, RunLock, RunLockHeld
 from tests.kedro_harness import REPO_ROOT, run_pipeline
 
 MODEL = "croft-clip"  # evaluate.register.model_name

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.methods import METHODS, build_method
 from croft_pipeline.methods.feature_sets import method_config
 from croft_pipeline.methods.selection import grid_points

@@ -21,8 +21,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from croft_pipeline.features import FeatureTable
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.features import FeatureTable
+from croft_pipeline.common.files import sha256_file
 from tests.data.image_factory import write_image
 from tests.kedro_harness import REPO_ROOT, make_project_copy, run_pipeline
 from tests.network_guard import loopback_only

@@ -1,5 +1,5 @@
 """``croft-pipeline predict`` and ``croft-pipeline info`` as real subprocesses (the console script
-runs ``croft_pipeline.console:main``; ``python -m croft_pipeline.console`` is the same entry point)."""
+runs ``croft_pipeline.tools.console:main``; ``python -m croft_pipeline.tools.console`` is the same entry point)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 import croft_pipeline
-from croft_pipeline.io_utils import sha256_file
-from croft_pipeline.serving.registry import log_and_register
+from croft_pipeline.common.files import sha256_file
+from croft_pipeline.publishing.registry import log_and_register
 from tests.fixtures.served_model import CLASSES, MODEL_NAME
 
 MODEL = "croft-clip-cli"
@@ -32,7 +32,7 @@ def _cli(*args: str, store: str) -> subprocess.CompletedProcess:
         "PYTHONPATH": str(Path(croft_pipeline.__file__).parents[1]),  # the code under test
     }
     return subprocess.run(
-        [sys.executable, "-m", "croft_pipeline.console", *args],
+        [sys.executable, "-m", "croft_pipeline.tools.console", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from croft_pipeline.serving.gates import check_gates
+from croft_pipeline.publishing.gates import check_gates
 
 SUMMARY = pd.DataFrame(
     [

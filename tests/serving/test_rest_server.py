@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from croft_pipeline.serving.registry import log_and_register
+from croft_pipeline.publishing.registry import log_and_register
 
 pytestmark = pytest.mark.slow
 MAX_INPUT_BYTES = 4096  # a small cap, set in the served model's config (the tiny PNGs are < 1 KB)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from croft_pipeline.serving.registry import log_and_register
+from croft_pipeline.publishing.registry import log_and_register
 
 PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
 

@@ -6,5 +6,5 @@
 - :mod:`cache` / :mod:`embedding`: the content-addressed feature cache and the cached embedder.
 - :mod:`pretrain`, :mod:`checkpoint`, :mod:`default_model`: the offline default CLIP.
 - :mod:`zeroshot`: zero-shot accuracy per domain.
-- :mod:`model_configs`: the project's open_clip model configs (``src/croft_pipeline/model_configs``).
+- :mod:`model_configs`: the project's open_clip model configs (``src/croft_pipeline/clip/model_configs``).
 """

@@ -26,13 +26,13 @@ from open_clip.factory import load_state_dict
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg, is_pretrained_cfg
 from PIL import Image
 
+from croft_pipeline.clip.configs import register_project_configs
 from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
-from croft_pipeline.clip.model_configs import register_project_configs
 from croft_pipeline.clip.views import CENTER, ViewRecipe, preprocess_signature
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.compute import resolve_device
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.rules import Rule, one_of
-from croft_pipeline.runtime import resolve_device
 
 PRECISIONS = ("fp32", "bf16")
 PRECISION = one_of(PRECISIONS)
@@ -172,7 +172,7 @@ def check_model_name(model_name: str) -> None:
     hint = f" Did you mean one of {close}?" if close else ""
     raise ClipLoadError(
         f"unknown CLIP model name {model_name!r}.{hint} Use a name from open_clip.list_models() "
-        f"or add a JSON model config to src/croft_pipeline/model_configs/."
+        f"or add a JSON model config to src/croft_pipeline/clip/model_configs/."
     )
 
 

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open
 
-from croft_pipeline.io_utils import atomic_write, save_safetensors
+from croft_pipeline.common.files import atomic_write, save_safetensors
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import open_clip
 
-from croft_pipeline.clip.model_configs import project_settings
+from croft_pipeline.clip.configs import project_settings
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from croft_pipeline.common.files import atomic_write_bytes, sha256_file
 from croft_pipeline.data.emoji_catalog import Emoji, build_class_map, load_catalog, split_pretrain
 from croft_pipeline.data.fonts import attribution, font_codepoints, font_path
-from croft_pipeline.io_utils import atomic_write_bytes, sha256_file
 
 RENDERER_VERSION = 1
 STAMP_FILE = ".emojishift_stamp.json"

@@ -7,7 +7,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset
 
-from croft_pipeline.io_utils import atomic_write_bytes
+from croft_pipeline.common.files import atomic_write_bytes
 
 
 class BytesDataset(AbstractDataset[bytes, bytes]):

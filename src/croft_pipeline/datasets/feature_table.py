@@ -1,4 +1,4 @@
-"""Kedro dataset for :class:`croft_pipeline.features.FeatureTable` files."""
+"""Kedro dataset for :class:`croft_pipeline.common.features.FeatureTable` files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset
 
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.common.features import FeatureTable
 
 
 class FeatureTableDataset(AbstractDataset[FeatureTable, FeatureTable]):

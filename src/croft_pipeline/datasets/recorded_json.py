@@ -26,7 +26,7 @@ class RecordedJSONDataset(AbstractDataset[dict, dict]):
         if not self._filepath.is_file() or self.load() != json.loads(json.dumps(data)):
             raise DatasetError(
                 f"{self._filepath} does not hold what its node returned: the node must write "
-                "it (io_utils.atomic_write_json) before returning"
+                "it (common.files.atomic_write_json) before returning"
             )
 
     def _exists(self) -> bool:

@@ -9,7 +9,7 @@ import torch
 from kedro.io import AbstractDataset
 from safetensors.torch import load_file
 
-from croft_pipeline.io_utils import save_safetensors
+from croft_pipeline.common.files import save_safetensors
 
 
 class SafetensorsDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, torch.Tensor]]):

@@ -32,8 +32,8 @@ from croft_pipeline.clip.embedding import (
 )
 from croft_pipeline.clip.views import ViewRecipe
 from croft_pipeline.distributed import connect, require_ray
+from croft_pipeline.distributed.jobs import RUNNER
 from croft_pipeline.rules import POSITIVE, ParameterError, Rule
-from croft_pipeline.runtime import RUNNER
 
 ACTORS = Rule(
     "be auto or an integer >= 1",

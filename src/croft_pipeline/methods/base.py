@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from croft_pipeline.common.compute import resolve_device
 from croft_pipeline.rules import Rule
-from croft_pipeline.runtime import resolve_device
 
 LogFn = Callable[[int, dict[str, float]], None]
 EVAL_CHUNK = 4096  # rows per forward pass when scoring large sets

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.methods.base import METHODS, EvalSet, TrainSet
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
+from croft_pipeline.common.compute import torch_threads
+from croft_pipeline.distributed.jobs import LOCAL, Runner, parallel_map
 from croft_pipeline.methods.base import (
     METHODS,
     EvalSet,
@@ -25,7 +27,6 @@ from croft_pipeline.methods.fitted import zero_shot_model
 from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected, grid_points
 from croft_pipeline.methods.wise import choose_alpha, space_of
 from croft_pipeline.rules import ParameterError
-from croft_pipeline.runtime import LOCAL, Runner, parallel_map, torch_threads
 
 
 def method_grids(params: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, list]]:

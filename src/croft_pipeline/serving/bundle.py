@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from croft_pipeline.io_utils import atomic_write_bytes, save_safetensors, sha256_file
+from croft_pipeline.common.files import atomic_write_bytes, save_safetensors, sha256_file
 from croft_pipeline.methods import restore_method
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 from croft_pipeline.serving.inputs import InputPolicy

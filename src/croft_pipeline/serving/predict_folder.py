@@ -1,6 +1,6 @@
 """Predict every image of a folder with a served model, in batches, and write a CSV.
 
-The command line is ``croft-pipeline predict`` (:mod:`croft_pipeline.console`).
+The command line is ``croft-pipeline predict`` (:mod:`croft_pipeline.tools.console`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import croft_pipeline  # noqa: F401  (offline defaults before MLflow loads)
-from croft_pipeline.io_utils import atomic_write
+from croft_pipeline.common.files import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_BATCH_SIZE = 64

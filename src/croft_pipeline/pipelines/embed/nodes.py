@@ -10,10 +10,10 @@ import pandas as pd
 from croft_pipeline.clip.backend import LoadedClip, encode_class_prompts, load_configured_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
 from croft_pipeline.clip.views import AUGMENT, CENTER
+from croft_pipeline.common.compute import torch_threads
+from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.data.discovery import image_file
 from croft_pipeline.distributed.embed import chunk_runner
-from croft_pipeline.features import FeatureTable
-from croft_pipeline.runtime import torch_threads
 
 
 def embed_center_views(

@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline import tracking
+from croft_pipeline.common.features import FeatureTable
+from croft_pipeline.common.files import atomic_write_json
 from croft_pipeline.datasets import partition_reader, partition_value
-from croft_pipeline.features import FeatureTable
-from croft_pipeline.io_utils import atomic_write_json
 from croft_pipeline.methods.feature_sets import class_text_features, eval_set
 from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
 from croft_pipeline.methods.wise import curve, wise_name
@@ -24,10 +24,10 @@ from croft_pipeline.ood.evaluation import (
     summarise,
 )
 from croft_pipeline.provenance import Provenance
+from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.reporting.tables import headline_rows
-from croft_pipeline.serving.publish import interval_gate_pairs, publish_model
 
 WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
 EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged its test metrics

@@ -9,15 +9,15 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.clip.backend import load_configured_clip
-from croft_pipeline.clip.default_model import (
+from croft_pipeline.clip.zeroshot import zero_shot_accuracy
+from croft_pipeline.common.compute import torch_threads
+from croft_pipeline.data.discovery import image_file, resolve_root
+from croft_pipeline.pretraining.default_model import (
     emojishift_pretrain_pairs,
     ensure_checkpoint,
     is_project_checkpoint,
     pretrain_config,
 )
-from croft_pipeline.clip.zeroshot import zero_shot_accuracy
-from croft_pipeline.data.discovery import image_file, resolve_root
-from croft_pipeline.runtime import torch_threads
 from croft_pipeline.tracking import metric_logger
 
 ZERO_SHOT_METRIC = "clip_zero_shot_acc"

@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from croft_pipeline import tracking
+from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.datasets import partition_reader
-from croft_pipeline.features import FeatureTable
+from croft_pipeline.distributed.jobs import Runner, worker_count
 from croft_pipeline.methods import METHODS, partition_id
 from croft_pipeline.methods.feature_sets import (
     center_features,
@@ -29,7 +30,6 @@ from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_gr
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
-from croft_pipeline.runtime import Runner, worker_count
 
 PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -13,9 +15,10 @@ from mlflow import MlflowClient
 
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
+from croft_pipeline.tools.code_deps import PACKAGE, import_closure, module_code
 
-MODEL_CODE = Path(__file__).with_name("model_code.py")
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # croft_pipeline/: travels in the model's code/
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+MODEL_CODE = PACKAGE_DIR / "serving" / "model_code.py"
 RUNTIME_PACKAGES = (  # what the served code imports (tests/serving/test_standalone.py checks)
     "mlflow",
     "torch",
@@ -45,7 +48,7 @@ def pip_requirements(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str]:
         except PackageNotFoundError:
             raise PackageNotFoundError(
                 f"served-model requirement {package!r} is not installed, so it cannot be pinned "
-                "(serving.registry.RUNTIME_PACKAGES)"
+                "(publishing.registry.RUNTIME_PACKAGES)"
             ) from None
     return pins
 
@@ -102,18 +105,8 @@ def _log_version(
     if started:
         mlflow.start_run(run_name="register")
     try:
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),
-            code_paths=[str(PACKAGE_DIR)],
-            artifacts=dict(artifacts),
-            pip_requirements=pip_requirements(),
-            registered_model_name=model_name,
-            signature=model_signature(),
-            input_example=input_example(artifacts),
-            tags=dict(tags or {}),
-            model_config=policy.as_model_config(),
-        )
+        with tempfile.TemporaryDirectory() as staging:
+            info = _log_model(artifacts, model_name, tags, policy, served_code(Path(staging)))
     finally:
         if started:
             mlflow.end_run()
@@ -125,6 +118,41 @@ def _log_version(
         "run_id": info.run_id,
         "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
     }
+
+
+def _log_model(
+    artifacts: Mapping[str, str],
+    model_name: str,
+    tags: Mapping[str, str] | None,
+    policy: InputPolicy,
+    code: Path,
+):
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_CODE),
+        code_paths=[str(code)],
+        artifacts=dict(artifacts),
+        pip_requirements=pip_requirements(),
+        registered_model_name=model_name,
+        signature=model_signature(),
+        input_example=input_example(artifacts),
+        tags=dict(tags or {}),
+        model_config=policy.as_model_config(),
+    )
+
+
+def served_code(staging: Path) -> Path:
+    """``staging/croft_pipeline``: the package files the served model imports (the import
+    closure of ``serving.model_code`` and the data it reads), which travel in the model's code/."""
+    target = staging / PACKAGE
+    for path in module_code(import_closure({f"{PACKAGE}.serving.model_code"})):
+        relative = path.relative_to(PACKAGE_DIR)
+        if path.is_dir():
+            shutil.copytree(path, target / relative, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / relative)
+    return target
 
 
 def describe_version(

@@ -1,10 +1,10 @@
 """Pretraining with both towers locked (LiT, text tower locked too): only the projections train.
 
-The image trunk (pretrained, shipped in a package: :mod:`croft_pipeline.clip.trunk`) and the
+The image trunk (pretrained, shipped in a package: :mod:`croft_pipeline.pretraining.trunk`) and the
 MiniLM text transformer stay frozen, so their outputs are computed once:
 
 1. **Views.** View 0 is each image as decoded at the model's size; views 1.. are seeded random
-   resized crops and flips (:func:`croft_pipeline.clip.pretrain.augment`, as the from-scratch
+   resized crops and flips (:func:`croft_pipeline.pretraining.contrastive.augment`, as the from-scratch
    recipe draws them).
 2. **Trunk features** ``[V, N, F]``, in fp32 (never bf16, so the checkpoint's bits do not depend
    on the CPU's bf16 support), in eval mode, batched; cached on disk in one safetensors file
@@ -31,8 +31,10 @@ from safetensors.torch import load_file
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
-from croft_pipeline.clip.model_configs import project_settings
-from croft_pipeline.clip.pretrain import (
+from croft_pipeline.clip.configs import project_settings
+from croft_pipeline.common.compute import torch_threads
+from croft_pipeline.common.files import save_safetensors
+from croft_pipeline.pretraining.contrastive import (
     LOCKED_TOWERS,
     PairData,
     PretrainConfig,
@@ -41,8 +43,6 @@ from croft_pipeline.clip.pretrain import (
     augment,
     contrastive_steps,
 )
-from croft_pipeline.io_utils import save_safetensors
-from croft_pipeline.runtime import torch_threads
 
 logger = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ import pandas as pd
 import torch
 
 from croft_pipeline.clip.backend import local_checkpoint
-from croft_pipeline.features import FeatureTable
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.features import FeatureTable
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.ood.scores import stacked
 from croft_pipeline.provenance import Provenance
+from croft_pipeline.publishing.gates import check_gates, gated_metrics
+from croft_pipeline.publishing.registry import alias_version, describe_version, registration
 from croft_pipeline.serving.bundle import write_bundle
-from croft_pipeline.serving.gates import check_gates, gated_metrics
-from croft_pipeline.serving.registry import alias_version, describe_version, registration
 
 
 def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:

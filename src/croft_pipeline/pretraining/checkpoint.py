@@ -20,9 +20,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
 
-from croft_pipeline.clip.model_configs import shipped_config
-from croft_pipeline.clip.pretrain import PretrainConfig
-from croft_pipeline.io_utils import save_safetensors
+from croft_pipeline.clip.configs import shipped_config
+from croft_pipeline.common.files import save_safetensors
+from croft_pipeline.pretraining.contrastive import PretrainConfig
 
 PRETRAIN_VERSION = 2  # bump when the training code changes what a run produces
 STAMP_KEY = "croft_pretrain_stamp"

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from croft_pipeline.clip.configs import project_settings, resolve_package_path
 from croft_pipeline.clip.errors import ClipLoadError
-from croft_pipeline.clip.model_configs import project_settings, resolve_package_path
-from croft_pipeline.io_utils import sha256_file
+from croft_pipeline.common.files import sha256_file
 
 MAPPINGS = ("by_order",)
 

@@ -1,28 +1,26 @@
-"""Where torch computes: the device, the CPU thread count and the runner of independent jobs
-(one rule for every stage)."""
+"""Independent jobs: where they run (:class:`Runner`) and :func:`parallel_map`, which runs them in
+this machine's processes or as Ray tasks.
+
+A Ray job is one task reserving ``cpus_per_task`` CPUs; a task whose worker process dies (killed,
+out of memory, a lost node) is run again up to ``max_retries`` times, while an exception the job
+raises fails the map at once (a bad configuration stays an error). Jobs return plain data and
+the driver alone writes files and MLflow, as with the local process pool.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
-from croft_pipeline.rules import POSITIVE, Rule, at_least, one_of
-
-THREAD_COUNT = Rule(
-    "be auto, null or an integer >= 1",
-    lambda v: (
-        v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-    ),
-)  # torch CPU threads, and worker processes
-
+from croft_pipeline.common.compute import THREAD_COUNT
+from croft_pipeline.distributed import connect
+from croft_pipeline.rules import POSITIVE, at_least, one_of
 
 RUNNERS = ("local", "ray")  # this machine's processes | Ray (croft_pipeline.distributed)
 RUNNER = one_of(RUNNERS)
@@ -52,58 +50,33 @@ class Runner:
 LOCAL = Runner()
 
 
-class DeviceError(ValueError):
-    """A configured device that this machine does not have."""
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when present, else CPU; otherwise the named device.
-
-    Asking for CUDA on a machine without it is a :class:`DeviceError`, not a late crash.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def ray_map(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    runner: Runner,
+    done: Callable[[], Any] = lambda: None,
+) -> list[Any]:
+    """``[fn(item) for item in items]`` as Ray tasks, in item order; ``done()`` after each."""
+    ray = connect(runner.key)
+    task = ray.remote(_call).options(
+        num_cpus=runner.cpus_per_task, max_retries=runner.max_retries, retry_exceptions=False
+    )
+    shared = ray.put(fn)
+    refs = [task.remote(shared, item) for item in items]
+    waiting = list(refs)
     try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DeviceError(
-            f"device {device!r} is not a torch device: use auto, cpu or cuda[:i]"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} asked for, but CUDA is not available: use 'auto'")
-    return resolved
-
-
-@contextmanager
-def torch_threads(count: int | str | None) -> Iterator[None]:
-    """Run the block with ``count`` torch CPU threads; ``"auto"``: :func:`free_cores`; None: as is.
-
-    On a CPU that other processes keep busy, fewer threads are much faster (OpenMP threads spin
-    while they wait for each other: two threads on two busy cores ran ~25x slower than one).
-    """
-    THREAD_COUNT.check("num_threads", count)
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(free_cores() if count == "auto" else int(count))
-    try:
-        yield
+        while waiting:
+            finished, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(finished)  # the first failure raises here, not after every job ran
+            done()
     finally:
-        torch.set_num_threads(before)
-
-
-def free_cores() -> int:
-    """Threads worth using: every core unless other work keeps the CPU busy (load >= cores - 0.5).
-
-    The 1-minute load average stands for that work (it counts this process too, once it runs).
-    """
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        return cores
-    return max(1, min(cores, int(cores - busy + 1.5)))
+        for ref in waiting:
+            ray.cancel(ref)
+    return ray.get(refs)
 
 
 def worker_count(workers: int | str | None, jobs: int) -> int:
@@ -129,8 +102,6 @@ def parallel_map(
     bar = tqdm(total=len(items), desc=desc, unit="job", disable=len(items) < 2)
     with bar:
         if runner.kind == "ray":
-            from croft_pipeline.distributed.tasks import ray_map
-
             return ray_map(fn, items, runner, bar.update)
         if workers <= 1 or len(items) <= 1:
             results = []

@@ -19,9 +19,9 @@ from kedro.pipeline import Pipeline
 
 PACKAGE = "croft_pipeline"
 RESOURCES = {  # module -> package files (relative to the package) it reads by path
-    f"{PACKAGE}.clip.model_configs": ("model_configs",),
+    f"{PACKAGE}.clip.configs": ("clip/model_configs",),
     f"{PACKAGE}.data.emoji_catalog": ("data/emoji_catalog.json",),
-    f"{PACKAGE}.serving.registry": ("serving/model_code.py",),
+    f"{PACKAGE}.publishing.registry": ("serving/model_code.py",),
 }
 
 
@@ -38,17 +38,63 @@ def module_file(name: str) -> Path | None:
 
 def _imported_names(name: str, tree: ast.AST, is_package: bool) -> Iterable[str]:
     """Every project module a module's source imports (``from a import b``: ``a.b`` if a module)."""
-    for node in ast.walk(tree):
+    for node in _runtime_imports(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package
-                parts = name.split(".")[: len(name.split(".")) - node.level + is_package]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
+        else:
+            base = _from_base(name, node, is_package)
             yield base
             yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def _from_base(name: str, node: ast.ImportFrom, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = name.split(".")[: len(name.split(".")) - node.level + is_package]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
+def _runtime_imports(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
+    """The import statements a module can run (anywhere, functions included), without the
+    ``if TYPE_CHECKING:`` blocks, which run none."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def imported_modules(name: str) -> set[str]:
+    """The project modules module ``name`` imports by name: ``from a import b`` is ``a.b`` when
+    that is a module, else ``a`` (its ``b`` comes from ``a``'s namespace)."""
+    path = module_file(name)
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    edges: set[str] = set()
+    for node in _runtime_imports(tree):
+        if isinstance(node, ast.Import):
+            edges.update(alias.name for alias in node.names)
+            continue
+        base = _from_base(name, node, is_package)
+        for alias in node.names:
+            child = f"{base}.{alias.name}"
+            edges.add(child if module_file(child) is not None else base)
+    return {edge for edge in edges if edge == PACKAGE or edge.startswith(f"{PACKAGE}.")}
+
+
+def package_modules() -> set[str]:
+    """Every module of the package, by dotted name."""
+    package_dir = module_file(PACKAGE).parent
+    return {
+        ".".join((PACKAGE, *path.relative_to(package_dir).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        )
+        for path in package_dir.rglob("*.py")
+    }
 
 
 def _with_parents(name: str) -> list[str]:
@@ -90,7 +136,11 @@ def node_modules(pipeline: Pipeline) -> set[str]:
 def pipeline_code(pipeline: Pipeline, pipeline_module: str) -> set[Path]:
     """Every project file a pipeline's run reads as code: the import closure of its node modules
     and of the module that builds it, and the package data those modules read."""
-    modules = import_closure({*node_modules(pipeline), pipeline_module})
+    return module_code(import_closure({*node_modules(pipeline), pipeline_module}))
+
+
+def module_code(modules: set[str]) -> set[Path]:
+    """The source files of ``modules`` and the package data they read by path."""
     files = {module_file(name) for name in modules}
     package_dir = module_file(PACKAGE).parent
     for name in modules & set(RESOURCES):

@@ -73,7 +73,7 @@ class ProvenanceHook:
     def before_pipeline_run(self, run_params: dict[str, Any], catalog: Any):
         from croft_pipeline import tracking  # MLflow only when a pipeline runs
         from croft_pipeline.datasets import ProvenanceDataset
-        from croft_pipeline.run_lock import pipeline_label
+        from croft_pipeline.hooks.run_lock import pipeline_label
         from croft_pipeline.settings import CONFIG_LOADER_ARGS
 
         result = yield  # kedro-mlflow opens the pipeline's run here

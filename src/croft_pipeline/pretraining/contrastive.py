@@ -7,7 +7,7 @@ Two recipes share this module's data, augmentation, loss and schedule:
   augments the images on tensors (random resized crop and flip through one batched
   ``grid_sample``), and minimises open_clip's own ``ClipLoss``. With ``lock_text_tower`` (LiT) the
   text transformer stays frozen, so its pooled outputs are computed once per caption.
-* ``locked_towers`` (:mod:`croft_pipeline.clip.locked`): a pretrained trunk and the text tower
+* ``locked_towers`` (:mod:`croft_pipeline.pretraining.locked`): a pretrained trunk and the text tower
   both frozen; only the projections train, on trunk features computed once.
 
 :func:`recipe_of` says which one a model config uses.
@@ -31,11 +31,11 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
+from croft_pipeline.clip.configs import register_project_configs
 from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
-from croft_pipeline.clip.model_configs import register_project_configs
-from croft_pipeline.clip.trunk import load_trunk_weights, trunk_settings
+from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.data.images import load_rgb
-from croft_pipeline.runtime import torch_threads
+from croft_pipeline.pretraining.trunk import load_trunk_weights, trunk_settings
 
 logger = logging.getLogger(__name__)
 

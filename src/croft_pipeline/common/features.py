@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, safe_open
 
-from croft_pipeline.io_utils import save_safetensors
+from croft_pipeline.common.files import save_safetensors
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,21 @@ import pandas as pd
 import torch
 
 from croft_pipeline.clip.backend import checkpoint_sha256
-from croft_pipeline.clip.checkpoint import (
+from croft_pipeline.clip.configs import register_project_configs
+from croft_pipeline.common.compute import resolve_device
+from croft_pipeline.data.emojishift import (
+    build_pretrain_pairs,
+    caption_templates,
+    render_emojishift,
+)
+from croft_pipeline.data.manifest import build_manifest
+from croft_pipeline.pretraining.checkpoint import (
     STAMP_KEY,
     checkpoint_metadata,
     pretrain_stamp,
     save_checkpoint,
 )
-from croft_pipeline.clip.locked import PRECISION as LOCKED_PRECISION
-from croft_pipeline.clip.locked import pretrain_locked
-from croft_pipeline.clip.model_configs import register_project_configs
-from croft_pipeline.clip.pretrain import (
+from croft_pipeline.pretraining.contrastive import (
     FROM_SCRATCH,
     LOCKED_TOWERS,
     PretrainConfig,
@@ -39,13 +44,8 @@ from croft_pipeline.clip.pretrain import (
     pretrain,
     recipe_of,
 )
-from croft_pipeline.data.emojishift import (
-    build_pretrain_pairs,
-    caption_templates,
-    render_emojishift,
-)
-from croft_pipeline.data.manifest import build_manifest
-from croft_pipeline.runtime import resolve_device
+from croft_pipeline.pretraining.locked import PRECISION as LOCKED_PRECISION
+from croft_pipeline.pretraining.locked import pretrain_locked
 
 PRETRAIN_SOURCE = {"root": "pretrain", "layout": "domains", "role": "pretrain"}
 
