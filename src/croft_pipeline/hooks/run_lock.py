@@ -1,6 +1,6 @@
 """One pipeline run at a time per project: an exclusive lock on ``data/.run.lock``.
 
-The lock is ``fcntl.flock`` on an open file, so the kernel releases it when its process dies,
+The lock is ``filelock``'s (``flock`` on Unix), so the kernel releases it when its process dies,
 however it dies (SIGKILL included); the file only records who holds it, for the message a second
 run fails with. Failing fast, not waiting: two runs of one project write the same outputs, so the
 second would only redo or overwrite the first's work; its user decides whether to wait or stop.
@@ -12,7 +12,6 @@ tags the new run as this process's, and releases the lock after every other end-
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
@@ -37,35 +37,27 @@ class RunLock:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._handle = None
+        self._lock = FileLock(self.path, timeout=0, thread_local=False)
 
     @property
     def held(self) -> bool:
-        return self._handle is not None
+        return self._lock.is_locked
 
     def acquire(self, pipeline: str) -> None:
         """Take the lock for a run of ``pipeline``; raise :class:`RunLockHeld` if it is taken."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = handle.read()
-            handle.close()
-            raise RunLockHeld(held_message(self.path, holder)) from None
-        handle.truncate(0)
-        handle.write(json.dumps(holder_record(pipeline)))
-        handle.flush()
-        self._handle = handle
+            self._lock.acquire()
+        except Timeout:
+            raise RunLockHeld(held_message(self.path, self.path.read_text())) from None
+        self.path.write_text(json.dumps(holder_record(pipeline)))  # the file stays: same inode
 
     def release(self) -> None:
         """Clear the record and unlock (the file stays: removing it would race a new holder)."""
-        if self._handle is None:
+        if not self._lock.is_locked:
             return
-        self._handle.truncate(0)
-        fcntl.flock(self._handle, fcntl.LOCK_UN)
-        self._handle.close()
-        self._handle = None
+        self.path.write_text("")
+        self._lock.release()
 
 
 def holder_record(pipeline: str) -> dict[str, Any]:
