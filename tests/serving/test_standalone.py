@@ -92,6 +92,9 @@ def test_registered_model_predicts_in_a_fresh_interpreter_without_the_project(
     assert alone["project_files"] and all(
         Path(f).is_relative_to(code) for f in alone["project_files"]
     )
+    shipped = {path.relative_to(code).parts[0] for path in code.rglob("*.py")}
+    assert {"serving", "methods", "ood", "clip"} <= shipped  # what the served model imports
+    assert not shipped & {"pipelines", "hooks", "publishing", "pretraining", "tools", "settings.py"}
     in_process = mlflow.pyfunc.load_model(
         registered["model_uri"], model_config={"allowed_roots": [folder]}
     ).predict(pd.DataFrame({"path": alone["paths"]}))
