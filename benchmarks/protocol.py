@@ -56,7 +56,7 @@ PUBLISHED = ("manifest", "clip_model_spec", "dataset_roots", "id_classes", "open
 BACKBONE_INPUTS = ("pretrain_pairs", "splits")  # what pretraining another backbone reads
 PRETRAIN_REPORT = "clip_pretrain_report"  # the default checkpoint's recipe (read, never written)
 FOLD_PIPELINES = ("embed", "train", "evaluate")
-SKIPPED_NODES = {"register_served_model"}  # a benchmark fold moves no registry alias
+SKIPPED_NODES = {"register_model"}  # a benchmark fold moves no registry alias
 KEPT = (
     "evaluation_scores",
     "evaluation_results",

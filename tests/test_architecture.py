@@ -21,7 +21,9 @@ def test_no_module_imports_itself_back() -> None:
 
 def test_type_checking_imports_are_not_edges() -> None:
     """The walk reads the imports a module runs: ``if TYPE_CHECKING:`` blocks run none."""
-    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from croft_pipeline import x\n"
+    source = (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from croft_pipeline import x\n"
+    )
     tree = ast.parse(source)
     assert _names(tree) == {"typing"}
 
@@ -69,3 +71,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_package_modules_are_found() -> None:
     modules = package_modules()
     assert f"{PACKAGE}.settings" in modules and module_file(f"{PACKAGE}.settings") is not None
+
+
+def test_every_node_is_named_after_its_function() -> None:
+    from croft_pipeline.pipeline_registry import register_pipelines
+
+    differ = {}
+    for node in register_pipelines()["__default__"].nodes:
+        func = node.func
+        while hasattr(func, "func"):  # functools.partial
+            func = func.func
+        if node.name != func.__name__:
+            differ[node.name] = func.__name__
+    assert not differ, f"node name -> function: {differ}"

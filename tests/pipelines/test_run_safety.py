@@ -35,7 +35,7 @@ def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 nodes.build_report = die
-run_pipeline(Path(sys.argv[1]), "evaluate", from_nodes=["render_evaluation_report"])
+run_pipeline(Path(sys.argv[1]), "evaluate", from_nodes=["render_report"])
 """
 
 
@@ -96,7 +96,7 @@ def test_a_second_run_fails_fast_naming_the_holder_and_writes_nothing(project):
     files, runs, registry = _data_files(project), _runs(project), _registry(project)
     try:
         with pytest.raises(RunLockHeld) as raised:
-            run_pipeline(project, "evaluate", from_nodes=["log_evaluation_to_mlflow"])
+            run_pipeline(project, "evaluate", from_nodes=["log_to_mlflow"])
     finally:
         holder.release()
     assert str(raised.value) == (
@@ -123,9 +123,7 @@ def test_a_killed_run_releases_the_lock_and_the_next_run_ends_its_mlflow_runs_as
     left_running = {r for r, status in _runs(project).items() if r not in before}
     assert len(left_running) == 2 and {_runs(project)[r] for r in left_running} == {"RUNNING"}
 
-    run_pipeline(
-        project, "evaluate", from_nodes=["log_evaluation_to_mlflow"], extra_params=GATES_PASS
-    )
+    run_pipeline(project, "evaluate", from_nodes=["log_to_mlflow"], extra_params=GATES_PASS)
 
     after = _runs(project)
     assert {after[r] for r in left_running} == {"KILLED"}  # the pipeline's run and its child
@@ -175,9 +173,7 @@ def test_a_failure_inside_registration_moves_no_alias_and_keeps_the_file(
 
     monkeypatch.setattr(target, fail_on_registration)
     with pytest.raises(OSError, match="injected"):
-        run_pipeline(
-            project, "evaluate", from_nodes=["log_evaluation_to_mlflow"], extra_params=GATES_PASS
-        )
+        run_pipeline(project, "evaluate", from_nodes=["log_to_mlflow"], extra_params=GATES_PASS)
 
     assert _registry(project) == registry  # aliases back, the new version deleted
     assert (project / REGISTRATION).read_bytes() == recorded
@@ -202,7 +198,7 @@ def test_a_run_failing_before_registration_moves_no_alias_and_registers_nothing(
         run_pipeline(
             project,
             "evaluate",
-            from_nodes=["render_evaluation_plots"],
+            from_nodes=["render_plots"],
             extra_params={
                 "evaluate": {"gates": {"comparisons": []}, "report": {"plot_score": "energyy"}}
             },

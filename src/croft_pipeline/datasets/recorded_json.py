@@ -1,6 +1,6 @@
 """A JSON file that its node writes itself, atomically, as the last step of a transaction.
 
-``register_served_model`` writes ``model_registration.json`` only after the aliases moved and
+``register_model`` writes ``model_registration.json`` only after the aliases moved and
 restores them if the write fails, so the file always agrees with the registry; a second write
 by the catalog would reopen that window. Saving here only checks that the file holds the data.
 """

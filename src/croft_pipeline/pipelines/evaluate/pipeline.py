@@ -13,25 +13,25 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.score_samples,
                 ["predictions", "train_summary", "openset_kinds", "params:evaluate"],
                 "evaluation_scores",
-                name="score_evaluation_samples",
+                name="score_samples",
             ),
             Node(
                 nodes.compute_metrics,
                 ["evaluation_scores", "calibration", "params:evaluate"],
                 ["evaluation_results", "evaluation_domain_results"],
-                name="compute_evaluation_metrics",
+                name="compute_metrics",
             ),
             Node(
                 nodes.summarise_metrics,
                 ["evaluation_results", "evaluation_domain_results"],
                 ["evaluation_summary", "evaluation_domain_summary", "evaluation_metrics"],
-                name="summarise_evaluation_metrics",
+                name="summarise_metrics",
             ),
             Node(
                 nodes.compare_with_intervals,
                 ["evaluation_scores", "evaluation_summary", "params:evaluate"],
                 "evaluation_comparisons",
-                name="compare_methods_with_intervals",
+                name="compare_with_intervals",
             ),
             Node(
                 nodes.trace_wise_curves,
@@ -57,13 +57,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate",
                 ],
                 "evaluation_plots",
-                name="render_evaluation_plots",
+                name="render_plots",
             ),
             Node(
                 nodes.tabulate_curves,
                 ["evaluation_scores", "params:evaluate"],
                 ["roc_curve", "score_histogram"],
-                name="tabulate_roc_and_histograms",
+                name="tabulate_curves",
             ),
             Node(
                 nodes.render_report,
@@ -78,7 +78,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate",
                 ],
                 "evaluation_report",
-                name="render_evaluation_report",
+                name="render_report",
             ),
             Node(
                 nodes.log_to_mlflow,
@@ -92,7 +92,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training_runs",
                 ],
                 "evaluation_logged",
-                name="log_evaluation_to_mlflow",
+                name="log_to_mlflow",
             ),
             Node(
                 nodes.register_model,
@@ -112,7 +112,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate",
                 ],
                 "model_registration",
-                name="register_served_model",
+                name="register_model",
             ),
         ]
     )

@@ -34,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.build_manifest_table,
                 ["render_receipt_candidate", "params:ingest", "project_dir"],
                 ["manifest_candidate", "skipped_candidate", "id_classes_candidate"],
-                name="build_manifest",
+                name="build_manifest_table",
             ),
             Node(
                 nodes.build_splits,
@@ -46,13 +46,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.build_pretrain_pairs_table,
                 ["manifest_candidate", "params:ingest"],
                 "pretrain_pairs_candidate",
-                name="build_pretrain_pairs",
+                name="build_pretrain_pairs_table",
             ),
             Node(
                 nodes.openset_class_kinds,
                 ["render_receipt_candidate", "params:ingest"],
                 "openset_kinds_candidate",
-                name="describe_openset_classes",
+                name="openset_class_kinds",
             ),
             Node(
                 nodes.validate_data,
@@ -80,7 +80,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params": "params:ingest",
                 },
                 {name: name for name in PUBLISHED},
-                name="publish_validated_data",
+                name="publish_validated",
             ),
         ]
     )

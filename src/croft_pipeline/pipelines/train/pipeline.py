@@ -47,13 +47,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluate.knn_bank_split",
                 ],
                 "calibration",
-                name="calibrate_thresholds",
+                name="calibrate",
             ),
             Node(
                 nodes.validation_curve,
                 "train_summary",
                 "validation_accuracy_curve",
-                name="tabulate_validation_curve",
+                name="validation_curve",
             ),
         ]
     )
