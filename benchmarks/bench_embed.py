@@ -35,7 +35,7 @@ from benchmarks.common import ROOT, WORK, machine  # noqa: E402
 from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  # noqa: E402
 from croft_pipeline.clip.views import CENTER  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 from croft_pipeline.io_utils import atomic_write_bytes, sha256_file  # noqa: E402
 from croft_pipeline.runtime import torch_threads  # noqa: E402

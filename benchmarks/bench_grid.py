@@ -34,13 +34,12 @@ import torch
 from bench_embed import machine  # noqa: I001  (benchmarks/ is sys.path[0] as a script; from common)
 
 from croft_pipeline.clip.checkpoint import model_config_text
-from croft_pipeline.config import parameters
+from croft_pipeline.config.loader import parameters
 from croft_pipeline.io_utils import atomic_write_bytes
 from croft_pipeline.methods import METHODS, EvalSet, NonFiniteLossError, TrainSet, build_method
 from croft_pipeline.methods.batched import fit_or_error, fit_points
-from croft_pipeline.methods.feature_sets import method_config
+from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import grid_points
-from croft_pipeline.methods.tuning import method_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES, N_TRAIN, N_VAL = 12, 560, 190

@@ -39,7 +39,7 @@ from bench_embed import WORK, find_images, machine  # noqa: E402
 from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
 from croft_pipeline.clip.embedding import EmbedSettings, embed_views  # noqa: E402
 from croft_pipeline.clip.views import AUGMENT  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 from croft_pipeline.distributed.embed import RayEmbed  # noqa: E402
 from croft_pipeline.io_utils import atomic_write_bytes  # noqa: E402

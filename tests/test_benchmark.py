@@ -17,7 +17,7 @@ from croft_pipeline.benchmark import (
     prepare_backbones,
     run_benchmark,
 )
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.io_utils import sha256_file
 from tests.kedro_harness import REPO_ROOT, copy_project, load_params, pin_tracking_store
 

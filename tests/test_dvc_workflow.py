@@ -18,7 +18,7 @@ import mlflow
 import pytest
 import yaml
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.dvc_stages import RUN_RECORDS
 from tests.reporting.browser import chromium_binary, inspect_page
 

@@ -13,7 +13,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS
 from croft_pipeline.methods.selection import point_text, varied_keys
 from croft_pipeline.provenance import (

@@ -19,7 +19,7 @@ import yaml
 from kedro.config import OmegaConfigLoader
 
 from croft_pipeline.code_deps import PACKAGE, covering_paths, module_file, pipeline_code
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 KEDRO = "scripts/kedro"  # runs Kedro with the project's interpreter (see the script)

@@ -14,18 +14,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from croft_pipeline.rules import POSITIVE, Rule, at_least, one_of
-
-THREAD_COUNT = Rule(
-    "be auto, null or an integer >= 1",
-    lambda v: (
-        v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-    ),
-)  # torch CPU threads, and worker processes
-
-
-RUNNERS = ("local", "ray")  # this machine's processes | Ray (croft_pipeline.distributed)
-RUNNER = one_of(RUNNERS)
+from croft_pipeline.config.rules import POSITIVE, RUNNER, THREAD_COUNT, at_least
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from croft_pipeline.config.rules import ParameterError
 from croft_pipeline.distributed.embed import RayEmbed, chunk_runner
-from croft_pipeline.rules import ParameterError
 from croft_pipeline.runtime import LOCAL, Runner
 
 

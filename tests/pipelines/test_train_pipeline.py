@@ -15,10 +15,10 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS, grid_points, restore_method
+from croft_pipeline.methods.params import method_grids
 from croft_pipeline.methods.selection import varied_keys
-from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import create_pipeline
 from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables

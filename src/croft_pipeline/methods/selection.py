@@ -29,12 +29,11 @@ from croft_pipeline.methods.base import (
     build_method,
 )
 from croft_pipeline.methods.batched import fit_or_error, fit_points
-from croft_pipeline.rules import one_of
+from croft_pipeline.methods.params import GRID_RUNNER
 
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[Method], dict[str, float]]
-GRID_RUNNER = one_of(("batched", "sequential"))
 DEFAULT_GRID_RUNNER = "batched"
 
 

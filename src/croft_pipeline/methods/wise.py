@@ -18,11 +18,10 @@ import torch
 from torch import Tensor
 
 from croft_pipeline.methods.base import Method, accuracy, build_method, l2_normalize
-from croft_pipeline.rules import UNIT
+from croft_pipeline.methods.params import ALPHA
 
 WEIGHT, OUTPUT = "weight", "output"
 SUFFIX = "+wise"
-ALPHA = UNIT  # a WiSE-FT mixing weight
 
 
 def wise_name(method: str) -> str:
