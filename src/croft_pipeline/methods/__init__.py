@@ -8,8 +8,6 @@ Lazy (PEP 562): ``croft_pipeline.methods.params`` (the torch-free hyper-paramete
 start-of-run check reads) imports without torch; a name below loads the methods on first use.
 """
 
-from importlib import import_module
-
 _HOMES = {
     **dict.fromkeys(
         (
@@ -35,6 +33,6 @@ __all__ = sorted(_HOMES)
 def __getattr__(name: str):
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import_module(f"{__name__}.baselines")  # register the methods
-    import_module(f"{__name__}.croft")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+    from croft_pipeline.methods import base, baselines, croft, selection  # noqa: F401  (registers)
+
+    return getattr({"base": base, "selection": selection}[_HOMES[name]], name)

@@ -212,6 +212,8 @@ def build_method(
     seed: int = 0,
 ) -> Method:
     """A fresh, untrained method; :meth:`Method.load_state_dict` then restores trained weights."""
+    from croft_pipeline.methods import baselines, croft  # noqa: F401  (registered on import)
+
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
     return METHODS[name](config, text_features, logit_scale, seed)

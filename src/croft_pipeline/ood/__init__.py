@@ -7,8 +7,6 @@ data by :func:`deploy_threshold`, then applied unchanged to every test set).
 Lazy (PEP 562): ``croft_pipeline.ood.params`` imports without torch.
 """
 
-from importlib import import_module
-
 _HOMES = {
     **dict.fromkeys(
         (
@@ -32,4 +30,7 @@ __all__ = sorted(_HOMES)
 def __getattr__(name: str):
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+    from croft_pipeline.ood import metrics, protocols, scores
+
+    homes = {"metrics": metrics, "protocols": protocols, "scores": scores}
+    return getattr(homes[_HOMES[name]], name)
