@@ -57,17 +57,17 @@ from croft_pipeline.clip.backend import encode_pixels, load_clip  # noqa: E402
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  # noqa: E402
 from croft_pipeline.clip.views import AUGMENT, CENTER  # noqa: E402
 from croft_pipeline.common.features import FeatureTable  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 from croft_pipeline.methods import build_method  # noqa: E402
 from croft_pipeline.methods.base import EvalSet, TrainSet, accuracy  # noqa: E402
 from croft_pipeline.methods.feature_sets import (  # noqa: E402
     class_text_features,
     eval_set,
-    method_config,
     seed_rows,
     train_set,
 )
+from croft_pipeline.methods.params import method_config  # noqa: E402
 from croft_pipeline.methods.trainer import batch_indices, epoch_lr  # noqa: E402
 from croft_pipeline.methods.tuning import FitJob, run_fit  # noqa: E402
 from croft_pipeline.pipelines.embed.nodes import _augment_args  # noqa: E402

@@ -37,7 +37,7 @@ from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views  
 from croft_pipeline.clip.views import CENTER  # noqa: E402
 from croft_pipeline.common.compute import torch_threads  # noqa: E402
 from croft_pipeline.common.files import atomic_write_bytes, sha256_file  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 
 

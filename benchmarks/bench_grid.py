@@ -2,7 +2,7 @@
 
 For each trained method of ``train.methods`` it fits the method's default grid
 (``train.grids``, 6 points) on one seed's worth of features, with the default configuration
-(``train.common``: 15 epochs, batch 32, ...), once with each runner, interleaved in this process
+(``methods.params.TrainedParams``: 15 epochs, batch 32, ...), once with each runner, interleaved in this process
 (``--repeats`` rounds of sequential then batched: the machine is shared, so compare within a
 round). It records each runner's seconds (median over rounds), the speed-up, whether both kept
 the same point with the same best epochs and validation accuracies, and the largest difference of
@@ -34,12 +34,11 @@ import torch
 from bench_embed import machine  # noqa: I001  (benchmarks/ is sys.path[0] as a script; from common)
 
 from croft_pipeline.common.files import atomic_write_bytes
-from croft_pipeline.config import parameters
+from croft_pipeline.config.loader import parameters
 from croft_pipeline.methods import METHODS, EvalSet, NonFiniteLossError, TrainSet, build_method
 from croft_pipeline.methods.batched import fit_or_error, fit_points
-from croft_pipeline.methods.feature_sets import method_config
+from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import grid_points
-from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pretraining.checkpoint import model_config_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = {**machine(), "device": args.device}
     data = synthetic(dim, views)
     results = [bench_method(name, train_params, data, args) for name in names]
-    common = train_params["common"]
+    common = method_config(train_params, "croft_clean")  # the shared loop settings
     report = {
         "command": " ".join(
             [

@@ -47,7 +47,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from croft_pipeline.clip.backend import load_clip  # noqa: E402
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.pipelines.pretrain.nodes import _zero_shot_rows  # noqa: E402
 from croft_pipeline.pretraining.contrastive import PretrainConfig, bf16_supported  # noqa: E402
 from croft_pipeline.pretraining.default_model import ensure_checkpoint, pretrain_config  # noqa: E402

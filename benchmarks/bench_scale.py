@@ -41,7 +41,7 @@ from croft_pipeline.clip.embedding import EmbedSettings, embed_views  # noqa: E4
 from croft_pipeline.clip.views import AUGMENT  # noqa: E402
 from croft_pipeline.common.compute import torch_threads  # noqa: E402
 from croft_pipeline.common.files import atomic_write_bytes  # noqa: E402
-from croft_pipeline.config import parameters  # noqa: E402
+from croft_pipeline.config.loader import parameters  # noqa: E402
 from croft_pipeline.data.images import load_rgb  # noqa: E402
 from croft_pipeline.distributed.embed import RayEmbed  # noqa: E402
 from croft_pipeline.pipelines.train import nodes  # noqa: E402

@@ -37,7 +37,7 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from croft_pipeline import tracking
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import CONFIG_LOADER_ARGS, config_loader
 from croft_pipeline.datasets import ProvenanceDataset
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import EvaluationConfig, summarise
@@ -46,7 +46,6 @@ from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
 from croft_pipeline.pipelines.pretrain.nodes import describe_clip_model, pretrain_clip
 from croft_pipeline.pretraining.default_model import is_project_checkpoint, pretrain_config
 from croft_pipeline.provenance import Provenance, ProvenanceRecorder, recorder_for, ui_address
-from croft_pipeline.settings import CONFIG_LOADER_ARGS
 from croft_pipeline.validation import DataValidationError
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from croft_pipeline.config import config_loader, parameters
+from croft_pipeline.config.loader import config_loader, parameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")

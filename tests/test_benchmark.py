@@ -18,7 +18,7 @@ from benchmarks.protocol import (
     run_benchmark,
 )
 from croft_pipeline.common.files import sha256_file
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from tests.kedro_harness import REPO_ROOT, copy_project, load_params, pin_tracking_store
 
 FOLDS = ["noto", "symbola"]

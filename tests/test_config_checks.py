@@ -7,9 +7,9 @@ import copy
 
 import pytest
 
-from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.config.rules import ParameterError
+from croft_pipeline.config.schema import check_parameters
 from croft_pipeline.hooks.run_lock import LOCK_FILE
-from croft_pipeline.rules import ParameterError
 from tests.kedro_harness import load_params, make_project_copy, run_pipeline
 
 GATE0, GATE1 = "evaluate.gates.comparisons[0]", "evaluate.gates.comparisons[1]"
@@ -20,8 +20,8 @@ def _set(params: dict, path: str, value) -> dict:
     params = copy.deepcopy(params)
     *parents, last = path.replace("[", ".").replace("]", "").split(".")
     node = params
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node[part]
+    for part in parents:  # a mapping not set yet (a method's own block) is created
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
     node[int(last) if isinstance(node, list) else last] = value
     return params
 
@@ -32,13 +32,13 @@ def test_every_shipped_environment_passes(env):
 
 
 BAD = [  # (dotted path, bad value, start of the message: the full key and the rule)
-    ("train.common.lr", -0.5, "train.common.lr must be > 0, got -0.5"),
-    ("train.common.lr", 0, "train.common.lr must be > 0, got 0"),
+    ("train.method_params.linear_probe.lr", -0.5, "train.method_params.linear_probe.lr must be > 0, got -0.5"),
+    ("train.method_params.croft_clean.lr", 0, "train.method_params.croft_clean.lr must be > 0, got 0"),
     ("train.grids.linear_probe.lr", [1e-3, 0.0], "train.grids.linear_probe.lr[1] must be > 0"),
     ("train.grids.clip_adapter.lr", [], "train.grids.clip_adapter.lr must be a non-empty list"),
-    ("train.common.epochs", 0, "train.common.epochs must be an integer >= 1, got 0"),
-    ("train.croft.edr_setup", "setup3", "train.croft.edr_setup must be one of"),
-    ("train.croft.lamda1", 1.0, "train.croft.lamda1 must not be set"),
+    ("train.method_params.clip_adapter.epochs", 0, "train.method_params.clip_adapter.epochs must be an integer >= 1, got 0"),
+    ("train.method_params.croft_faithful.edr_setup", "setup3", "train.method_params.croft_faithful.edr_setup must be one of"),
+    ("train.method_params.croft_faithful.lamda1", 1.0, "train.method_params.croft_faithful.lamda1 must not be set"),
     ("train.method_params.croft_no_edr.lambda2", 1.0, "train.method_params.croft_no_edr.lambda2 must be 0"),
     ("train.method_params.clip_adapter.ratio", 2.0, "train.method_params.clip_adapter.ratio must be in [0, 1]"),
     ("train.methods", ["zero_shot", "nope"], "train.methods[1] must be one of"),
@@ -93,9 +93,9 @@ def test_a_bad_parameter_is_named_by_its_full_key(path, value, message):
 
 def test_the_message_is_the_projects_not_the_librarys():
     with pytest.raises(ParameterError) as info:
-        check_parameters(_set(load_params("test"), "train.common.lr", -0.5))
-    assert str(info.value) == "train.common.lr must be > 0, got -0.5"
-    assert info.value.key == "train.common.lr"
+        check_parameters(_set(load_params("test"), "train.method_params.linear_probe.lr", -0.5))
+    assert str(info.value) == "train.method_params.linear_probe.lr must be > 0, got -0.5"
+    assert info.value.key == "train.method_params.linear_probe.lr"
 
 
 def test_a_run_with_a_bad_parameter_stops_before_any_node_writes(tmp_path):

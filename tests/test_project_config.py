@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from croft_pipeline.config import config_loader, parameters
+from croft_pipeline.config.loader import config_loader, parameters
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS
+from croft_pipeline.methods.params import method_config
 from croft_pipeline.methods.selection import point_text, varied_keys
 from croft_pipeline.provenance import (
     TRACKED_DATA,
@@ -137,7 +138,6 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
     runs = json.loads((tiny_project / "data/06_models/training_runs.json").read_text())
     results = pd.read_parquet(tiny_project / "data/08_reporting/evaluation_results.parquet")
     params = load_params("test")["train"]
-    epochs = params["common"]["epochs"]
     registration = json.loads(
         (tiny_project / "data/08_reporting/model_registration.json").read_text()
     )
@@ -153,6 +153,7 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
             assert run.data.tags["croft.role"] == "method"
             if METHODS.get(method) is not None and METHODS[method].trains:
                 history = store.get_metric_history(run.info.run_id, "val_accuracy")
+                epochs = method_config(params, method)["epochs"]
                 assert [m.step for m in history] == list(range(epochs))
             mine = results[(results["method"] == method) & (results["seed"] == int(seed))]
             for shift, metric in (("id", "accuracy"), ("covariate", "accuracy"),

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from croft_pipeline.config import parameters
-from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.config.loader import parameters
+from croft_pipeline.config.schema import check_parameters
 from croft_pipeline.data import fashion_mnist as fm
 from croft_pipeline.data.manifest import ClassNaming, build_manifest
 from croft_pipeline.data.splits import SOURCE_SPLITS, make_splits

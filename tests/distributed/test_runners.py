@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from croft_pipeline.config.rules import ParameterError
 from croft_pipeline.distributed.embed import RayEmbed, chunk_runner
 from croft_pipeline.distributed.jobs import LOCAL, Runner
-from croft_pipeline.rules import ParameterError
 
 
 @pytest.mark.parametrize(

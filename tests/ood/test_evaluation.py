@@ -45,7 +45,7 @@ def _rows(predictions, method, seed, split):
 
 
 def test_evaluated_metrics_lists_what_evaluation_reports(evaluated):
-    """The start-of-run gate check relies on this list (config_checks.check_gate_config)."""
+    """The start-of-run gate check relies on this list (config.schema.check_gate_config)."""
     results = evaluated[3]
     reported = set(zip(results["shift"], results["metric"], strict=True))
     assert reported <= evaluated_metrics(CONFIG.scores)

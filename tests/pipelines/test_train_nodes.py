@@ -9,9 +9,8 @@ from safetensors.torch import load, save
 
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.methods import METHODS, build_method
-from croft_pipeline.methods.feature_sets import method_config
+from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import grid_points
-from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import nodes
 from tests.kedro_harness import load_params
 from tests.methods.synthetic import CLASSES, DIM, synthetic_tables

@@ -15,10 +15,10 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 from safetensors.torch import load_file
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS, grid_points, restore_method
+from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import varied_keys
-from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.pipelines.train import create_pipeline
 from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
@@ -132,9 +132,9 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
                                      wise["params.alpha"].astype(float), strict=True)
     )  # fmt: skip
     children = children.drop(wise.index)
-    epochs = params["common"]["epochs"]
     for _, child in children.iterrows():
         name, run_id = child["tags.method"], child["run_id"]
+        settings = method_config(params, name)
         grid = method_grids(params, [name])[name]
         kept = ", ".join(f"{k}={float(child[f'params.{k}']):g}" for k in varied_keys(grid))
         assert child["tags.mlflow.runName"] == " / ".join(
@@ -154,12 +154,12 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
         if name.startswith("croft"):
             keys += ["ce", "edr_ce", "edr_grad", "gen_loss", "gen_disalign"]
             assert child["tags.mode"] in ("faithful", "clean")
-            assert child["params.lambda1"] == str(params["croft"]["lambda1"])
+            assert child["params.lambda1"] == str(settings["lambda1"])
         for key in keys:
             history = client.get_metric_history(run_id, key)
-            assert [m.step for m in history] == list(range(epochs)), (name, key)
+            assert [m.step for m in history] == list(range(settings["epochs"])), (name, key)
         lrs = [m.value for m in client.get_metric_history(run_id, "lr")]
-        assert lrs[0] == params["common"]["warmup_lr"]
+        assert lrs[0] == settings["warmup_lr"]
         assert client.get_metric_history(run_id, "wise_alpha")
         # every grid point tried is a run nested under the method's run, with its curve
         points = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
@@ -167,7 +167,7 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
         prefix = f"{name} / seed {child['tags.seed']} / grid "
         assert all(title.startswith(prefix) for title in points["tags.mlflow.runName"])
         for point_id in points["run_id"]:
-            assert len(client.get_metric_history(point_id, "val_accuracy")) == epochs
+            assert len(client.get_metric_history(point_id, "val_accuracy")) == settings["epochs"]
             assert client.get_metric_history(point_id, "oracle_test_covariate")
 
 

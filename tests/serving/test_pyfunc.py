@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from croft_pipeline.config.rules import ParameterError
 from croft_pipeline.ood.scores import ScoreInputs, knn
 from croft_pipeline.publishing.registry import alias_version, log_and_register
-from croft_pipeline.rules import ParameterError
 from croft_pipeline.serving.bundle import load_predictor
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predict_folder import list_images

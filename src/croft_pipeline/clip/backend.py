@@ -29,21 +29,11 @@ from PIL import Image
 from croft_pipeline.clip.configs import register_project_configs
 from croft_pipeline.clip.construction import create_model_and_transforms, describe_weights
 from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
+from croft_pipeline.clip.params import PRECISION, PRECISIONS, TEMPLATES
 from croft_pipeline.clip.views import CENTER, ViewRecipe, preprocess_signature
 from croft_pipeline.common.compute import resolve_device
 from croft_pipeline.common.files import sha256_file
-from croft_pipeline.rules import Rule, one_of
 
-PRECISIONS = ("fp32", "bf16")
-PRECISION = one_of(PRECISIONS)
-TEMPLATES = Rule(
-    "be one prompt template or a non-empty list of them, each containing '{}'",
-    lambda t: (
-        isinstance(t, str | list | tuple)
-        and bool(t)
-        and all(isinstance(x, str) and "{}" in x for x in ([t] if isinstance(t, str) else t))
-    ),
-)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RANDOM_INIT_SEED = 0
 

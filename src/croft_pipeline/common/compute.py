@@ -8,14 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
-from croft_pipeline.rules import Rule
-
-THREAD_COUNT = Rule(
-    "be auto, null or an integer >= 1",
-    lambda v: (
-        v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-    ),
-)  # torch CPU threads, and worker processes
+from croft_pipeline.config.rules import THREAD_COUNT
 
 
 class DeviceError(ValueError):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 DATASET_SOURCES = ("emojishift", "folder")  # ingest.source: rendered EmojiShift or a folder
 LAYOUT_DEPTH = {"domains": 2, "classes": 1}  # folder levels above a file
+# files at a root's top level that are not images of the dataset (licences, read-mes, dot files)
+METADATA_FILES = ("*.md", "*.txt", "*.json", "*.csv", "LICENSE*", ".*")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from croft_pipeline.data.discovery import Found, Skipped, discover
+from croft_pipeline.data.discovery import METADATA_FILES, Found, Skipped, discover
 from croft_pipeline.data.errors import DataValidationError
 from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
 
@@ -115,7 +115,7 @@ def build_manifest(
             root_dirs[source["root"]],
             source.get("layout", "domains"),
             source.get("domain"),
-            tuple(decode.get("metadata_files", ())),
+            tuple(decode.get("metadata_files", METADATA_FILES)),
         )
         skipped += skips
         candidates += [Candidate(f, naming(f.domain, f.folder), role) for f in found]

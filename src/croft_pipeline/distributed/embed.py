@@ -30,15 +30,12 @@ from croft_pipeline.clip.embedding import (
     _ViewDataset,
     chunk_meta,
 )
+from croft_pipeline.clip.params import ACTORS
 from croft_pipeline.clip.views import ViewRecipe
+from croft_pipeline.config.rules import POSITIVE, ParameterError
 from croft_pipeline.distributed import connect, require_ray
 from croft_pipeline.distributed.jobs import RUNNER
-from croft_pipeline.rules import POSITIVE, ParameterError, Rule
 
-ACTORS = Rule(
-    "be auto or an integer >= 1",
-    lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-)
 OPTION_RULES = {"actors": ACTORS, "cpus_per_actor": POSITIVE, "decode_cpus": POSITIVE}
 
 

@@ -18,12 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from croft_pipeline.common.compute import THREAD_COUNT
+from croft_pipeline.config.rules import POSITIVE, RUNNER, THREAD_COUNT, at_least
 from croft_pipeline.distributed import connect
-from croft_pipeline.rules import POSITIVE, at_least, one_of
-
-RUNNERS = ("local", "ray")  # this machine's processes | Ray (croft_pipeline.distributed)
-RUNNER = one_of(RUNNERS)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from croft_pipeline.config_checks import check_parameters
+from croft_pipeline.config.loader import CONFIG_LOADER_ARGS
+from croft_pipeline.config.schema import check_parameters
 from croft_pipeline.provenance import ProvenanceRecorder, recorder_for, ui_address
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,6 @@ class ProvenanceHook:
         from croft_pipeline import tracking  # MLflow only when a pipeline runs
         from croft_pipeline.datasets import ProvenanceDataset
         from croft_pipeline.hooks.run_lock import pipeline_label
-        from croft_pipeline.settings import CONFIG_LOADER_ARGS
 
         result = yield  # kedro-mlflow opens the pipeline's run here
         self._recorder = recorder_for(

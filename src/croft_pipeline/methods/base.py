@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import Tensor, nn
 
 from croft_pipeline.common.compute import resolve_device
-from croft_pipeline.rules import Rule
+from croft_pipeline.config.rules import ParameterError, parameter_error
+from croft_pipeline.methods.params import METHOD_PARAMS, MethodParams
 
 LogFn = Callable[[int, dict[str, float]], None]
 EVAL_CHUNK = 4096  # rows per forward pass when scoring large sets
@@ -102,22 +104,28 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
 
 
 class Method(ABC):
-    """One method on cached CLIP features. Subclasses set ``name`` and ``config_keys``."""
+    """One method on cached CLIP features. Subclasses set ``name`` and ``params`` (the model of
+    their configuration, :mod:`croft_pipeline.methods.params`)."""
 
     name: ClassVar[str]
-    config_keys: ClassVar[frozenset[str]] = frozenset({"device"})
-    config_rules: ClassVar[dict[str, Rule]] = {}  # allowed values of config keys
-    config_group: ClassVar[str | None] = None  # a shared block of ``train`` params (e.g. croft)
+    params: ClassVar[type[MethodParams]] = MethodParams
     # True when the untrained method computes zero-shot CLIP (WiSE-FT then interpolates weights)
     starts_at_zero_shot: ClassVar[bool] = False
-    trains: ClassVar[bool] = False  # fitted by SGD (gets train.common and the lr search)
+    trains: ClassVar[bool] = False  # fitted by SGD (tuned with the trained methods' budget)
+
+    @classmethod
+    def config_keys(cls) -> frozenset[str]:
+        return frozenset(cls.params.model_fields)
 
     def __init__(
         self, config: Mapping[str, Any], text_features: Tensor, logit_scale: float, seed: int
     ):
-        check_config(self.name, config, self.config_keys)
-        for key, rule in self.config_rules.items():
-            rule.check(f"{self.name}: {key}", config[key])
+        check_config(self.name, config, self.config_keys())
+        try:
+            self.params.model_validate(dict(config))
+        except ValidationError as error:
+            broken = parameter_error(error)
+            raise ParameterError(f"{self.name}: {broken.key}", broken.rule, broken.value) from None
         if text_features.ndim != 2:
             raise ValueError(
                 f"{self.name}: text_features must be [K, D], got {tuple(text_features.shape)}"
@@ -168,18 +176,13 @@ class Method(ABC):
         self.module.load_state_dict({k: v.to(self.device) for k, v in state.items()}, strict=True)
 
 
-def config_key_errors(config: Mapping[str, Any], keys: frozenset[str]) -> tuple[list, list]:
-    """``(missing, unknown)`` keys of ``config``: every key of ``keys``, no other key."""
-    return sorted(keys - set(config)), sorted(set(config) - keys)
-
-
 def check_config(method: str, config: Mapping[str, Any], keys: frozenset[str]) -> None:
     """Every key of ``keys`` present, no other key: a typo must not pass silently."""
-    missing, unknown = config_key_errors(config, keys)
+    missing, unknown = sorted(keys - set(config)), sorted(set(config) - keys)
     if missing or unknown:
         raise ValueError(
             f"configuration of method {method!r}: missing keys {missing}, unknown keys {unknown} "
-            f"(expected exactly {sorted(keys)}; see conf/base/parameters_train.yml)"
+            f"(expected exactly {sorted(keys)}; see croft_pipeline.methods.params)"
         )
 
 
@@ -190,6 +193,8 @@ def register(cls: type[Method]) -> type[Method]:
     """Class decorator: add a method to :data:`METHODS` under its ``name``."""
     if cls.name in METHODS:
         raise ValueError(f"method {cls.name!r} registered twice")
+    if METHOD_PARAMS.get(cls.name) is not cls.params:
+        raise ValueError(f"method {cls.name!r}: its params must be METHOD_PARAMS[{cls.name!r}]")
     METHODS[cls.name] = cls
     return cls
 
@@ -197,30 +202,3 @@ def register(cls: type[Method]) -> type[Method]:
 def partition_id(method: str, seed: int) -> str:
     """Where a fitted method's weights live: ``<adapter_dir>/<method>/seed_<seed>.safetensors``."""
     return f"{method}/seed_{seed}"
-
-
-def build_method(
-    name: str,
-    config: Mapping[str, Any],
-    text_features: Tensor,
-    logit_scale: float,
-    seed: int = 0,
-) -> Method:
-    """A fresh, untrained method; :meth:`Method.load_state_dict` then restores trained weights."""
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
-    return METHODS[name](config, text_features, logit_scale, seed)
-
-
-def restore_method(
-    name: str,
-    config: Mapping[str, Any],
-    text_features: Tensor,
-    logit_scale: float,
-    seed: int,
-    state: Mapping[str, Tensor],
-) -> Method:
-    """A fitted method rebuilt from what a fit stored: its configuration and its state dict."""
-    method = build_method(name, config, text_features, logit_scale, seed)
-    method.load_state_dict(state)
-    return method

@@ -23,8 +23,12 @@ from croft_pipeline.methods.base import (
     register,
 )
 from croft_pipeline.methods.broadcast import cross_entropy
+from croft_pipeline.methods.params import (
+    ClipAdapterParams,
+    LinearProbeParams,
+    TipAdapterFParams,
+)
 from croft_pipeline.methods.trainer import TrainableMethod
-from croft_pipeline.rules import NON_NEGATIVE, NUMBER, UNIT, at_least
 
 
 @register
@@ -66,6 +70,7 @@ class LinearProbe(CrossEntropyMethod):
     """``s · (n(f) Wᵀ + b)``, with W initialised to the zero-shot classifier ``n(t)`` and b = 0."""
 
     name = "linear_probe"
+    params = LinearProbeParams
     starts_at_zero_shot = True
 
     def __init__(
@@ -101,8 +106,7 @@ class ClipAdapter(CrossEntropyMethod):
     """CLIP-Adapter: ``f' = ratio·MLP(f) + (1-ratio)·f``; logits ``s · n(f') n(t)ᵀ``."""
 
     name = "clip_adapter"
-    config_keys = TrainableMethod.config_keys | {"ratio", "reduction"}
-    config_rules = {**TrainableMethod.config_rules, "ratio": UNIT, "reduction": at_least(1)}
+    params = ClipAdapterParams
     point_attributes = ("ratio",)  # `reduction` sets the hidden width: one shape per batch
 
     def __init__(
@@ -139,8 +143,7 @@ class TipAdapterF(CrossEntropyMethod):
     """
 
     name = "tip_adapter_f"
-    config_keys = TrainableMethod.config_keys | {"alpha", "beta"}
-    config_rules = {**TrainableMethod.config_rules, "alpha": NUMBER, "beta": NON_NEGATIVE}
+    params = TipAdapterFParams
     point_attributes = ("alpha", "beta")
 
     def __init__(

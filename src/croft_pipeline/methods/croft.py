@@ -19,32 +19,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from croft_pipeline.methods.base import Method, register
+from croft_pipeline.methods.base import register
 from croft_pipeline.methods.broadcast import backward, cross_entropy, matrix_mean
 from croft_pipeline.methods.energy_grad import ENERGY_GRAD_FORMS, EPS, EnergyGradSpec
-from croft_pipeline.methods.trainer import OPTIM_KEYS, TrainableMethod
-from croft_pipeline.rules import NON_NEGATIVE, UNIT, Rule, at_least, one_of
-
-CROFT_KEYS = (
-    Method.config_keys
-    | OPTIM_KEYS
-    | {
-        "ratio",
-        "ratio_text",
-        "lambda1",
-        "lambda2",
-        "gen_step",
-        "edr_setup",
-        "edr_branch",
-        "edr_grad",
-        "edr_delta",
-    }
-)
-CHOICES = {
-    "edr_setup": ("setup1", "setup2"),
-    "edr_branch": ("auto", "A", "B"),
-    "edr_grad": tuple(ENERGY_GRAD_FORMS),
-}
+from croft_pipeline.methods.params import CroftCleanParams, CroftNoEdrParams, CroftParams
+from croft_pipeline.methods.trainer import TrainableMethod
 
 
 def normalize(v: Tensor) -> Tensor:
@@ -108,17 +87,7 @@ class Croft(TrainableMethod):
     """Shared by both modes; a registered subclass fixes ``mode``."""
 
     mode: ClassVar[str]
-    config_keys = CROFT_KEYS
-    config_rules = {
-        **TrainableMethod.config_rules,
-        **{key: one_of(allowed) for key, allowed in CHOICES.items()},
-        "gen_step": at_least(0),
-        "ratio": UNIT,
-        "ratio_text": UNIT,
-        "lambda1": NON_NEGATIVE,
-        "lambda2": NON_NEGATIVE,
-    }
-    config_group = "croft"
+    params = CroftParams
     starts_at_zero_shot = True  # identity adapters (the generator is not used at test time)
     point_attributes = ("ratio", "ratio_text", "lambda1", "lambda2", "edr_delta")
 
@@ -269,6 +238,7 @@ class CroftFaithful(Croft):
 @register
 class CroftClean(Croft):
     name = "croft_clean"
+    params = CroftCleanParams
     mode = "clean"
 
 
@@ -278,5 +248,4 @@ class CroftNoEdr(Croft):
 
     name = "croft_no_edr"
     mode = "faithful"
-
-    config_rules = {**Croft.config_rules, "lambda2": Rule("be 0", lambda value: value == 0)}
+    params = CroftNoEdrParams

@@ -11,7 +11,8 @@ from typing import Any
 
 from torch import Tensor
 
-from croft_pipeline.methods.base import build_method, partition_id, restore_method
+from croft_pipeline.methods.base import partition_id
+from croft_pipeline.methods.registry import build_method, restore_method
 from croft_pipeline.methods.wise import interpolate
 
 Weights = Callable[[str], Mapping[str, Tensor]]  # partition id -> state dict

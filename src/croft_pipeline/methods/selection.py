@@ -26,15 +26,14 @@ from croft_pipeline.methods.base import (
     Method,
     NonFiniteLossError,
     TrainSet,
-    build_method,
 )
 from croft_pipeline.methods.batched import fit_or_error, fit_points
-from croft_pipeline.rules import one_of
+from croft_pipeline.methods.params import GRID_RUNNER
+from croft_pipeline.methods.registry import build_method
 
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[Method], dict[str, float]]
-GRID_RUNNER = one_of(("batched", "sequential"))
 DEFAULT_GRID_RUNNER = "batched"
 
 

@@ -27,18 +27,8 @@ from croft_pipeline.methods.base import (
     no_log,
 )
 from croft_pipeline.methods.broadcast import backward
-from croft_pipeline.rules import NON_NEGATIVE, POSITIVE, at_least
+from croft_pipeline.methods.params import TrainedParams
 
-OPTIM_RULES = {
-    "lr": POSITIVE,
-    "momentum": NON_NEGATIVE,
-    "weight_decay": NON_NEGATIVE,
-    "epochs": at_least(1),
-    "warmup_epochs": at_least(0),
-    "warmup_lr": NON_NEGATIVE,
-    "batch_size": at_least(1),
-}
-OPTIM_KEYS = frozenset(OPTIM_RULES)
 POINT_OPTIM_KEYS = frozenset({"lr", "momentum", "weight_decay", "warmup_lr"})  # may vary in a batch
 
 
@@ -84,8 +74,7 @@ def batch_indices(order: Tensor, batch_size: int) -> Iterator[Tensor]:
 class TrainableMethod(Method):
     """A method trained by SGD with the shared loop; subclasses define the step."""
 
-    config_keys = Method.config_keys | OPTIM_KEYS
-    config_rules = {**Method.config_rules, **OPTIM_RULES}
+    params = TrainedParams
     trains = True
     # The per-point scalars the step reads from ``self`` (named as their config keys): a stack of
     # grid points (methods/batched.py) holds them as [G, 1, 1] tensors; None: never batched.

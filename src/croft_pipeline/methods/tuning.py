@@ -8,7 +8,7 @@ alone writes MLflow and the catalog.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,29 +24,9 @@ from croft_pipeline.methods.base import (
     accuracy,
 )
 from croft_pipeline.methods.fitted import zero_shot_model
-from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected, grid_points
+from croft_pipeline.methods.params import CroftParams
+from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected
 from croft_pipeline.methods.wise import choose_alpha, space_of
-from croft_pipeline.rules import ParameterError
-
-
-def method_grids(params: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, list]]:
-    """Each method's search (``grids.<name>``; zero-shot has none). With ``equal_budget`` every
-    trained method must try the same number of points (a fair comparison), or this is an error
-    naming the counts."""
-    grids = {
-        name: {
-            key: list(values) for key, values in (params.get("grids", {}).get(name) or {}).items()
-        }
-        for name in names
-    }
-    sizes = {name: len(grid_points(g)) for name, g in grids.items() if METHODS[name].trains}
-    if params.get("equal_budget", True) and len(set(sizes.values())) > 1:
-        raise ParameterError(
-            "train.grids",
-            "give every trained method the same number of points (train.equal_budget: true)",
-            sizes,
-        )
-    return grids
 
 
 @dataclass(frozen=True)
@@ -138,7 +118,7 @@ def job_cost(job: FitJob) -> float:
     for values in job.grid.values():
         points *= max(1, len(values))
     epochs = float(job.config.get("epochs", 0))
-    weight = 3.0 if METHODS[job.name].config_group == "croft" else 1.0
+    weight = 3.0 if issubclass(METHODS[job.name].params, CroftParams) else 1.0
     return points * epochs * len(job.train.labels) * weight
 
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from croft_pipeline.methods.base import Method, accuracy, build_method, l2_normalize
-from croft_pipeline.rules import UNIT
+from croft_pipeline.methods.base import Method, accuracy, l2_normalize
+from croft_pipeline.methods.params import ALPHA
+from croft_pipeline.methods.registry import build_method
 
 WEIGHT, OUTPUT = "weight", "output"
 SUFFIX = "+wise"
-ALPHA = UNIT  # a WiSE-FT mixing weight
 
 
 def wise_name(method: str) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.config.rules import ParameterError
 from croft_pipeline.ood.protocols import deploy_threshold
 from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_parameters
-from croft_pipeline.rules import ParameterError
 
 VAL_SPLIT = "val"  # the only split a threshold is ever fixed on
 

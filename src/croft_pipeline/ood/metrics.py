@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
-from croft_pipeline.rules import SHARE
+from croft_pipeline.config.rules import SHARE
 
 TPR = SHARE  # a target true-positive rate: in (0, 1]
 DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # what ood_metrics returns

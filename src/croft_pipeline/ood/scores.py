@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from croft_pipeline.rules import POSITIVE, ParameterError, at_least
+from croft_pipeline.config.rules import POSITIVE, ParameterError, at_least
 
 # the allowed values of every score parameter (by name; the same name means the same rule)
 PARAMETER_RULES = {"temperature": POSITIVE, "k": at_least(1)}

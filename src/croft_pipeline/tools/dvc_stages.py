@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from kedro.config import OmegaConfigLoader
 
-from croft_pipeline.config import config_loader
+from croft_pipeline.config.loader import config_loader
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 from croft_pipeline.tools.code_deps import PACKAGE, covering_paths, module_file, pipeline_code
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from croft_pipeline.config.rules import one_of
 from croft_pipeline.data.discovery import DATASET_SOURCES, resolve_root
 from croft_pipeline.data.emojishift import (
     FILE_PATTERN,
@@ -17,7 +18,6 @@ from croft_pipeline.data.emojishift import (
 )
 from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.data.splits import make_splits
-from croft_pipeline.rules import one_of
 from croft_pipeline.validation import DataValidationError, validate_ingest
 
 

@@ -20,13 +20,13 @@ from croft_pipeline.methods.feature_sets import (
     center_features,
     class_text_features,
     eval_set,
-    method_config,
     seed_rows,
     train_set,
 )
 from croft_pipeline.methods.fitted import fitted_model
+from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, point_text, varied_keys
-from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all, method_grids
+from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters

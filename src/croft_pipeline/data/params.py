@@ -1,0 +1,116 @@
+"""The ``ingest`` parameter block: what is rendered or read, how it is split and validated.
+Torch-free."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import field_validator, model_validator
+
+from croft_pipeline.config.rules import (
+    BOOLEAN,
+    NONE_OR_TEXT,
+    SHARE,
+    TEXT,
+    UNIT,
+    ParameterError,
+    at_least,
+    one_of,
+    optional,
+)
+from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
+from croft_pipeline.data.manifest import SOURCE_ROLES
+from croft_pipeline.methods.params import Params
+
+COUNT = optional(at_least(1))
+
+
+class SourceParams(Params):
+    """One folder root read into the manifest (``layout``: ``domains`` or ``classes``)."""
+
+    root: Annotated[str, TEXT]  # a name of ingest.roots
+    layout: Annotated[str, one_of(sorted(LAYOUT_DEPTH))]
+    role: Annotated[str, one_of(SOURCE_ROLES)] = "auto"
+    domain: Annotated[str | None, NONE_OR_TEXT] = None  # layout classes: the root's one domain
+
+
+class DatasetParams(Params):
+    id_classes: list[str] | None = None
+    openset_classes: list[str] | None = None
+    openset_kinds: dict[str, str] = {}
+    domains: list[str] | None = None
+    source_domains: list[str] | None = None
+    heldout_domain: Annotated[str, TEXT]
+    class_names: dict[str, str] = {}
+    class_names_by_domain: dict[str, dict[str, str]] = {}
+    underscores_to_spaces: Annotated[bool, BOOLEAN] = True
+    group_pattern: str | None = None
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _named_group(cls, pattern: str | None) -> str | None:
+        key = "ingest.dataset.group_pattern"
+        if pattern is None:
+            return pattern
+        try:
+            compiled = re.compile(pattern)
+        except re.error as error:
+            raise ParameterError(key, f"be a regular expression ({error})", pattern) from None
+        if "group" not in compiled.groupindex:
+            raise ParameterError(key, "have a named group (?P<group>...)", pattern)
+        return pattern
+
+
+class DecodeParams(Params):
+    max_pixels: Annotated[int, at_least(1)] = 89478485  # decompression-bomb limit (Pillow's)
+
+
+class SplitsParams(Params):
+    shots: Annotated[int | None, COUNT] = None
+    val_fraction: Annotated[float, UNIT] = 0.2
+    test_fraction: Annotated[float, UNIT] = 0.2
+    val_per_class: Annotated[int | None, COUNT] = None
+    openset_max_per_class: Annotated[int | None, COUNT] = None
+
+
+class ValidationParams(Params):
+    min_side: Annotated[int, at_least(1)] = 16
+    max_side: Annotated[int, at_least(1)] = 8192
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidationParams:
+        if self.min_side > self.max_side:
+            raise ParameterError("ingest.validation.min_side", "be <= max_side", self.min_side)
+        return self
+
+
+class EmojiShiftParams(Params):
+    image_size: Annotated[int, at_least(1)] = 64
+    glyph_share: Annotated[float, SHARE] = 0.8
+    supersample: Annotated[int, at_least(1)] = 2
+    background: list[int] = [255, 255, 255]
+    pretrain_fraction: Annotated[float, UNIT] = 0.5
+    split_seed: Annotated[int, at_least(0)] = 0
+    styles: dict[str, dict[str, Any]]
+    variants: list[dict[str, Any]]
+    caption_templates: list[str]
+    id_classes: list[dict[str, Any]]
+    openset_classes: list[dict[str, Any]]
+
+
+class IngestParams(Params):
+    source: Annotated[str, one_of(DATASET_SOURCES)] = "emojishift"
+    roots: dict[str, Annotated[str, TEXT]]
+    sources: list[SourceParams] = []
+    dataset: DatasetParams
+    decode: DecodeParams = DecodeParams()
+    splits: SplitsParams = SplitsParams()
+    validation: ValidationParams = ValidationParams()
+    emojishift: EmojiShiftParams
+
+    @model_validator(mode="after")
+    def _known_roots(self) -> IngestParams:
+        for i, source in enumerate(self.sources):
+            one_of(sorted(self.roots)).check(f"ingest.sources[{i}].root", source.root)
+        return self

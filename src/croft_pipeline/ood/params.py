@@ -1,0 +1,96 @@
+"""The ``evaluate`` parameter block: the OOD scores and their parameters, the protocols, the
+paired comparisons and the report (registration and gates: :mod:`croft_pipeline.publishing.params`).
+Torch-free."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from croft_pipeline.config.rules import (
+    LEVEL,
+    POSITIVE,
+    SHARE,
+    TEXT,
+    ParameterError,
+    at_least,
+    one_of,
+    parameter_error,
+)
+from croft_pipeline.data.splits import SPLITS
+from croft_pipeline.methods.params import Params
+from croft_pipeline.publishing.params import GatesParams, RegisterParams
+
+TPR = SHARE  # a target true-positive rate: in (0, 1]
+SPLIT_NAME = one_of(SPLITS)
+KNN_K = at_least(1)
+
+
+class TemperatureScore(Params):
+    temperature: Annotated[float, POSITIVE] = 1.0
+
+
+class NoParameters(Params):
+    pass
+
+
+class KnnScore(Params):
+    k: Annotated[int, KNN_K] = 1  # the k-th nearest ID training feature (<= the bank size)
+
+
+SCORE_PARAMS: dict[str, type[Params]] = {
+    "energy": TemperatureScore,
+    "msp": TemperatureScore,
+    "max_logit": NoParameters,
+    "mcm": TemperatureScore,
+    "knn": KnnScore,
+}  # the parameters of every score of croft_pipeline.ood.scores.SCORES
+
+
+class PaperParams(Params):
+    score: Annotated[str, TEXT]  # one of evaluate.scores
+    reference: Annotated[str, TEXT]  # the shift whose correct samples set the threshold
+
+
+class ComparisonsParams(Params):
+    score: Annotated[str, TEXT] = "energy"  # one of evaluate.scores
+    draws: Annotated[int, at_least(1)] = 2000
+    level: Annotated[float, LEVEL] = 0.95
+    seed: Annotated[int, at_least(0)] = 0
+    accuracy_shifts: list[str] | None = None  # None: ood.comparisons' defaults
+    detection_shifts: list[str] | None = None
+
+
+class ReportParams(Params):
+    title: Annotated[str, TEXT]
+    plot_score: Annotated[str, TEXT]  # one of evaluate.scores
+    histogram_bins: Annotated[int, at_least(1)] = 40
+
+
+class EvaluateParams(Params):
+    tpr: Annotated[float, TPR] = 0.95
+    splits: dict[str, Annotated[str, SPLIT_NAME]]  # shift type -> split of the predictions
+    scores: dict[str, dict[str, Any] | None]  # score name -> its parameters
+    knn_bank_split: Annotated[str, SPLIT_NAME] = "train"
+    paper: PaperParams
+    comparisons: ComparisonsParams = ComparisonsParams()
+    report: ReportParams
+    registration: RegisterParams = Field(alias="register")  # BaseModel.register is taken
+    gates: GatesParams = GatesParams()
+
+    @field_validator("scores")
+    @classmethod
+    def _scores(cls, scores: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+        for name, values in scores.items():
+            key = f"evaluate.scores.{name}"
+            if name not in SCORE_PARAMS:
+                raise ParameterError(
+                    key, f"be valid (unknown OOD score {name!r}; known: {sorted(SCORE_PARAMS)})",
+                    values,
+                )  # fmt: skip
+            try:
+                SCORE_PARAMS[name].model_validate(values or {})
+            except ValidationError as error:
+                raise parameter_error(error, key) from None
+        return {name: dict(values or {}) for name, values in scores.items()}
