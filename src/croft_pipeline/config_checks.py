@@ -24,7 +24,6 @@ from croft_pipeline.distributed import require_ray
 from croft_pipeline.distributed.embed import chunk_runner
 from croft_pipeline.methods.base import METHODS, config_key_errors
 from croft_pipeline.methods.feature_sets import config_key, config_layers, method_config
-from croft_pipeline.methods.selection import GRID_RUNNER
 from croft_pipeline.methods.tuning import method_grids
 from croft_pipeline.methods.wise import ALPHA, wise_name
 from croft_pipeline.ood.calibration import check_calibrated_score
@@ -136,7 +135,6 @@ def check_train(train: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     """The method configurations at every grid point, with the rules each method applies."""
     _device("train.device", train.get("device"))
     _rules("train", train, {"num_threads": THREAD_COUNT, "workers": THREAD_COUNT})
-    _rules("train", train, {"grid_runner": GRID_RUNNER})
     if Runner.from_params(train, "train").kind == "ray":
         require_ray("train.runner")
     names = train.get("methods")

@@ -22,7 +22,7 @@ from croft_pipeline.methods.base import (
     accuracy,
 )
 from croft_pipeline.methods.fitted import zero_shot_model
-from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected, grid_points
+from croft_pipeline.methods.selection import fit_selected, grid_points
 from croft_pipeline.methods.wise import choose_alpha, space_of
 from croft_pipeline.rules import ParameterError
 from croft_pipeline.runtime import LOCAL, Runner, parallel_map, torch_threads
@@ -61,7 +61,6 @@ class FitJob:
     probes: dict[str, EvalSet] = field(default_factory=dict)  # never used for selection
     wise_alphas: tuple[float, ...] = ()  # empty: no WiSE-FT point
     num_threads: int | str | None = 1
-    grid_runner: str = DEFAULT_GRID_RUNNER  # train.grid_runner: batched | sequential
 
 
 @dataclass
@@ -108,7 +107,6 @@ def run_fit(job: FitJob) -> FitOutcome:
             job.train,
             job.val,
             probe if job.probes else None,
-            job.grid_runner,
         )
         wise = None
         if job.wise_alphas:
