@@ -88,7 +88,7 @@ TRAIN_SUMMARY = TrainSummary.from_dict(
             "croft_clean+wise": {
                 "base": "croft_clean",
                 "space": "weight",
-                "seeds": {"1": {"alpha": 0.5, "best_val_accuracy": 0.72}},
+                "seeds": {"1": {"config": {}, "alpha": 0.5, "best_val_accuracy": 0.72}},
             },
         },
     }
