@@ -1,4 +1,5 @@
-"""The shared training loop: per-epoch LR schedule, one cached view per image, best-val epoch.
+"""The one training loop (:func:`fit_stack`, for one method or a stack of grid points): per-epoch
+LR schedule, one cached view per image, the non-finite guard, best-val epoch.
 
 docs/algorithm.md §8: SGD, cosine schedule stepped per epoch after a constant warm-up epoch;
 the epoch kept is the one with the best ID-validation accuracy (the first one on ties).
@@ -149,11 +150,12 @@ class TrainableMethod(Method):
         return fit
 
 
-def _verdicts(stack: TrainableMethod, terms: dict[str, list[float]]) -> list[tuple | None]:
+def _verdicts(
+    stack: TrainableMethod, terms: dict[str, list[float]], points: int
+) -> list[tuple | None]:
     """The guard's verdict per point of a step: ``None``, or ``(what, value)`` for its first
     non-finite term, else its first parameter (``named_parameters`` order) with a non-finite
     entry."""
-    points = len(next(iter(terms.values())))
     finite = {name: torch.isfinite(p.detach()).reshape(points, -1).all(1).tolist()
               for name, p in stack.module.named_parameters()}  # fmt: skip
     verdicts: list[tuple | None] = []
@@ -218,7 +220,7 @@ def fit_stack(
                       for key, value in terms.items()}  # fmt: skip
             hits = logits.detach().argmax(-1).eq(labels[idx]).sum(-1).expand(len(alive)).tolist()
             kept = []
-            for slot, bad in enumerate(_verdicts(stack, values)):
+            for slot, bad in enumerate(_verdicts(stack, values, len(alive))):
                 point = alive[slot]
                 if bad is not None:
                     if last_good is not None:
