@@ -1,10 +1,11 @@
-"""A method's tuning grid, sequential fits vs one batched stack (``train.grid_runner``).
+"""A method's tuning grid, its points fitted one by one (``sequential``: each a stack of one)
+vs as one stack (``batched``: what ``fit_selected`` does), by the one training loop.
 
 For each trained method of ``train.methods`` it fits the method's default grid
 (``train.grids``, 6 points) on one seed's worth of features, with the default configuration
-(``methods.params.TrainedParams``: 15 epochs, batch 32, ...), once with each runner, interleaved in this process
+(``methods.params.TrainedParams``: 15 epochs, batch 32, ...), once each way, interleaved in this process
 (``--repeats`` rounds of sequential then batched: the machine is shared, so compare within a
-round). It records each runner's seconds (median over rounds), the speed-up, whether both kept
+round). It records each way's seconds (median over rounds), the speed-up, whether both kept
 the same point with the same best epochs and validation accuracies, and the largest difference of
 the weights over every grid point (float32 reassociation in batched matmuls).
 
@@ -36,9 +37,8 @@ from bench_embed import machine  # noqa: I001  (benchmarks/ is sys.path[0] as a 
 from croft_pipeline.common.files import atomic_write_bytes
 from croft_pipeline.config.loader import parameters
 from croft_pipeline.methods import METHODS, EvalSet, NonFiniteLossError, TrainSet, build_method
-from croft_pipeline.methods.batched import fit_or_error, fit_points
 from croft_pipeline.methods.params import method_config, method_grids
-from croft_pipeline.methods.selection import grid_points
+from croft_pipeline.methods.selection import fit_or_error, fit_points, grid_points
 from croft_pipeline.pretraining.checkpoint import model_config_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        "Reading it: the batched runner trains a method's grid points as one stack of parameters",
+        "Reading it: a stack trains a method's grid points as one stack of parameters",
         "(methods/batched.py), so the per-step Python and kernel-launch overhead is paid once per",
         "step instead of once per point, and the small matmuls become batched ones. The weight",
         "difference is float32 rounding (batched matmuls sum in another order), compounded over",

@@ -46,8 +46,8 @@ def test_benchmark_runs_every_fold_through_the_pipelines(tiny_project, tmp_path)
     assert set(results["selection"][configured]) == set(results["fold_seconds"][configured])
     assert set(results["selection"][configured]) == set(FOLDS)
     selection = results["selection"][configured]
-    heldout = {fold: r["methods"]["zero_shot"]["seeds"] for fold, r in selection.items()}
-    assert all(set(s) == {str(x) for x in seeds} for s in heldout.values())
+    heldout = {fold: r.methods["zero_shot"].seeds for fold, r in selection.items()}
+    assert all(set(s) == set(seeds) for s in heldout.values())
 
     mlflow.set_tracking_uri(f"sqlite:///{tiny_project / 'mlflow.db'}")
     try:

@@ -44,7 +44,6 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("train.methods", ["zero_shot", "nope"], "train.methods[1] must be one of"),
     ("train.wise.alphas", [0.0, 1.5], "train.wise.alphas[1] must be in [0, 1], got 1.5"),
     ("train.workers", 0, "train.workers must be auto, null or an integer >= 1, got 0"),
-    ("train.grid_runner", "parallel", "train.grid_runner must be one of ['batched', 'sequential']"),
     ("train.device", "tpu", "train.device must be valid"),
     ("train.calibration.tpr", 1.5, "train.calibration.tpr must be in (0, 1], got 1.5"),
     ("train.calibration.score", "enrgy", "train.calibration.score must be one of evaluate.scores"),

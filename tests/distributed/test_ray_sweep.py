@@ -49,11 +49,13 @@ def _assert_same_fits(result, expected) -> None:
     assert weights.keys() == expected_weights.keys()
     for key, state in expected_weights.items():
         assert all(torch.equal(weights[key][k], state[k]) for k in state), key
-    assert summary["methods"].keys() == expected_summary["methods"].keys()
-    for name, entry in expected_summary["methods"].items():
-        for seed, run in entry["seeds"].items():
-            other = summary["methods"][name]["seeds"][seed]
-            assert {k: other.get(k) for k in COMPARED} == {k: run.get(k) for k in COMPARED}
+    assert summary.methods.keys() == expected_summary.methods.keys()
+    for name, entry in expected_summary.methods.items():
+        for seed, run in entry.seeds.items():
+            other = summary.methods[name].seeds[seed]
+            assert {k: getattr(other, k, None) for k in COMPARED} == {
+                k: getattr(run, k, None) for k in COMPARED
+            }
 
 
 def test_a_killed_worker_is_retried_to_the_sequential_outcomes(

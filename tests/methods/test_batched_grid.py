@@ -1,5 +1,6 @@
-"""The batched grid runner against the sequential one: same points kept, same epochs, the same
-per-point histories and weights to float32 rounding (batched matmuls reassociate sums)."""
+"""A stack of grid points against the single fits of its points: same points kept, same epochs,
+the same per-point histories and weights to float32 rounding (batched matmuls reassociate
+sums)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from croft_pipeline.methods import METHODS, NonFiniteLossError, build_method, fit_selected
-from croft_pipeline.methods.batched import StackedSGD, fit_or_error, fit_points
+from croft_pipeline.methods import (
+    METHODS,
+    NonFiniteLossError,
+    build_method,
+    fit_selected,
+    grid_points,
+)
+from croft_pipeline.methods.batched import StackedSGD
+from croft_pipeline.methods.selection import fit_or_error, fit_points
 from tests.methods.synthetic import CONFIGS, make_synthetic
 
 DIVERGES = 1e30  # an lr no point survives: its NaNs must stay in its own slice
@@ -55,7 +63,7 @@ def _assert_same_fits(sequential, batched, seq_methods, bat_methods):
 
 
 @pytest.mark.parametrize("name", TRAINED)
-def test_batched_points_match_sequential_fits(name):
+def test_stacked_points_match_their_single_fits(name):
     assert name in GRIDS, f"{name}: add a grid to GRIDS"
     data = make_synthetic(dim=16, n_train=40)
     seq_methods = _methods(name, data, GRIDS[name])
@@ -79,7 +87,7 @@ def test_batched_points_match_sequential_fits(name):
 
 def test_structural_keys_split_the_grid_into_stacks():
     """``reduction`` (a shape) and ``gen_step`` (a code path) cannot vary within a stack: the
-    points train as one stack per value, still matching the sequential fits."""
+    points train as one stack per value, still matching their single fits."""
     data = make_synthetic(dim=16, n_train=40)
     for name, points in (
         ("clip_adapter", [{"reduction": r, "lr": lr} for r in (2, 4) for lr in (0.05, 0.2)]),
@@ -106,27 +114,28 @@ def test_untrained_methods_are_fitted_alone():
 
 
 @pytest.mark.parametrize("name", ["linear_probe", "croft_faithful"])
-def test_fit_selected_keeps_the_same_point_with_either_runner(name):
+def test_fit_selected_keeps_the_point_of_the_single_fits(name):
     data = make_synthetic(dim=16, n_train=40)
     keys = sorted(GRIDS[name][0])
     grid = {key: sorted({p[key] for p in GRIDS[name] if key in p}) for key in keys}
     config = {**CONFIGS[name], "epochs": 4}
-    selected = {
-        runner: fit_selected(name, config, grid, data.text, data.logit_scale, 3, data.train,
-                             data.val, runner=runner)
-        for runner in ("sequential", "batched")
-    }  # fmt: skip
-    seq, bat = selected["sequential"], selected["batched"]
-    assert bat.config == seq.config and bat.report.best_epoch == seq.report.best_epoch
-    assert [r["point"] for r in bat.grid] == [r["point"] for r in seq.grid]
-    for row_b, row_s in zip(bat.grid, seq.grid, strict=True):
-        assert row_b.get("error") == row_s.get("error")
-        assert row_b.get("val_accuracy") == row_s.get("val_accuracy")
-        assert row_b.get("best_epoch") == row_s.get("best_epoch")
-    torch.testing.assert_close(bat.method.state_dict(), seq.method.state_dict(), **CLOSE)
-    with pytest.raises(ValueError, match="train.grid_runner must be one of"):
-        fit_selected(name, config, grid, data.text, data.logit_scale, 3, data.train, data.val,
-                     runner="parallel")  # fmt: skip
+    bat = fit_selected(name, config, grid, data.text, data.logit_scale, 3, data.train, data.val)
+    points = grid_points(grid)
+    singles = _methods(name, data, points, warmup_epochs=config["warmup_epochs"])
+    fits = [fit_or_error(m, data.train, data.val) for m in singles]
+    kept = max(
+        (i for i, f in enumerate(fits) if not isinstance(f, NonFiniteLossError)),
+        key=lambda i: (fits[i].best_val_accuracy, -i),
+    )
+    assert bat.config == {**config, **points[kept]}
+    assert bat.report.best_epoch == fits[kept].best_epoch
+    assert [r["point"] for r in bat.grid] == points
+    for row, fit in zip(bat.grid, fits, strict=True):
+        error = isinstance(fit, NonFiniteLossError)
+        assert row.get("error") == (str(fit) if error else None)
+        assert row.get("val_accuracy") == (None if error else fit.best_val_accuracy)
+        assert row.get("best_epoch") == (None if error else fit.best_epoch)
+    torch.testing.assert_close(bat.method.state_dict(), singles[kept].state_dict(), **CLOSE)
 
 
 def test_stacked_sgd_is_per_point_torch_sgd():

@@ -98,14 +98,15 @@ def test_a_stored_wise_point_rebuilds_exactly_at_its_endpoints(fitted):
     α = 0 it is zero-shot CLIP exactly (CRoFT's identity adapters differ by the +1e-6 of its
     normalization), at α = 1 the fine-tuned weights."""
     from croft_pipeline.methods.fitted import fitted_model
+    from croft_pipeline.methods.train_summary import MethodSummary, SeedWise
 
     data, zero_shot, methods = fitted
     croft = methods["croft_clean"]
     stored = {"croft_clean/seed_0": croft.state_dict()}
     x = data.shifted.features
     for alpha, expected in ((0.0, zero_shot.logits(x)), (1.0, croft.logits(x))):
-        entry = {"base": "croft_clean", "space": WEIGHT,
-                 "seeds": {"0": {"config": croft.config, "alpha": alpha}}}  # fmt: skip
+        entry = MethodSummary(base="croft_clean", space=WEIGHT,
+                              seeds={0: SeedWise(config=croft.config, alpha=alpha)})  # fmt: skip
         model = fitted_model(
             "croft_clean+wise", entry, 0, stored.__getitem__, data.text, data.logit_scale
         )

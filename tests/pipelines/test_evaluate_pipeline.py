@@ -16,6 +16,7 @@ from kedro.runner import SequentialRunner
 
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
+from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.pipelines.evaluate import create_pipeline
 from croft_pipeline.provenance import Provenance
 from croft_pipeline.publishing.registry import alias_version
@@ -47,22 +48,24 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
     predictions["embedding"] = [  # zeros appended keep every norm and distance
         np.pad(np.asarray(e), (0, dim - len(e))).tolist() for e in predictions["embedding"]
     ]
-    train_summary = {
-        "logit_scale": LOGIT_SCALE,
-        "id_classes": CLASSES,
-        "methods": {
-            "clip_adapter": {
-                "seeds": {
-                    str(seed): {
-                        "best_val_accuracy": 0.5 + 0.1 * (seed == 1),
-                        "adapter": f"data/06_models/adapters/clip_adapter/seed_{seed}.safetensors",
-                        "config": METHOD_CONFIG,
+    train_summary = TrainSummary.from_dict(
+        {
+            "logit_scale": LOGIT_SCALE,
+            "id_classes": CLASSES,
+            "methods": {
+                "clip_adapter": {
+                    "seeds": {
+                        str(seed): {
+                            "best_val_accuracy": 0.5 + 0.1 * (seed == 1),
+                            "adapter": f"data/06_models/adapters/clip_adapter/seed_{seed}.safetensors",
+                            "config": METHOD_CONFIG,
+                        }
+                        for seed in (1, 2)
                     }
-                    for seed in (1, 2)
                 }
-            }
-        },
-    }
+            },
+        }
+    )
     text_features = FeatureTable(CLASSES, tiny.text_features[:, None, :], {"logit_scale": 1.0})
     catalog = _catalog(
         project,

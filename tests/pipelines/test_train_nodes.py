@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load, save
 
 from croft_pipeline.common.features import FeatureTable
-from croft_pipeline.methods import METHODS, build_method
+from croft_pipeline.methods import METHODS, build_method, selection
 from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import grid_points
 from croft_pipeline.pipelines.train import nodes
@@ -57,25 +57,25 @@ WISE = {f"{name}+wise" for name in METHODS if METHODS[name].trains}
 
 def test_summary_and_weights_cover_every_method_and_seed(trained):
     splits, center, text, params, weights, summary, _, _ = trained
-    assert summary["logit_scale"] == 20.0 and summary["id_classes"] == CLASSES
+    assert summary.logit_scale == 20.0 and summary.id_classes == CLASSES
     assert set(params["methods"]) == set(METHODS)
-    assert set(summary["methods"]) == set(METHODS) | WISE
+    assert set(summary.methods) == set(METHODS) | WISE
     grids = method_grids(params, params["methods"])
     for name in METHODS:
-        entry = summary["methods"][name]
-        assert set(entry["seeds"]) == {"1", "2"}
-        for seed, run in entry["seeds"].items():
-            assert run["adapter"] == f"{name}/seed_{seed}"
+        entry = summary.methods[name]
+        assert set(entry.seeds) == {1, 2}
+        for seed, run in entry.seeds.items():
+            assert run.adapter == f"{name}/seed_{seed}"
             assert f"{name}/seed_{seed}" in weights
             points = grid_points(grids[name])
-            assert [row["point"] for row in run["grid"]] == points  # every point tried, recorded
+            assert [row["point"] for row in run.grid] == points  # every point tried, recorded
             if METHODS[name].trains:  # the kept point is the best on validation (first on ties)
-                accuracies = [row["val_accuracy"] for row in run["grid"]]
-                assert run["best_val_accuracy"] == max(accuracies)
+                accuracies = [row["val_accuracy"] for row in run.grid]
+                assert run.best_val_accuracy == max(accuracies)
                 kept = points[accuracies.index(max(accuracies))]
-                assert {k: run["config"][k] for k in kept} == kept
-            assert run["config"] == {**method_config(params, name), **points[0], **{
-                k: run["config"][k] for k in grids[name]}}  # fmt: skip
+                assert {k: run.config[k] for k in kept} == kept
+            assert run.config == {**method_config(params, name), **points[0], **{
+                k: run.config[k] for k in grids[name]}}  # fmt: skip
 
 
 def test_selection_never_reads_a_test_split(trained):
@@ -97,29 +97,32 @@ def test_selection_never_reads_a_test_split(trained):
         )
         for key, state in again.items():
             assert all(torch.equal(weights[key][k], state[k]) for k in state), key
-        for name, entry in again_summary["methods"].items():
-            run, other = summary["methods"][name]["seeds"][str(seed)], entry["seeds"][str(seed)]
+        for name, entry in again_summary.methods.items():
+            run, other = summary.methods[name].seeds[seed], entry.seeds[seed]
             for field in ("config", "best_epoch", "best_val_accuracy", "alpha"):
-                assert run.get(field) == other.get(field), (name, seed, field)
-            oracle_changed |= run.get("oracle") != other.get("oracle")
+                assert getattr(run, field, None) == getattr(other, field, None), (name, seed, field)
+            oracle_changed |= getattr(run, "oracle", None) != getattr(other, "oracle", None)
     assert oracle_changed  # the probes did read the (scrambled) test splits
 
 
-def test_both_grid_runners_select_the_same_points(trained):
-    """``train.grid_runner: sequential`` (the reference) and ``batched`` (the test env's, from
-    base) keep the same point, epoch and accuracies, with weights equal to float32 rounding."""
+def test_stacked_grids_select_the_points_of_single_fits(trained, monkeypatch):
+    """Each grid trained as one stack (the default) and each grid point fitted alone (a stack of
+    one) keep the same point, epoch and accuracies, with weights equal to float32 rounding."""
     splits, center, text, params, weights, summary, _, _ = trained
-    assert params["grid_runner"] == "batched"
+    assert params["workers"] == 1  # the fits run in this process, where the patch holds
     views = synthetic_tables()[2]
-    sequential = {**params, "grid_runner": "sequential"}
+    monkeypatch.setattr(
+        selection, "fit_points", lambda methods, train, val: [
+            selection.fit_or_error(method, train, val) for method in methods]
+    )  # fmt: skip
     again, again_summary, _ = nodes.fit_methods(
-        splits, center, views, text, CLASSES, sequential, [1, 2]
+        splits, center, views, text, CLASSES, params, [1, 2]
     )
-    for name, entry in again_summary["methods"].items():
-        for seed, run in entry["seeds"].items():
-            other = summary["methods"][name]["seeds"][seed]
+    for name, entry in again_summary.methods.items():
+        for seed, run in entry.seeds.items():
+            other = summary.methods[name].seeds[seed]
             for field in ("config", "best_epoch", "best_val_accuracy", "alpha", "grid"):
-                assert run.get(field) == other.get(field), (name, seed, field)
+                assert getattr(run, field, None) == getattr(other, field, None), (name, seed, field)
     for key, state in again.items():
         torch.testing.assert_close(weights[key], state, rtol=1e-4, atol=1e-5)
 
@@ -137,8 +140,8 @@ def test_predictions_follow_the_contract(trained):
     assert (predictions.loc[predictions["split"] == "test_openset", "label"] == -1).all()
     # the rows are the logits of the method rebuilt from its summary entry and weights
     rows = predictions[(predictions["method"] == "croft_faithful") & (predictions["seed"] == 1)]
-    run = summary["methods"]["croft_faithful"]["seeds"]["1"]
-    method = build_method("croft_faithful", run["config"], trained[2].features[:, 0], 20.0, 1)
+    run = summary.methods["croft_faithful"].seeds[1]
+    method = build_method("croft_faithful", run.config, trained[2].features[:, 0], 20.0, 1)
     method.load_state_dict(weights["croft_faithful/seed_1"])
     features = center.select(rows["sha256"].tolist())[:, 0]
     assert np.array_equal(np.stack(rows["logits"].to_numpy()), method.logits(features).numpy())

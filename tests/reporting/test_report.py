@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
@@ -60,33 +61,38 @@ WISE_CURVES = pd.DataFrame(
         for split, acc in (("val", 0.5), ("test_id", 0.5), ("test_covariate", 0.4))
     ]
 )
-TRAIN_SUMMARY = {
-    "id_classes": CLASSES,
-    "methods": {
-        "zero_shot": {"seeds": {"1": {"config": {}, "best_epoch": -1, "best_val_accuracy": 0.5}}},
-        "croft_clean": {
-            "grid": {"lr": [0.01, 0.05]},
-            "seeds": {
-                "1": {
-                    "config": {"lr": 0.05},
-                    "best_epoch": 7,
-                    "best_val_accuracy": 0.7,
-                    "zero_shot_val_accuracy": 0.5,
-                    "grid": [
-                        {"point": {"lr": 0.01}, "probe": {"test_covariate": 0.61}},
-                        {"point": {"lr": 0.05}, "probe": {"test_covariate": 0.55}},
-                    ],
-                    "oracle": {"point": {"lr": 0.01}, "test_covariate": 0.61},
-                }
+TRAIN_SUMMARY = TrainSummary.from_dict(
+    {
+        "logit_scale": 20.0,
+        "id_classes": CLASSES,
+        "methods": {
+            "zero_shot": {
+                "seeds": {"1": {"config": {}, "best_epoch": -1, "best_val_accuracy": 0.5}}
+            },
+            "croft_clean": {
+                "grid": {"lr": [0.01, 0.05]},
+                "seeds": {
+                    "1": {
+                        "config": {"lr": 0.05},
+                        "best_epoch": 7,
+                        "best_val_accuracy": 0.7,
+                        "zero_shot_val_accuracy": 0.5,
+                        "grid": [
+                            {"point": {"lr": 0.01}, "probe": {"test_covariate": 0.61}},
+                            {"point": {"lr": 0.05}, "probe": {"test_covariate": 0.55}},
+                        ],
+                        "oracle": {"point": {"lr": 0.01}, "test_covariate": 0.61},
+                    }
+                },
+            },
+            "croft_clean+wise": {
+                "base": "croft_clean",
+                "space": "weight",
+                "seeds": {"1": {"config": {}, "alpha": 0.5, "best_val_accuracy": 0.72}},
             },
         },
-        "croft_clean+wise": {
-            "base": "croft_clean",
-            "space": "weight",
-            "seeds": {"1": {"alpha": 0.5, "best_val_accuracy": 0.72}},
-        },
-    },
-}
+    }
+)
 
 
 RUN = MlflowRun("0123456789abcdef0123456789abcdef", "7")

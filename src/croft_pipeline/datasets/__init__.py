@@ -7,6 +7,7 @@ from croft_pipeline.datasets.project_dir import ProjectDirDataset
 from croft_pipeline.datasets.provenance import ProvenanceDataset
 from croft_pipeline.datasets.recorded_json import RecordedJSONDataset
 from croft_pipeline.datasets.safetensors_dict import SafetensorsDictDataset
+from croft_pipeline.datasets.train_summary import TrainSummaryDataset
 
 __all__ = [
     "BytesDataset",
@@ -15,6 +16,7 @@ __all__ = [
     "ProvenanceDataset",
     "RecordedJSONDataset",
     "SafetensorsDictDataset",
+    "TrainSummaryDataset",
     "partition_reader",
     "partition_value",
 ]

@@ -1,4 +1,5 @@
-"""Rebuild the fitted models a ``train_summary`` describes, from their stored weights.
+"""Rebuild the fitted models a :class:`~croft_pipeline.methods.train_summary.TrainSummary`
+describes, from their stored weights.
 
 An entry is a trained method (its own weights), or a WiSE-FT point of one (``base``, ``space``,
 per-seed ``alpha``), rebuilt from the base method's weights.
@@ -7,12 +8,12 @@ per-seed ``alpha``), rebuilt from the base method's weights.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from torch import Tensor
 
 from croft_pipeline.methods.base import partition_id
 from croft_pipeline.methods.registry import build_method, restore_method
+from croft_pipeline.methods.train_summary import MethodSummary
 from croft_pipeline.methods.wise import interpolate
 
 Weights = Callable[[str], Mapping[str, Tensor]]  # partition id -> state dict
@@ -24,23 +25,23 @@ def zero_shot_model(text_features: Tensor, logit_scale: float, device: str = "cp
 
 def fitted_model(
     name: str,
-    entry: Mapping[str, Any],
+    entry: MethodSummary,
     seed: int,
     weights: Weights,
     text_features: Tensor,
     logit_scale: float,
 ):
-    """The model of ``train_summary["methods"][name]`` at ``seed`` (``logits`` and ``embed``).
+    """The model of ``train_summary.methods[name]`` at ``seed`` (``logits`` and ``embed``).
 
     A WiSE-FT entry is rebuilt from its base method's weights by :func:`methods.wise.interpolate`
     (zero-shot CLIP exactly at α = 0, the fine-tuned model at α = 1), the one rule that chose α.
     """
-    run = entry["seeds"][str(seed)]
-    base = entry.get("base", name)
+    run = entry.seeds[seed]
+    base = entry.base or name
     fine_tuned = restore_method(
-        base, run["config"], text_features, logit_scale, seed, weights(partition_id(base, seed))
+        base, run.config, text_features, logit_scale, seed, weights(partition_id(base, seed))
     )
-    if "base" not in entry:
+    if not entry.is_wise:
         return fine_tuned
-    zero_shot = zero_shot_model(text_features, logit_scale, run["config"]["device"])
-    return interpolate(fine_tuned, zero_shot, float(run["alpha"]))
+    zero_shot = zero_shot_model(text_features, logit_scale, run.config["device"])
+    return interpolate(fine_tuned, zero_shot, float(run.alpha))

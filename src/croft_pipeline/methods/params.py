@@ -33,8 +33,6 @@ from croft_pipeline.config.rules import (
     parameter_error,
 )
 
-GRID_RUNNERS = ("batched", "sequential")  # train.grid_runner (methods/selection.py)
-GRID_RUNNER = one_of(GRID_RUNNERS)
 ENERGY_GRADS = ("closed_form", "autograd")  # methods/energy_grad.py ENERGY_GRAD_FORMS
 ALPHA = UNIT  # a WiSE-FT mixing weight
 
@@ -194,7 +192,6 @@ class TrainParams(Params):
     device: Annotated[str, TEXT] = "auto"  # checked against this machine by the project model
     num_threads: Annotated[int | str | None, THREAD_COUNT] = 1
     workers: Annotated[int | str | None, THREAD_COUNT] = "auto"
-    grid_runner: Annotated[str, GRID_RUNNER] = "batched"
     runner: Annotated[str, RUNNER] = "local"
     ray: RayTasks = RayTasks()
     methods: Annotated[list[Annotated[str, METHOD_NAME]], Field(min_length=1)]

@@ -4,16 +4,17 @@ Selection reads the training and the ID validation sets only. ``probe`` (optiona
 every fitted point *after* its fit, to record numbers the selection never sees (the benchmark's
 oracle: accuracy on the held-out domain, an upper bound no user could select).
 
-``runner`` (``train.grid_runner``) says how the points are fitted: ``sequential``, one ``fit``
-after another (the reference), or ``batched``, the points trained together as one stack
-(:mod:`croft_pipeline.methods.batched`); both give the same selection and, to float32 rounding,
-the same weights.
+The points that can train together (one batch signature) are fitted as one stack
+(:mod:`croft_pipeline.methods.batched`), by the one training loop
+(:func:`croft_pipeline.methods.trainer.fit_stack`); a stack gives the selection of the points'
+single fits and, to float32 rounding, their weights.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,14 +28,12 @@ from croft_pipeline.methods.base import (
     NonFiniteLossError,
     TrainSet,
 )
-from croft_pipeline.methods.batched import fit_or_error, fit_points
-from croft_pipeline.methods.params import GRID_RUNNER
 from croft_pipeline.methods.registry import build_method
+from croft_pipeline.methods.trainer import Fit, TrainableMethod, fit_stack
 
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[Method], dict[str, float]]
-DEFAULT_GRID_RUNNER = "batched"
 
 
 @dataclass
@@ -70,6 +69,33 @@ def point_text(point: Mapping[str, Any]) -> str:
     )
 
 
+def fit_or_error(method: Method, train: TrainSet, val: EvalSet) -> Fit:
+    """``method.fit``, or the error of a diverged fit."""
+    try:
+        return method.fit(train, val)
+    except NonFiniteLossError as exc:
+        return exc
+
+
+def fit_points(methods: Sequence[Method], train: TrainSet, val: EvalSet) -> list[Fit]:
+    """Each method's fit (in order): one stack per batch signature (a point alone is a stack of
+    one), a method without a signature by its own ``fit``. Each fitted method ends with its
+    best-epoch weights."""
+    fits: list[Fit | None] = [None] * len(methods)
+    stacks: dict[tuple, list[int]] = defaultdict(list)
+    for i, method in enumerate(methods):
+        signature = method.batch_signature() if isinstance(method, TrainableMethod) else None
+        if signature is None:
+            fits[i] = fit_or_error(method, train, val)
+        else:
+            stacks[signature].append(i)
+    for members in stacks.values():
+        stack = fit_stack([methods[i] for i in members], train, val)
+        for i, fit in zip(members, stack, strict=True):
+            fits[i] = fit
+    return fits  # type: ignore[return-value]
+
+
 def fit_selected(
     name: str,
     config: Mapping[str, Any],
@@ -80,23 +106,18 @@ def fit_selected(
     train: TrainSet,
     val: EvalSet,
     probe: Probe | None = None,
-    runner: str = DEFAULT_GRID_RUNNER,
 ) -> Selected:
     """Fit ``name`` at every grid point; keep the best ID-validation accuracy (first on ties).
 
     A grid point whose training diverges (:class:`NonFiniteLossError`) is recorded and skipped;
     if every point diverges, the last error is raised, saying that nothing was kept.
     """
-    GRID_RUNNER.check("train.grid_runner", runner)
     points = grid_points(grid)
     methods = [
         build_method(name, {**config, **point}, text_features, logit_scale, seed)
         for point in points
     ]
-    if runner == "batched":
-        fits = fit_points(methods, train, val)
-    else:
-        fits = [fit_or_error(method, train, val) for method in methods]
+    fits = fit_points(methods, train, val)
     best: Selected | None = None
     rows: list[dict[str, Any]] = []
     error: NonFiniteLossError | None = None

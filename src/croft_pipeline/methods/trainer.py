@@ -1,4 +1,5 @@
-"""The shared training loop: per-epoch LR schedule, one cached view per image, best-val epoch.
+"""The one training loop (:func:`fit_stack`, for one method or a stack of grid points): per-epoch
+LR schedule, one cached view per image, the non-finite guard, best-val epoch.
 
 docs/algorithm.md §8: SGD, cosine schedule stepped per epoch after a constant warm-up epoch;
 the epoch kept is the one with the best ID-validation accuracy (the first one on ties).
@@ -10,7 +11,7 @@ import math
 import time
 from abc import abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import torch
@@ -26,10 +27,12 @@ from croft_pipeline.methods.base import (
     accuracy,
     no_log,
 )
+from croft_pipeline.methods.batched import keep_points, point_vector, stack_points
 from croft_pipeline.methods.broadcast import backward
 from croft_pipeline.methods.params import TrainedParams
 
 POINT_OPTIM_KEYS = frozenset({"lr", "momentum", "weight_decay", "warmup_lr"})  # may vary in a batch
+Fit = FitReport | NonFiniteLossError  # what fitting one grid point gives
 
 
 def lr_at_epoch(
@@ -129,66 +132,123 @@ class TrainableMethod(Method):
                 group["lr"] = lr
 
     def fit(self, train: TrainSet, val: EvalSet, log: LogFn = no_log) -> FitReport:
-        start = time.perf_counter()
-        self._prepare(train)
-        self._make_optimizers()
-        features = train.features.to(self.device, torch.float32)
-        labels = train.labels.to(self.device, torch.long)
-        val_x = val.features.to(self.device, torch.float32)
-        val_y = val.labels.to(self.device, torch.long)
-        sampler = torch.Generator().manual_seed(self.seed)  # CPU: the same draws on any device
-        epochs = int(self.config["epochs"])
-        best = (-1, -math.inf, self.state_dict())
-        history: list[dict[str, float]] = []
-        for epoch in range(epochs):
-            lr = epoch_lr(self.config, epoch)
-            self._set_lr(lr)
-            x_epoch, order = draw_epoch(features, sampler)
-            sums: dict[str, float] = defaultdict(float)
-            correct = seen = 0
-            self.module.train()
-            for step, idx in enumerate(batch_indices(order, int(self.config["batch_size"]))):
-                terms, logits = self._guarded_step(x_epoch[idx], labels[idx], epoch, step)
-                for key, value in terms.items():
-                    sums[key] += value
-                correct += int((logits.argmax(1) == labels[idx]).sum())
-                seen += len(idx)
-            with torch.no_grad():
-                self.module.eval()
-                val_acc = accuracy(self._logits(val_x), val_y)
-            record = {key: value / (step + 1) for key, value in sums.items()}
-            record.update(train_accuracy=correct / seen, val_accuracy=val_acc, lr=lr)
-            history.append(record)
-            log(epoch, record)
-            if val_acc > best[1]:
-                best = (epoch, val_acc, self.state_dict())
-        self.load_state_dict(best[2])
-        return FitReport(
-            best_epoch=best[0],
-            best_val_accuracy=best[1],
-            epochs_run=epochs,
-            history=history,
-            seconds=time.perf_counter() - start,
-        )
+        """:func:`fit_stack` of this method alone; raises its :class:`NonFiniteLossError`."""
+        (fit,) = fit_stack([self], train, val, log)
+        if isinstance(fit, NonFiniteLossError):
+            raise fit
+        return fit
 
-    def _guarded_step(
-        self, x: Tensor, y: Tensor, epoch: int, step: int
-    ) -> tuple[dict[str, float], Tensor]:
-        """Run a step; on a non-finite term or weight, restore the pre-step weights and raise."""
-        last_good = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        terms, logits = self._train_step(x, y)
-        values = {key: float(value.detach()) for key, value in terms.items()}
-        bad = next(((k, v) for k, v in values.items() if not math.isfinite(v)), None)
+
+def _verdicts(
+    stack: TrainableMethod, terms: dict[str, list[float]], points: int
+) -> list[tuple | None]:
+    """The guard's verdict per point of a step: ``None``, or ``(what, value)`` for its first
+    non-finite term, else its first parameter (``named_parameters`` order) with a non-finite
+    entry."""
+    finite = {name: torch.isfinite(p.detach()).reshape(points, -1).all(1).tolist()
+              for name, p in stack.module.named_parameters()}  # fmt: skip
+    verdicts: list[tuple | None] = []
+    for slot in range(points):
+        bad = next(((key, v[slot]) for key, v in terms.items() if not math.isfinite(v[slot])), None)
         if bad is None:
-            bad = next(
-                (
-                    (f"parameter {name}", math.nan)
-                    for name, p in self.module.named_parameters()
-                    if not bool(torch.isfinite(p).all())
-                ),
-                None,
+            bad = next((
+                (f"parameter {name}", math.nan) for name, ok in finite.items() if not ok[slot]
+            ), None)  # fmt: skip
+        verdicts.append(bad)
+    return verdicts
+
+
+def fit_stack(
+    methods: Sequence[TrainableMethod], train: TrainSet, val: EvalSet, log: LogFn = no_log
+) -> list[Fit]:
+    """The training loop, for one method or a stack of grid points (one batch signature): the
+    same draws and schedule for every point, each with its own guard and best epoch.
+
+    One method trains as itself (its own tensors and ``torch.optim.SGD``), several as one stack
+    (:func:`~croft_pipeline.methods.batched.stack_points`). ``log(epoch, record)`` gets each
+    point's epoch record. A point whose step goes non-finite (a loss term or a weight) gets its
+    :class:`NonFiniteLossError` and leaves the stack; the others go on and end with their
+    best-epoch weights. A method trained alone gets its last good weights back; a stack does not
+    copy itself before every step for that (up to 70 % of a Tip-Adapter-F step), so its diverged
+    points keep their initial weights, which a grid search never reads.
+    """
+    start = time.perf_counter()
+    for method in methods:
+        method._prepare(train)
+    stacked = len(methods) > 1
+    stack = stack_points(methods) if stacked else methods[0]
+    if not stacked:
+        stack._make_optimizers()
+
+    device, config = stack.device, stack.config
+    features = train.features.to(device, torch.float32)
+    labels = train.labels.to(device, torch.long)
+    val_x, val_y = val.features.to(device, torch.float32), val.labels.to(device, torch.long)
+    sampler = torch.Generator().manual_seed(stack.seed)  # CPU: the same draws on any device
+    epochs = int(config["epochs"])
+    alive = list(range(len(methods)))  # the point behind each slot of the stack
+    best = [(-1, -math.inf, method.state_dict()) for method in methods]
+    histories: list[list[dict[str, float]]] = [[] for _ in methods]
+    errors: dict[int, NonFiniteLossError] = {}
+    for epoch in range(epochs):
+        lrs = {point: epoch_lr(methods[point].config, epoch) for point in alive}
+        stack._set_lr(point_vector([lrs[p] for p in alive], device) if stacked else lrs[0])
+        x_epoch, order = draw_epoch(features, sampler)
+        sums: dict[int, dict[str, float]] = {point: defaultdict(float) for point in alive}
+        correct: dict[int, int] = dict.fromkeys(alive, 0)
+        seen = 0
+        stack.module.train()
+        for step, idx in enumerate(batch_indices(order, int(config["batch_size"]))):
+            last_good = (
+                None
+                if stacked
+                else {k: v.detach().clone() for k, v in stack.module.state_dict().items()}
             )
-        if bad is not None:
-            self.module.load_state_dict(last_good)
-            raise NonFiniteLossError(self.name, epoch, step, bad[0], bad[1])
-        return values, logits.detach()
+            terms, logits = stack._train_step(x_epoch[idx], labels[idx])
+            values = {key: value.detach().expand(len(alive), 1, 1).flatten().tolist()
+                      for key, value in terms.items()}  # fmt: skip
+            hits = logits.detach().argmax(-1).eq(labels[idx]).sum(-1).expand(len(alive)).tolist()
+            kept = []
+            for slot, bad in enumerate(_verdicts(stack, values, len(alive))):
+                point = alive[slot]
+                if bad is not None:
+                    if last_good is not None:
+                        stack.module.load_state_dict(last_good)
+                    errors[point] = NonFiniteLossError(methods[point].name, epoch, step, *bad)
+                    continue
+                kept.append(slot)
+                for key, per_point in values.items():
+                    sums[point][key] += per_point[slot]
+                correct[point] += hits[slot]
+            seen += len(idx)
+            if len(kept) < len(alive):
+                alive = [alive[slot] for slot in kept]
+                if not alive:
+                    break
+                keep_points(stack, torch.tensor(kept, device=device))
+        if not alive:
+            break
+        with torch.no_grad():
+            stack.module.eval()
+            val_logits = stack._logits(val_x).expand(len(alive), *val_y.shape, -1)
+        val_accs = [accuracy(val_logits[slot], val_y) for slot in range(len(alive))]
+        improved = any(acc > best[point][1] for acc, point in zip(val_accs, alive, strict=True))
+        state = stack.state_dict() if improved else {}
+        for slot, (point, val_acc) in enumerate(zip(alive, val_accs, strict=True)):
+            record = {key: value / (step + 1) for key, value in sums[point].items()}
+            record.update(train_accuracy=correct[point] / seen, val_accuracy=val_acc, lr=lrs[point])
+            histories[point].append(record)
+            log(epoch, record)
+            if val_acc > best[point][1]:
+                kept_state = {k: v[slot].clone() for k, v in state.items()} if stacked else state
+                best[point] = (epoch, val_acc, kept_state)
+    share = (time.perf_counter() - start) / len(methods)  # each point's share of the stack's time
+    fits: list[Fit] = []
+    for point, method in enumerate(methods):
+        if point in errors:
+            fits.append(errors[point])
+            continue
+        epoch, val_acc, weights = best[point]
+        method.load_state_dict(weights)
+        fits.append(FitReport(epoch, val_acc, epochs, histories[point], share))
+    return fits

@@ -25,7 +25,7 @@ from croft_pipeline.methods.base import (
 )
 from croft_pipeline.methods.fitted import zero_shot_model
 from croft_pipeline.methods.params import CroftParams
-from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, fit_selected
+from croft_pipeline.methods.selection import fit_selected
 from croft_pipeline.methods.wise import choose_alpha, space_of
 
 
@@ -42,7 +42,6 @@ class FitJob:
     probes: dict[str, EvalSet] = field(default_factory=dict)  # never used for selection
     wise_alphas: tuple[float, ...] = ()  # empty: no WiSE-FT point
     num_threads: int | str | None = 1
-    grid_runner: str = DEFAULT_GRID_RUNNER  # train.grid_runner: batched | sequential
 
 
 @dataclass
@@ -89,7 +88,6 @@ def run_fit(job: FitJob) -> FitOutcome:
             job.train,
             job.val,
             probe if job.probes else None,
-            job.grid_runner,
         )
         wise = None
         if job.wise_alphas:

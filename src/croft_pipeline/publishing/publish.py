@@ -15,6 +15,7 @@ from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
+from croft_pipeline.methods.train_summary import SeedFit, SeedWise, TrainSummary
 from croft_pipeline.ood.scores import stacked
 from croft_pipeline.provenance import Provenance
 from croft_pipeline.publishing.gates import check_gates, gated_metrics
@@ -22,29 +23,32 @@ from croft_pipeline.publishing.registry import alias_version, describe_version, 
 from croft_pipeline.serving.bundle import write_bundle
 
 
-def trained_runs(train_summary: Mapping[str, Any], method: str) -> dict[str, dict[str, Any]]:
-    """``{seed: entry}`` of ``method`` in ``train_summary["methods"]`` (docs/architecture.md)."""
-    methods = train_summary.get("methods", {})
+def trained_runs(train_summary: TrainSummary, method: str) -> dict[int, SeedFit | SeedWise]:
+    """``{seed: run}`` of ``method`` in ``train_summary.methods`` (docs/architecture.md)."""
+    methods = train_summary.methods
     if method not in methods:
         raise KeyError(
             f"evaluate.register.method {method!r} was not trained; train_summary has {sorted(methods)}"
         )
-    return {str(seed): dict(entry) for seed, entry in methods[method]["seeds"].items()}
+    return methods[method].seeds
 
 
-def choose_seed(runs: Mapping[str, Mapping[str, Any]], seed: int | None) -> str:
+def choose_seed(runs: Mapping[int, SeedFit | SeedWise], seed: int | None) -> int:
     """``seed`` if given, else the seed with the best ID validation accuracy (ties: smallest)."""
     if seed is not None:
-        if str(seed) not in runs:
+        if seed not in runs:
             raise KeyError(f"evaluate.register.seed {seed} was not trained; seeds: {sorted(runs)}")
-        return str(seed)
-    return min(
-        runs, key=lambda s: (-float(runs[s].get("best_val_accuracy", float("-inf"))), int(s))
-    )
+        return seed
+
+    def accuracy(s: int) -> float:
+        value = runs[s].best_val_accuracy
+        return float("-inf") if value is None else float(value)
+
+    return min(runs, key=lambda s: (-accuracy(s), s))
 
 
 def served_method(
-    train_summary: Mapping[str, Any],
+    train_summary: TrainSummary,
     method: str,
     seed: int,
     weights: Callable[[str], Mapping[str, torch.Tensor]],
@@ -56,19 +60,17 @@ def served_method(
     base method at α = 1, the base class with interpolated weights in between; a point that
     blends two models' outputs cannot be served as one method.
     """
-    entry, run = (
-        train_summary["methods"][method],
-        train_summary["methods"][method]["seeds"][str(seed)],
-    )
+    entry = train_summary.methods[method]
+    run = entry.seeds[seed]
     model = fitted_model(
-        method, entry, seed, weights, text_features, float(train_summary["logit_scale"])
+        method, entry, seed, weights, text_features, float(train_summary.logit_scale)
     )
     if not isinstance(model, Method):
         raise ValueError(
             f"evaluate.register.method {method!r} blends two models' outputs (WiSE-FT in output "
-            f"space, alpha {run['alpha']}); register {entry['base']!r} or a weight-space method"
+            f"space, alpha {run.alpha}); register {entry.base!r} or a weight-space method"
         )
-    config = run["config"] if model.name != "zero_shot" else {"device": run["config"]["device"]}
+    config = run.config if model.name != "zero_shot" else {"device": run.config["device"]}
     return model.name, config, model.state_dict()
 
 
@@ -96,7 +98,7 @@ def interval_gate_pairs(register: Mapping[str, Any], gates: Mapping[str, Any]):
 
 
 def publish_model(
-    train_summary: Mapping[str, Any],
+    train_summary: TrainSummary,
     calibration: Mapping[str, Any],
     text_features: FeatureTable,
     clip_model_spec: Mapping[str, Any],
@@ -122,14 +124,14 @@ def publish_model(
     method = register["method"]
     runs = trained_runs(train_summary, method)
     seed = choose_seed(runs, register.get("seed"))
-    calibrated = calibration[method][seed]
-    class_names = list(train_summary["id_classes"])
+    calibrated = calibration[method][str(seed)]  # calibration.json: seeds keyed by text
+    class_names = list(train_summary.id_classes)
     if list(text_features.keys) != class_names:
         raise ValueError(
             f"text_features keys {text_features.keys} differ from train_summary id_classes {class_names}"
         )
     served_name, served_config, state = served_method(
-        train_summary, method, int(seed), weights, text_features.features[:, 0]
+        train_summary, method, seed, weights, text_features.features[:, 0]
     )
     checkpoint = local_checkpoint(
         clip_model_spec["model_name"], clip_model_spec.get("pretrained"), project_dir
@@ -146,8 +148,8 @@ def publish_model(
         "precision": precision,
         "method": served_name,
         "method_config": served_config,
-        "seed": int(seed),
-        "logit_scale": float(train_summary["logit_scale"]),
+        "seed": seed,
+        "logit_scale": float(train_summary.logit_scale),
         "class_names": class_names,
         "threshold": float(calibrated["threshold"]),
         "score": calibrated["score"],
@@ -158,11 +160,11 @@ def publish_model(
     passed = all(result.passed for result in results)
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
     with tempfile.TemporaryDirectory() as tmp:
-        bank = None if knn is None else knn_bank(predictions, method, int(seed), knn_bank_split)
+        bank = None if knn is None else knn_bank(predictions, method, seed, knn_bank_split)
         artifacts = write_bundle(
             tmp, config, text_features.features[:, 0], state, checkpoint, bank, knn
         )
-        tags = {"method": method, "seed": seed, "gates_passed": str(passed).lower()}
+        tags = {"method": method, "seed": str(seed), "gates_passed": str(passed).lower()}
         model_config = register.get("model_config")
         with registration(
             artifacts, register["model_name"], aliases, tags, model_config
@@ -177,7 +179,7 @@ def publish_model(
             document = {
                 **registered,
                 "method": method,
-                "seed": int(seed),
+                "seed": seed,
                 "threshold": config["threshold"],
                 "score": config["score"],
                 "score_params": config["score_params"],
@@ -205,7 +207,7 @@ def version_tags(
 
 def version_description(
     method: str,
-    seed: str,
+    seed: int,
     aliases: list[str],
     metrics: Mapping[str, float],
     provenance: Provenance | None,

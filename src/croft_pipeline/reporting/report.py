@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.provenance import Provenance
 from croft_pipeline.reporting.classes import (
     class_accuracy,
@@ -88,7 +89,7 @@ def build_report(
     summary: pd.DataFrame,
     domain_summary: pd.DataFrame,
     comparisons: pd.DataFrame,
-    train_summary: Mapping[str, Any],
+    train_summary: TrainSummary,
     plots: Mapping[str, bytes],
     title: str,
     sample_scores: pd.DataFrame | None = None,
@@ -154,13 +155,13 @@ def build_report(
 def _class_sections(
     sample_scores: pd.DataFrame | None,
     splits: Mapping[str, str] | None,
-    train_summary: Mapping[str, Any],
+    train_summary: TrainSummary,
 ) -> list[Table | Fragment]:
     """Per-class accuracy (ID test → covariate, the largest drop first) and one confusion matrix
     per method on the covariate-shift test; none without per-sample scores."""
     if sample_scores is None or sample_scores.empty or not splits:
         return []
-    classes = list(train_summary["id_classes"])
+    classes = list(train_summary.id_classes)
     covariate = splits["covariate"]
     figures = []
     for method, counts in confusion_counts(sample_scores, covariate, len(classes)).items():

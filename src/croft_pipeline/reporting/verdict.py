@@ -3,12 +3,12 @@ oracle gap (Kedro-free tables for the report)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from croft_pipeline.methods.train_summary import SeedWise, TrainSummary
 from croft_pipeline.ood.intervals import beyond_noise
 from croft_pipeline.reporting.tables import SHIFT_ORDER
 
@@ -113,24 +113,24 @@ def _shift_rank(shift: str) -> int:
     return SHIFT_ORDER.get(base, len(SHIFT_ORDER)) * 10 + (0 if shift == base else 1)
 
 
-def selection_records(train_summary: Mapping[str, Any], **extra: Any) -> list[dict[str, Any]]:
+def selection_records(train_summary: TrainSummary, **extra: Any) -> list[dict[str, Any]]:
     """One record per method and seed: the selected grid point, best epoch, ID-val accuracy and
     zero-shot's, the held-out accuracy of the selected point and of the oracle point (the best
     held-out accuracy over the grid: an upper bound no user could select), or α for WiSE-FT."""
     records = []
-    for name, entry in train_summary["methods"].items():
-        for seed, run in entry["seeds"].items():
-            record = {**extra, "method": name, "seed": int(seed),
-                      "val_accuracy": run.get("best_val_accuracy")}  # fmt: skip
-            if "base" in entry:
-                record["alpha"] = run["alpha"]
-            elif run.get("best_epoch", -1) >= 0:
+    for name, entry in train_summary.methods.items():
+        for seed, run in entry.seeds.items():
+            record = {**extra, "method": name, "seed": seed,
+                      "val_accuracy": run.best_val_accuracy}  # fmt: skip
+            if isinstance(run, SeedWise):
+                record["alpha"] = run.alpha
+            elif run.best_epoch >= 0:
                 record.update(
-                    point={key: run["config"][key] for key in entry.get("grid", {})},
-                    best_epoch=run["best_epoch"],
-                    zero_shot_val_accuracy=run.get("zero_shot_val_accuracy"),
-                    heldout_selected=_probe_of(run).get("test_covariate"),
-                    heldout_oracle=(run.get("oracle") or {}).get("test_covariate"),
+                    point={key: run.config[key] for key in entry.grid or {}},
+                    best_epoch=run.best_epoch,
+                    zero_shot_val_accuracy=run.zero_shot_val_accuracy,
+                    heldout_selected=run.probe().get("test_covariate"),
+                    heldout_oracle=run.oracle.get("test_covariate"),
                 )
             records.append(record)
     return records
@@ -176,11 +176,3 @@ def _cell(value):
     if isinstance(value, float):
         return "–" if np.isnan(value) else f"{value:.3f}"
     return value
-
-
-def _probe_of(run: Mapping[str, Any]) -> dict[str, float]:
-    """The probe numbers of the selected grid point (the row whose point the config holds)."""
-    for row in run.get("grid", []):
-        if all(run["config"].get(k) == v for k, v in row.get("point", {}).items()):
-            return row.get("probe", {})
-    return {}

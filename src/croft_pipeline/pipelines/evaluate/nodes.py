@@ -14,6 +14,7 @@ from croft_pipeline.common.files import atomic_write_json
 from croft_pipeline.datasets import partition_reader, partition_value
 from croft_pipeline.methods.feature_sets import class_text_features, eval_set
 from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
+from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.methods.wise import curve, wise_name
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
 from croft_pipeline.ood.evaluation import (
@@ -34,11 +35,11 @@ EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged it
 
 
 def score_samples(
-    predictions: pd.DataFrame, train_summary: dict, openset_kinds: dict, params: dict
+    predictions: pd.DataFrame, train_summary: TrainSummary, openset_kinds: dict, params: dict
 ) -> pd.DataFrame:
     """Every OOD score of every evaluated sample (higher = more in-distribution)."""
     config = EvaluationConfig.from_params(params, openset_kinds)
-    return score_predictions(predictions, float(train_summary["logit_scale"]), config)
+    return score_predictions(predictions, float(train_summary.logit_scale), config)
 
 
 def compute_metrics(
@@ -78,24 +79,24 @@ def trace_wise_curves(
     image_features_center: FeatureTable,
     text_features: FeatureTable,
     adapter_weights: dict[str, Any],
-    train_summary: dict,
+    train_summary: TrainSummary,
     wise: dict,
 ) -> pd.DataFrame:
     """Accuracy on val, ID test and the held-out domain at every WiSE-FT α of every method."""
-    text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
+    text, logit_scale = class_text_features(text_features, train_summary.id_classes)
     weights, rows = partition_reader(adapter_weights), []
-    for name, entry in train_summary["methods"].items():
-        if wise_name(name) not in train_summary["methods"]:
+    for name, entry in train_summary.methods.items():
+        if wise_name(name) not in train_summary.methods:
             continue
-        for seed in entry["seeds"]:
-            model = fitted_model(name, entry, int(seed), weights, text, logit_scale)
-            zero_shot = zero_shot_model(text, logit_scale, entry["seeds"][seed]["config"]["device"])
+        for seed, run in entry.seeds.items():
+            model = fitted_model(name, entry, seed, weights, text, logit_scale)
+            zero_shot = zero_shot_model(text, logit_scale, run.config["device"])
             sets = {
-                split: _tensors(eval_set(splits, int(seed), split, image_features_center))
+                split: _tensors(eval_set(splits, seed, split, image_features_center))
                 for split in WISE_CURVE_SPLITS
             }
             for row in curve(model, zero_shot, wise["alphas"], sets):
-                rows.append({"method": name, "seed": int(seed), **row})
+                rows.append({"method": name, "seed": seed, **row})
     return pd.DataFrame(rows, columns=["method", "seed", "alpha", "split", "accuracy"])
 
 
@@ -135,7 +136,7 @@ def render_report(
     summary: pd.DataFrame,
     domain_summary: pd.DataFrame,
     comparisons: pd.DataFrame,
-    train_summary: dict,
+    train_summary: TrainSummary,
     plots: dict[str, Any],
     evaluation_scores: pd.DataFrame,
     provenance: Provenance,
@@ -214,7 +215,7 @@ def _log_on_training_runs(results: pd.DataFrame, training_runs: dict) -> list[st
 
 
 def register_model(
-    train_summary: dict,
+    train_summary: TrainSummary,
     calibration: dict,
     text_features: FeatureTable,
     clip_model_spec: dict,

@@ -25,7 +25,8 @@ from croft_pipeline.methods.feature_sets import (
 )
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.params import method_config, method_grids
-from croft_pipeline.methods.selection import DEFAULT_GRID_RUNNER, point_text, varied_keys
+from croft_pipeline.methods.selection import point_text, varied_keys
+from croft_pipeline.methods.train_summary import MethodSummary, SeedFit, SeedWise, TrainSummary
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all
 from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
@@ -47,7 +48,7 @@ def fit_methods(
     seeds: list[int],
     scores: dict[str, Any] | None = None,
     knn_bank_split: str = "train",
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, dict[str, str]]]:
+) -> tuple[dict[str, dict[str, torch.Tensor]], TrainSummary, dict[str, dict[str, str]]]:
     """Fit every method of ``params.methods`` for every seed: the grid point with the best ID
     validation accuracy, then its WiSE-FT interpolation (α on ID validation too).
 
@@ -86,64 +87,63 @@ def fit_methods(
             **data[seed],
             wise_alphas=alphas if METHODS[name].trains else (),
             num_threads=params.get("num_threads"),
-            grid_runner=params.get("grid_runner", DEFAULT_GRID_RUNNER),
         )
         for seed in seeds
         for name in configs
     ]
     workers = worker_count(params.get("workers", "auto"), len(jobs))
     outcomes = fit_all(jobs, workers, Runner.from_params(params, "train"))
-    methods: dict[str, Any] = {}
+    methods: dict[str, MethodSummary] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
     runs: dict[str, dict[str, str]] = {}
     for outcome in outcomes:
         for name, run_id in _log_outcome(outcome, grids[outcome.name]).items():
             runs.setdefault(name, {})[str(outcome.seed)] = run_id
         _record(outcome, grids[outcome.name], methods, weights)
-    summary = {"logit_scale": logit_scale, "id_classes": list(id_classes), "methods": methods}
+    summary = TrainSummary(logit_scale=logit_scale, id_classes=list(id_classes), methods=methods)
     return weights, summary, runs
 
 
 HISTORY_KEYS = ("train_accuracy", "val_accuracy", "lr")
 
 
-def _record(outcome: FitOutcome, grid, methods: dict, weights: dict) -> None:
+def _record(outcome: FitOutcome, grid, methods: dict[str, MethodSummary], weights: dict) -> None:
     """The outcome's summary entries and weights (its WiSE-FT point as a method of its own)."""
     name, seed = outcome.name, outcome.seed
     entry = methods.setdefault(
-        name, {"mode": getattr(METHODS[name], "mode", None), "grid": grid, "seeds": {}}
+        name, MethodSummary(mode=getattr(METHODS[name], "mode", None), grid=grid, seeds={})
     )
     weights[partition_id(name, seed)] = outcome.state
     oracle = max(
         (row for row in outcome.grid if "probe" in row),
         key=lambda row: row["probe"].get("test_covariate", float("-inf")),
     )
-    entry["seeds"][str(seed)] = {
-        "config": outcome.config,
-        "best_epoch": outcome.report.best_epoch,
-        "best_val_accuracy": outcome.report.best_val_accuracy,
-        "zero_shot_val_accuracy": outcome.zero_shot_val_accuracy,
-        "history": [  # the selected point's epochs (dvc plots: validation_accuracy_curve)
+    entry.seeds[seed] = SeedFit(
+        config=outcome.config,
+        best_epoch=outcome.report.best_epoch,
+        best_val_accuracy=outcome.report.best_val_accuracy,
+        zero_shot_val_accuracy=outcome.zero_shot_val_accuracy,
+        history=[  # the selected point's epochs (dvc plots: validation_accuracy_curve)
             {"epoch": epoch, **{k: record[k] for k in HISTORY_KEYS if k in record}}
             for epoch, record in enumerate(outcome.report.history)
         ],
-        "grid": outcome.grid_rows(),
-        "oracle": {"point": oracle["point"], **oracle["probe"]},
-        "adapter": partition_id(name, seed),  # its key in adapter_weights (catalog_train.yml)
-    }
+        grid=outcome.grid_rows(),
+        oracle={"point": oracle["point"], **oracle["probe"]},
+        adapter=partition_id(name, seed),  # its key in adapter_weights (catalog_train.yml)
+    )
     if outcome.wise is None:
         return
     wise = outcome.wise
     wise_entry = methods.setdefault(
         wise_name(name),
-        {"mode": entry["mode"], "base": name, "space": wise["space"], "seeds": {}},
+        MethodSummary(mode=entry.mode, base=name, space=wise["space"], seeds={}),
     )
-    wise_entry["seeds"][str(seed)] = {
-        "config": outcome.config,
-        "alpha": wise["alpha"],
-        "best_val_accuracy": wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
-        "val_accuracy_by_alpha": wise["val_accuracy_by_alpha"],
-    }
+    wise_entry.seeds[seed] = SeedWise(
+        config=outcome.config,
+        alpha=wise["alpha"],
+        best_val_accuracy=wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
+        val_accuracy_by_alpha=wise["val_accuracy_by_alpha"],
+    )
 
 
 def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, str]:
@@ -206,22 +206,22 @@ def predict_splits(
     image_features_center: FeatureTable,
     text_features: FeatureTable,
     adapter_weights: Mapping[str, Any],
-    train_summary: dict[str, Any],
+    train_summary: TrainSummary,
 ) -> pd.DataFrame:
     """The ``predictions`` table: logits and adapted embedding of every split row (center view).
 
     Each model is rebuilt from its summary entry and saved weights, as serving does.
     """
-    text, logit_scale = class_text_features(text_features, train_summary["id_classes"])
+    text, logit_scale = class_text_features(text_features, train_summary.id_classes)
     weights, frames = partition_reader(adapter_weights), []
-    for name, entry in train_summary["methods"].items():
-        for seed in entry["seeds"]:
-            model = fitted_model(name, entry, int(seed), weights, text, logit_scale)
-            rows = seed_rows(splits, int(seed))
+    for name, entry in train_summary.methods.items():
+        for seed in entry.seeds:
+            model = fitted_model(name, entry, seed, weights, text, logit_scale)
+            rows = seed_rows(splits, seed)
             rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
             features = center_features(rows, image_features_center)
             frame = rows[ROW_COLUMNS].reset_index(drop=True)
-            frame.insert(0, "seed", int(seed))
+            frame.insert(0, "seed", seed)
             frame.insert(0, "method", name)
             frame["logits"] = list(model.logits(features).numpy())
             frame["embedding"] = list(model.embed(features).numpy())
@@ -231,7 +231,7 @@ def predict_splits(
 
 def calibrate(
     predictions: pd.DataFrame,
-    train_summary: dict[str, Any],
+    train_summary: TrainSummary,
     calibration: dict[str, Any],
     scores: dict[str, Any],
     knn_bank_split: str,
@@ -240,7 +240,7 @@ def calibrate(
     calibrated score with its ``evaluate.scores`` parameters."""
     return calibrate_thresholds(
         predictions,
-        float(train_summary["logit_scale"]),
+        float(train_summary.logit_scale),
         calibration["score"],
         float(calibration["tpr"]),
         {name: dict(params or {}) for name, params in scores.items()},
@@ -248,14 +248,15 @@ def calibrate(
     )
 
 
-def validation_curve(train_summary: dict[str, Any]) -> pd.DataFrame:
+def validation_curve(train_summary: TrainSummary) -> pd.DataFrame:
     """ID-validation accuracy per epoch of each method's selected fit, mean over seeds, for
     ``dvc plots``: method, epoch, val_accuracy, n_seeds (zero-shot has no epochs)."""
     rows = [
         {"method": method, "seed": seed, "epoch": record["epoch"], "val": record["val_accuracy"]}
-        for method, entry in train_summary["methods"].items()
-        for seed, fit in entry["seeds"].items()
-        for record in fit.get("history", [])
+        for method, entry in train_summary.methods.items()
+        if not entry.is_wise
+        for seed, fit in entry.seeds.items()
+        for record in fit.history
     ]
     columns = ["method", "epoch", "val_accuracy", "n_seeds"]
     if not rows:
