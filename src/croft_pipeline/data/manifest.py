@@ -15,9 +15,18 @@ from croft_pipeline.data.errors import DataValidationError
 from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
 
 MANIFEST_COLUMNS = [
-    "root", "path", "sha256", "domain", "class_name", "label", "role", "group",
-    "width", "height", "mode",
-]  # fmt: skip
+    "root",
+    "path",
+    "sha256",
+    "domain",
+    "class_name",
+    "label",
+    "role",
+    "group",
+    "width",
+    "height",
+    "mode",
+]
 SKIPPED_COLUMNS = ["root", "path", "reason"]
 ROLES = ("id", "openset", "pretrain")
 SOURCE_ROLES = ("auto", "id", "openset", "pretrain")

@@ -85,9 +85,14 @@ class NonFiniteLossError(FloatingPointError):
     """
 
     def __init__(
-        self, method: str, epoch: int, step: int, term: str, value: float,
+        self,
+        method: str,
+        epoch: int,
+        step: int,
+        term: str,
+        value: float,
         outcome: str = "training stopped",
-    ):  # fmt: skip
+    ):
         self.method, self.epoch, self.step, self.term, self.value = method, epoch, step, term, value
         super().__init__(
             f"{method}: non-finite {term!r} = {value} at epoch {epoch}, step {step}; {outcome}"

@@ -101,8 +101,14 @@ def stack_points(methods: Sequence[TrainableMethod]) -> TrainableMethod:
     stack.module = copy.deepcopy(first.module)
     tensors = [*first.module.named_parameters(), *first.module.named_buffers()]
     for name, tensor in tensors:
-        values = torch.stack([m.module.get_parameter(name) if isinstance(tensor, nn.Parameter)
-                              else m.module.get_buffer(name) for m in methods]).detach()  # fmt: skip
+        values = torch.stack(
+            [
+                m.module.get_parameter(name)
+                if isinstance(tensor, nn.Parameter)
+                else m.module.get_buffer(name)
+                for m in methods
+            ]
+        ).detach()
         _set(
             stack.module, name, nn.Parameter(values) if isinstance(tensor, nn.Parameter) else values
         )

@@ -141,10 +141,14 @@ def fit_selected(
             best = Selected(method, {**config, **point}, report)
     if best is None and error is not None:
         raise NonFiniteLossError(
-            error.method, error.epoch, error.step, error.term, error.value,
+            error.method,
+            error.epoch,
+            error.step,
+            error.term,
+            error.value,
             outcome=f"every grid point of seed {seed} diverged ({len(rows)} tried), so no weights "
             f"were kept and nothing is written: lower the lr in train.grids.{name}",
-        ) from error  # fmt: skip
+        ) from error
     if best is None:
         raise ValueError(f"{name}: empty grid")
     best.grid = rows

@@ -145,15 +145,18 @@ def _verdicts(
     """The guard's verdict per point of a step: ``None``, or ``(what, value)`` for its first
     non-finite term, else its first parameter (``named_parameters`` order) with a non-finite
     entry."""
-    finite = {name: torch.isfinite(p.detach()).reshape(points, -1).all(1).tolist()
-              for name, p in stack.module.named_parameters()}  # fmt: skip
+    finite = {
+        name: torch.isfinite(p.detach()).reshape(points, -1).all(1).tolist()
+        for name, p in stack.module.named_parameters()
+    }
     verdicts: list[tuple | None] = []
     for slot in range(points):
         bad = next(((key, v[slot]) for key, v in terms.items() if not math.isfinite(v[slot])), None)
         if bad is None:
-            bad = next((
-                (f"parameter {name}", math.nan) for name, ok in finite.items() if not ok[slot]
-            ), None)  # fmt: skip
+            bad = next(
+                ((f"parameter {name}", math.nan) for name, ok in finite.items() if not ok[slot]),
+                None,
+            )
         verdicts.append(bad)
     return verdicts
 
@@ -205,8 +208,10 @@ def fit_stack(
                 else {k: v.detach().clone() for k, v in stack.module.state_dict().items()}
             )
             terms, logits = stack._train_step(x_epoch[idx], labels[idx])
-            values = {key: value.detach().expand(len(alive), 1, 1).flatten().tolist()
-                      for key, value in terms.items()}  # fmt: skip
+            values = {
+                key: value.detach().expand(len(alive), 1, 1).flatten().tolist()
+                for key, value in terms.items()
+            }
             hits = logits.detach().argmax(-1).eq(labels[idx]).sum(-1).expand(len(alive)).tolist()
             kept = []
             for slot, bad in enumerate(_verdicts(stack, values, len(alive))):

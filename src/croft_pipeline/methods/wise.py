@@ -118,6 +118,11 @@ def curve(
         model = interpolate(method, zero_shot, alpha)
         for split, (features, labels) in sets.items():
             if len(labels):
-                rows.append({"alpha": float(alpha), "split": split,
-                             "accuracy": accuracy(model.logits(features), labels)})  # fmt: skip
+                rows.append(
+                    {
+                        "alpha": float(alpha),
+                        "split": split,
+                        "accuracy": accuracy(model.logits(features), labels),
+                    }
+                )
     return rows

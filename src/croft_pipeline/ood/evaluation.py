@@ -31,9 +31,17 @@ from croft_pipeline.ood.scores import compute_score, prediction_inputs, score_pa
 RESULT_COLUMNS = ["method", "seed", "shift", "metric", "value"]
 DOMAIN_COLUMNS = ["method", "seed", "shift", "domain", "n", "accuracy"]
 PREDICTION_COLUMNS = (
-    "method", "seed", "split", "sha256", "domain", "class_name", "group", "label", "logits",
+    "method",
+    "seed",
+    "split",
+    "sha256",
+    "domain",
+    "class_name",
+    "group",
+    "label",
+    "logits",
     "embedding",
-)  # fmt: skip
+)
 SAMPLE_COLUMNS = ["method", "seed", "split", "sha256", "domain", "class_name", "group", "label"]
 OPENSET_KINDS = ("near", "far")
 
@@ -163,8 +171,11 @@ def shift_frames(samples: pd.DataFrame, config: EvaluationConfig) -> dict[str, p
 
 ACCURACY_SHIFTS = ("id", "covariate", "covariate_novel")
 OPENSET_SHIFTS = ("openset", "openset_near", "openset_far")
-DEPLOY_METRICS = {"id": ("deploy_tpr",), "covariate": ("deploy_tpr",),
-                  "openset": ("deploy_fpr", "deploy_threshold")}  # fmt: skip
+DEPLOY_METRICS = {
+    "id": ("deploy_tpr",),
+    "covariate": ("deploy_tpr",),
+    "openset": ("deploy_fpr", "deploy_threshold"),
+}
 PAPER_METRICS = ("paper_fpr95", "paper_auroc")  # on the openset shift
 
 

@@ -31,11 +31,13 @@ def class_accuracy(
     """Long: ``method``, ``class``, ``id``, ``covariate`` (accuracy), ``drop`` (id − covariate)."""
     rows = sample_scores[sample_scores["split"].isin([id_split, covariate_split])]
     accuracy = (
-        rows.groupby(["method", "label", "split"])["correct"].mean().unstack("split")
+        rows.groupby(["method", "label", "split"])["correct"]
+        .mean()
+        .unstack("split")
         .reindex(columns=[id_split, covariate_split])
         .rename(columns={id_split: "id", covariate_split: "covariate"})
         .reset_index()
-    )  # fmt: skip
+    )
     accuracy["class"] = [classes[label] for label in accuracy["label"]]
     accuracy["drop"] = accuracy["id"] - accuracy["covariate"]
     return accuracy[["method", "class", "id", "covariate", "drop"]]
@@ -46,8 +48,11 @@ def class_accuracy_table(accuracy: pd.DataFrame) -> pd.DataFrame:
     if accuracy.empty:
         return pd.DataFrame()
     cells = accuracy.assign(
-        cell=[f"{_number(i)} → {_number(c)}" for i, c in zip(accuracy["id"], accuracy["covariate"], strict=True)]
-    )  # fmt: skip
+        cell=[
+            f"{_number(i)} → {_number(c)}"
+            for i, c in zip(accuracy["id"], accuracy["covariate"], strict=True)
+        ]
+    )
     wide = cells.pivot(index="class", columns="method", values="cell").fillna("–")
     mean_drop = accuracy.groupby("class")["drop"].mean().reindex(wide.index)
     order = mean_drop.sort_values(ascending=False, na_position="last").index

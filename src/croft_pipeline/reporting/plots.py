@@ -120,10 +120,21 @@ def accuracy_scatter(summary: pd.DataFrame, wise_curves: pd.DataFrame) -> bytes:
             continue
         base = wise_base(method)
         marker = "*" if is_wise(method) else "o" if method != "zero_shot" else "s"
-        axes.scatter(row["id"], row["covariate"], marker=marker, s=70 if marker == "*" else 40,
-                     color=colours.get(base, "black"), zorder=3)  # fmt: skip
-        axes.annotate(method, (row["id"], row["covariate"]), fontsize=7,
-                      xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        axes.scatter(
+            row["id"],
+            row["covariate"],
+            marker=marker,
+            s=70 if marker == "*" else 40,
+            color=colours.get(base, "black"),
+            zorder=3,
+        )
+        axes.annotate(
+            method,
+            (row["id"], row["covariate"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     axes.set(
         xlabel="ID test accuracy",
         ylabel="held-out domain (covariate) accuracy",

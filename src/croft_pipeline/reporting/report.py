@@ -106,7 +106,7 @@ def build_report(
             "Verdict: each method against zero-shot CLIP",
             verdict_table(comparisons, "vs zero-shot"),
             VERDICT_NOTE,
-        ),  # fmt: skip
+        ),
     ]
     if "accuracy_scatter" in plots:
         sections.append(
@@ -117,28 +117,28 @@ def build_report(
             "edr-table",
             "Does the energy term help? CRoFT against croft_no_edr",
             verdict_table(comparisons, "vs no EDR"),
-        ),  # fmt: skip
+        ),
         Table(
             "baseline-table",
             "CRoFT against the best baseline on each metric (chosen on these test results)",
             verdict_table(comparisons, "vs best baseline"),
-        ),  # fmt: skip
+        ),
         *_class_sections(sample_scores, splits, train_summary),
         Table(
             "selection-table",
             "Model selection on ID validation (the oracle column is an upper bound no user could select)",
             selection_table(selection_records(train_summary)),
-        ),  # fmt: skip
+        ),
         Table(
             "summary-table",
             f"Results: method × shift × metric ({SHORT_CONVENTION})",
             summary_table(summary),
-        ),  # fmt: skip
+        ),
         Table(
             "detection-table",
             f"Open-set detection by OOD score, ID test vs each open-set part ({SHORT_CONVENTION})",
             detection_table(summary),
-        ),  # fmt: skip
+        ),
         Table(
             "domain-table",
             "Accuracy per domain (mean ± std over seeds)",

@@ -56,10 +56,14 @@ def backbone_agreement(pooled: pd.DataFrame, per_backbone: pd.DataFrame) -> pd.D
         key = tuple(getattr(row, name) for name in COMPARISON_KEYS)
         part = groups.get(key, per_backbone.iloc[:0])
         differences = [
-            {"backbone": int(r.backbone), "difference": float(r.difference),
-             "low": float(r.low), "high": float(r.high)}
+            {
+                "backbone": int(r.backbone),
+                "difference": float(r.difference),
+                "low": float(r.low),
+                "high": float(r.high),
+            }
             for r in part.itertuples()
-        ]  # fmt: skip
+        ]
         sign = int(np.sign(row.difference))
         holds = [sign != 0 and beyond_noise(d["low"], d["high"]) == sign for d in differences]
         rows.append(
@@ -98,7 +102,7 @@ def _wide(rows: pd.DataFrame, cells: list[str], role: str) -> pd.DataFrame:
         label=[
             f"{m} − {b}" if role != "vs zero-shot" else m
             for m, b in zip(rows["method"], rows["baseline"], strict=True)
-        ],  # fmt: skip
+        ],
         rank=rows["shift"].map(_shift_rank),
     ).sort_values(["rank", "metric"])
     order = list(dict.fromkeys(zip(cells["shift"], cells["metric"], strict=True)))
@@ -120,8 +124,7 @@ def selection_records(train_summary: TrainSummary, **extra: Any) -> list[dict[st
     records = []
     for name, entry in train_summary.methods.items():
         for seed, run in entry.seeds.items():
-            record = {**extra, "method": name, "seed": seed,
-                      "val_accuracy": run.best_val_accuracy}  # fmt: skip
+            record = {**extra, "method": name, "seed": seed, "val_accuracy": run.best_val_accuracy}
             if isinstance(run, SeedWise):
                 record["alpha"] = run.alpha
             elif run.best_epoch >= 0:
@@ -166,8 +169,12 @@ def selection_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _points(points: pd.Series) -> str:
     """``lr=0.05 ×2; lr=0.1`` (each chosen point with how often it was chosen)."""
-    labels = [", ".join(f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}"
-                        for k, v in point.items()) for point in points]  # fmt: skip
+    labels = [
+        ", ".join(
+            f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in point.items()
+        )
+        for point in points
+    ]
     counts = pd.Series(labels).value_counts(sort=False)
     return "; ".join(f"{label} ×{n}" if n > 1 else label for label, n in counts.items())
 

@@ -20,9 +20,20 @@ from mlflow.store.artifact.utils.models import get_model_name_and_version
 from croft_pipeline.serving.bundle import read_config
 
 BUNDLE_FACTS = (
-    "model_name", "pretrained", "clip_checkpoint_sha256", "precision", "method", "method_config",
-    "seed", "class_names", "threshold", "score", "score_params", "knn_params", "device",
-)  # fmt: skip
+    "model_name",
+    "pretrained",
+    "clip_checkpoint_sha256",
+    "precision",
+    "method",
+    "method_config",
+    "seed",
+    "class_names",
+    "threshold",
+    "score",
+    "score_params",
+    "knn_params",
+    "device",
+)
 MODEL_FACTS = ("mlflow_version", "utc_time_created", "model_uuid")
 
 
