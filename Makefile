@@ -26,8 +26,12 @@ install: $(TEST_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/kedro run
 
+# Two pytest workers, each test file whole in one of them (its module fixtures are built once):
+# the tests run torch on one thread and wait on subprocesses, so two cores serve two workers.
+TEST_WORKERS ?= 2
+
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -100,13 +100,40 @@ def _project_files() -> list[str]:
     return [line for line in listed.stdout.splitlines() if (ROOT / line).is_file()]
 
 
+def _persisted_outs() -> list[str]:
+    """dvc.yaml's ``persist: true`` outputs: what a stage keeps between its runs and reuses (the
+    rendered images, the CLIP checkpoint and its trunk features, the embed cache)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return [
+        path
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if isinstance(out, dict)
+        for path, flags in out.items()
+        if flags.get("persist")
+    ]
+
+
+def _seed_persisted_outs(source: Path, project: Path) -> None:
+    """Copy the persisted outputs of a run of the `test` environment into ``project``."""
+    for path in _persisted_outs():
+        if (source / path).is_dir():
+            shutil.copytree(source / path, project / path)
+        else:
+            (project / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / path, project / path)
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> dict:
-    """A git repository with the project's files, reproduced once with DVC (test env)."""
+def repo(tiny_project, tmp_path_factory) -> dict:
+    """A git repository with the project's files, reproduced once with DVC (test env). Its
+    persisted outputs are the shared tiny run's, as a user's workspace that ran before has them:
+    every stage runs, and each reuses what they hold instead of computing it again."""
     project = tmp_path_factory.mktemp("dvc") / "project"
     for name in _project_files():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
+    _seed_persisted_outs(tiny_project, project)
     _git(project, "init", "-q")
     _git(project, "add", "-A")
     _git(project, "commit", "-qm", "baseline")

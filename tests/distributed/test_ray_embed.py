@@ -16,13 +16,7 @@ from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.distributed.embed import RayEmbed
 from tests.distributed.conftest import local_ray, ray_or_skip
-from tests.kedro_harness import (
-    clear_outputs,
-    copy_project,
-    load_params,
-    make_project_copy,
-    run_pipeline,
-)
+from tests.kedro_harness import clear_outputs, copy_project, load_params, run_pipeline
 
 ray = ray_or_skip()
 
@@ -37,12 +31,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    """The `test` environment's ingest, pretrain and (local runner) embed pipelines."""
-    project = make_project_copy(tmp_path_factory.mktemp("ray_embed") / "project")
-    for pipeline in ("ingest", "pretrain", "embed"):
-        run_pipeline(project, pipeline, env="test")
-    return project
+def local_run(tiny_project) -> Path:
+    """The `test` environment's ingest, pretrain and (local runner) embed pipelines: the shared
+    tiny run's (read only: the tests run Ray in copies or caches of their own)."""
+    return tiny_project
 
 
 def _chunks(project: Path) -> dict[str, bytes]:

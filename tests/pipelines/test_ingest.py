@@ -21,7 +21,7 @@ from tests.data.image_factory import (
     write_exif_rotated_jpeg,
     write_image,
 )
-from tests.kedro_harness import load_params, make_project_copy, run_pipeline
+from tests.kedro_harness import copy_project, load_params, make_project_copy, run_pipeline
 
 PACS_DOMAINS = ["art_painting", "cartoon", "photo", "sketch"]
 PACS_CLASSES = ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"]
@@ -55,10 +55,9 @@ def outputs(project: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def emojishift_project(tmp_path_factory) -> Path:
-    project = make_project_copy(tmp_path_factory.mktemp("ingest") / "project")
-    run_ingest(project, "test")
-    return project
+def emojishift_project(tiny_project, tmp_path_factory) -> Path:
+    """The `test` environment's ingest outputs: a copy of the shared tiny run's project."""
+    return copy_project(tiny_project, tmp_path_factory.mktemp("ingest") / "project")
 
 
 @pytest.mark.slow
