@@ -39,6 +39,7 @@ def _loaded_modules(modules: set[str]) -> list[str]:
     return json.loads(out.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # a Kedro run of each stage in a subprocess
 @pytest.mark.parametrize("name", PIPELINE_ORDER)
 def test_every_module_a_stage_imports_is_a_dep(name):
     pipeline = register_pipelines()[name]

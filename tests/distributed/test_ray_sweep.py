@@ -17,6 +17,8 @@ from tests.distributed.dying import dies_once
 from tests.kedro_harness import load_params
 from tests.methods.synthetic import CLASSES, synthetic_tables
 
+pytestmark = pytest.mark.slow  # subprocesses, a served model or a Ray cluster: the integration tier
+
 ray = ray_or_skip()
 
 NO_TRACKING = "no-mlflow-in-ray-workers://"  # any MLflow call in a worker fails its task

@@ -99,6 +99,7 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
     return catalog
 
 
+@pytest.mark.slow
 def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_passing_gates(
     tmp_path,
     tiny_model,

@@ -75,6 +75,7 @@ def trained_project(tmp_path_factory, mlflow_tmp_store):
     return tmp_path, params, parent.info.run_id, text, center
 
 
+@pytest.mark.slow
 def test_train_pipeline_writes_weights_summary_predictions_and_calibration(trained_project):
     project, params, _, text, center = trained_project
     summary = json.loads((project / "data/06_models/train_summary.json").read_text())
@@ -112,6 +113,7 @@ def test_train_pipeline_writes_weights_summary_predictions_and_calibration(train
     assert len(files) == len(SEEDS) * len(METHODS)
 
 
+@pytest.mark.slow
 def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
     project, params, parent, *_ = trained_project
     client = mlflow.MlflowClient()

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 
 import croft_pipeline
 from croft_pipeline.common.files import sha256_file
@@ -23,6 +24,8 @@ MODEL = "croft-clip-cli"
 SUMMARY = re.compile(
     r"^(\d+) images: (\d+) known, (\d+) unknown \(\d+\.\d%\); \d+\.\d images/s -> (.+)$"
 )
+
+pytestmark = pytest.mark.slow  # subprocesses, a served model or a Ray cluster: the integration tier
 
 
 def _cli(*args: str, store: str) -> subprocess.CompletedProcess:

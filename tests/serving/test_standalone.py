@@ -14,9 +14,14 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from croft_pipeline.publishing.registry import log_and_register
+
+pytestmark = (
+    pytest.mark.slow
+)  # a fresh interpreter loads the registered model: the integration tier
 
 PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
 
