@@ -1,7 +1,8 @@
 """Detection and classification metrics; ID is the positive class, higher score = more ID.
 
-Implemented directly on numpy (tie-aware, same definitions as scikit-learn's ``roc_curve``,
-``roc_auc_score`` and ``average_precision_score``); the tests compare against scikit-learn.
+AUROC and average precision are scikit-learn's (``roc_auc_score``, ``average_precision_score``);
+the threshold at a TPR is the project's rule (:func:`threshold_at_tpr`: the largest threshold that
+keeps at least that share of the ID samples), which scikit-learn's ``roc_curve`` has no form of.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from croft_pipeline.config.rules import SHARE
 
@@ -46,26 +47,20 @@ def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95) -> float:
 
 
 def auroc(id_scores, ood_scores) -> float:
-    """Area under the ROC curve, ID positive (Mann-Whitney U with ties counted half)."""
-    pos, neg = finite_scores(id_scores, "ID scores"), finite_scores(ood_scores, "OOD scores")
-    ranks = rankdata(np.concatenate([pos, neg]))
-    u_stat = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u_stat / (pos.size * neg.size))
+    """Area under the ROC curve, ID positive (ties count half)."""
+    return _ranked(roc_auc_score, id_scores, ood_scores, "ID scores", "OOD scores")
 
 
 def average_precision(positive_scores, negative_scores) -> float:
     """Average precision ``sum_n (R_n - R_{n-1}) P_n`` over distinct thresholds (ties grouped)."""
-    pos = finite_scores(positive_scores, "positive scores")
-    neg = finite_scores(negative_scores, "negative scores")
-    scores = np.concatenate([pos, neg])
-    is_pos = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    order = np.argsort(-scores, kind="stable")
-    scores, is_pos = scores[order], is_pos[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    true_pos = np.cumsum(is_pos)[last_of_tie]
-    precision = true_pos / (last_of_tie + 1)
-    recall_step = np.diff(np.r_[0.0, true_pos]) / pos.size
-    return float(np.sum(recall_step * precision))
+    scores = (positive_scores, negative_scores, "positive scores", "negative scores")
+    return _ranked(average_precision_score, *scores)
+
+
+def _ranked(metric, positive, negative, positive_name: str, negative_name: str) -> float:
+    pos, neg = finite_scores(positive, positive_name), finite_scores(negative, negative_name)
+    labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+    return float(metric(labels, np.concatenate([pos, neg])))
 
 
 def aupr_in(id_scores, ood_scores) -> float:
