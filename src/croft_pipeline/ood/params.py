@@ -65,7 +65,6 @@ class ComparisonsParams(Params):
 class ReportParams(Params):
     title: Annotated[str, TEXT]
     plot_score: Annotated[str, TEXT]  # one of evaluate.scores
-    histogram_bins: Annotated[int, at_least(1)] = 40
 
 
 class EvaluateParams(Params):
