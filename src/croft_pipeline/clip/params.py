@@ -58,7 +58,7 @@ class RayActors(Params):
     """``embed.runner: ray``: CLIP actors of Ray Data (croft_pipeline.distributed.embed)."""
 
     actors: Annotated[int | str, ACTORS] = "auto"
-    cpus_per_actor: Annotated[float, POSITIVE] = 1
+    cpus_per_actor: Annotated[float, POSITIVE] = 1.0
     decode_cpus: Annotated[float, POSITIVE] = 0.5
 
 
