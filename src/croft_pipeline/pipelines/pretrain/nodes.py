@@ -129,7 +129,7 @@ def describe_clip_model(
             pretrain_recipe=pretrain_report.get("recipe"),
             pretrain_precision=pretrain_report.get("precision"),
         )
-    if ZeroShotCheck.model_validate(pretrain.get("zero_shot") or {}).enabled:
+    if ZeroShotCheck.checked(pretrain.get("zero_shot"), "pretrain.zero_shot").enabled:
         rows = _zero_shot_rows(splits, ZERO_SHOT_SPLITS)
         paths = [
             image_file(dataset_roots, project_dir, root, path)
