@@ -46,8 +46,9 @@ class Params(BaseModel):
     def checked(cls, values: Mapping[str, Any] | None, key: str) -> Self:
         """The block ``key`` (``None``: every default), or its first broken value as a
         :class:`ParameterError` naming the full key (``train.ray.max_retries``)."""
+        values = {} if values is None else values
         try:
-            return cls.model_validate(dict(values or {}))
+            return cls.model_validate(dict(values) if isinstance(values, Mapping) else values)
         except ValidationError as error:
             raise parameter_error(error, key) from None
 
