@@ -48,7 +48,7 @@ from benchmarks.common import (  # noqa: E402
 from croft_pipeline.clip.backend import load_clip  # noqa: E402
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy  # noqa: E402
 from croft_pipeline.config.loader import parameters  # noqa: E402
-from croft_pipeline.pipelines.pretrain.nodes import _zero_shot_rows  # noqa: E402
+from croft_pipeline.pipelines.pretrain.nodes import ZERO_SHOT_SPLITS, _zero_shot_rows  # noqa: E402
 from croft_pipeline.pretraining.contrastive import PretrainConfig, bf16_supported  # noqa: E402
 from croft_pipeline.pretraining.default_model import ensure_checkpoint, pretrain_config  # noqa: E402
 
@@ -75,9 +75,9 @@ class Pairs:
         self.id_classes = json.loads((primary / "id_classes.json").read_text())
 
     def zero_shot(self, model_name: str, checkpoint: Path) -> dict[str, Any]:
-        clip, settings = self.params["clip"], self.params["pretrain"]["zero_shot"]
+        clip = self.params["clip"]
         loaded = load_clip(model_name, str(checkpoint))
-        rows = _zero_shot_rows(self.splits, settings["splits"])
+        rows = _zero_shot_rows(self.splits, ZERO_SHOT_SPLITS)
         accuracy = zero_shot_accuracy(
             loaded,
             row_paths(self.project, self.roots, rows),

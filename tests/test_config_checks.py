@@ -74,7 +74,7 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("train.ray.max_retries", -1, "train.ray.max_retries must be an integer >= 0, got -1"),
     ("pretrain.lr", 0.0, "pretrain.lr must be > 0"),
     ("pretrain.num_threads", "auto", "pretrain.num_threads must be an integer >= 1"),
-    ("pretrain.zero_shot.splits", ["tst"], "pretrain.zero_shot.splits[0] must be one of"),
+    ("pretrain.zero_shot.enabled", "yes", "pretrain.zero_shot.enabled must be true or false"),
     ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
     ("ingest.splits.val_fraction", 1.5, "ingest.splits.val_fraction must be in [0, 1]"),
     ("ingest.sources[0].layout", "flat", "ingest.sources[0].layout must be one of"),
@@ -88,6 +88,26 @@ def test_a_bad_parameter_is_named_by_its_full_key(path, value, message):
     with pytest.raises(ParameterError) as info:
         check_parameters(_set(load_params("test"), path, value))
     assert str(info.value).startswith(message), str(info.value)
+
+
+# settings that are code constants now (the module that uses each names it): a run that still
+# sets one is told so, in one line naming the key
+CONSTANTS = {
+    "ingest.emojishift.glyph_share": 0.8,  # data.emojishift.GLYPH_SHARE
+    "ingest.emojishift.supersample": 2,  # data.emojishift.SUPERSAMPLE
+    "ingest.emojishift.background": [255, 255, 255],  # data.emojishift.BACKGROUND
+    "ingest.emojishift.split_seed": 0,  # data.emojishift.PRETRAIN_SPLIT_SEED
+    "pretrain.log_every": 25,  # pretraining.contrastive.LOG_EVERY
+    "pretrain.zero_shot.splits": ["tst"],  # pipelines.pretrain.nodes.ZERO_SHOT_SPLITS
+    "evaluate.report.histogram_bins": 40,  # reporting.curves.HISTOGRAM_BINS
+}
+
+
+@pytest.mark.parametrize(("path", "value"), CONSTANTS.items(), ids=list(CONSTANTS))
+def test_a_setting_that_is_a_code_constant_is_refused_by_name(path, value):
+    with pytest.raises(ParameterError) as info:
+        check_parameters(_set(load_params("test"), path, value))
+    assert str(info.value) == f"{path} must not be set, got {value!r}"
 
 
 def test_the_message_is_the_projects_not_the_librarys():

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import open_clip
@@ -15,6 +15,7 @@ import torch
 
 from croft_pipeline.clip.backend import encode_images, load_clip
 from croft_pipeline.clip.configs import CONFIG_DIR
+from croft_pipeline.clip.params import PretrainParams
 from croft_pipeline.pretraining.checkpoint import STAMP_KEY, checkpoint_metadata, pretrain_stamp
 from croft_pipeline.pretraining.contrastive import (
     PretrainConfig,
@@ -177,6 +178,16 @@ def test_pretrain_config_from_parameters_ignores_other_keys():
     assert (
         config.steps == 5 and config.lr == pytest.approx(1e-3) and config.crop_scale == (0.6, 1.0)
     )
+
+
+def test_the_pretrain_recipe_parameters_are_the_config_fields_and_its_defaults_the_configs():
+    """``pretrain_config`` ignores keys it does not know: a recipe parameter PretrainConfig lacks
+    (or a field no parameter sets, beside the constant log_every) would be lost silently; and
+    the model requires every recipe key, so a default lives in PretrainConfig alone."""
+    node_keys = {"checkpoint", "feature_cache", "emojishift_roots", "force", "zero_shot"}
+    recipe = set(PretrainParams.model_fields) - node_keys
+    assert recipe == {field.name for field in fields(PretrainConfig)} - {"log_every"}
+    assert all(PretrainParams.model_fields[key].is_required() for key in recipe)
 
 
 def test_pretraining_runs_on_its_configured_threads_which_are_in_the_stamp(image_refs):

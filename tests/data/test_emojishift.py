@@ -21,11 +21,7 @@ from croft_pipeline.data.manifest import build_manifest
 
 CONFIG = {
     "image_size": 24,
-    "glyph_share": 0.8,
-    "supersample": 2,
-    "background": [255, 255, 255],
     "pretrain_fraction": 0.5,
-    "split_seed": 0,
     "styles": {
         "openmoji": {"font": "openmoji", "embedded_color": True},
         "noto": {"font": "noto", "weights": [400, 700]},

@@ -37,3 +37,11 @@ def test_local_is_the_default_runner():
     assert Runner.from_params({}, "train") == LOCAL
     ray = Runner.from_params({"runner": "ray", "ray": {"max_retries": 1}}, "train")
     assert (ray.kind, ray.max_retries, ray.key) == ("ray", 1, "train.runner")
+
+
+def test_a_broken_ray_option_is_named_by_its_full_key():
+    """The runners read their ``ray`` blocks through the parameter models (one set of rules)."""
+    with pytest.raises(ParameterError, match=r"^train\.ray\.max_retries must be an integer >= 0"):
+        Runner.from_params({"ray": {"max_retries": -1}}, "train")
+    with pytest.raises(ParameterError, match=r"^embed\.ray\.decode_cpus must be > 0, got 0$"):
+        chunk_runner({"ray": {"decode_cpus": 0}})

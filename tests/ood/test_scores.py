@@ -8,6 +8,7 @@ import pytest
 from croft_pipeline import ood
 from croft_pipeline.ood import ScoreInputs, compute_score
 from croft_pipeline.ood import scores as scores_module
+from croft_pipeline.ood.params import SCORE_PARAMS
 from croft_pipeline.ood.scores import score_parameters
 
 LOGITS = np.array([[2.0, 0.0], [1.0, 1.0]])
@@ -15,6 +16,13 @@ LOGITS = np.array([[2.0, 0.0], [1.0, 1.0]])
 
 def test_registry_names():
     assert ood.score_names() == ["energy", "knn", "max_logit", "mcm", "msp"]
+
+
+def test_each_score_takes_the_parameters_and_defaults_its_model_declares():
+    """The start-of-run check (``ood.params.SCORE_PARAMS``) and the score functions agree."""
+    assert sorted(SCORE_PARAMS) == ood.score_names()
+    for name, model in SCORE_PARAMS.items():
+        assert score_parameters(name) == model().model_dump(), name
 
 
 def test_energy_msp_max_logit_hand_computed():

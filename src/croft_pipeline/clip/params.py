@@ -20,7 +20,6 @@ from croft_pipeline.config.rules import (
     interval,
     one_of,
 )
-from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.methods.params import Params
 
 PRECISIONS = ("fp32", "bf16")
@@ -59,7 +58,7 @@ class RayActors(Params):
     """``embed.runner: ray``: CLIP actors of Ray Data (croft_pipeline.distributed.embed)."""
 
     actors: Annotated[int | str, ACTORS] = "auto"
-    cpus_per_actor: Annotated[float, POSITIVE] = 1
+    cpus_per_actor: Annotated[float, POSITIVE] = 1.0
     decode_cpus: Annotated[float, POSITIVE] = 0.5
 
 
@@ -75,8 +74,9 @@ class EmbedParams(Params):
 
 
 class ZeroShotCheck(Params):
+    """``pretrain.zero_shot`` (its splits: ``pipelines.pretrain.nodes.ZERO_SHOT_SPLITS``)."""
+
     enabled: Annotated[bool, BOOLEAN] = True
-    splits: list[Annotated[str, one_of(SPLITS)]] = ["test_id", "test_covariate"]
 
 
 class PretrainParams(Params):
@@ -97,5 +97,4 @@ class PretrainParams(Params):
     bf16: Annotated[bool, BOOLEAN]
     seed: Annotated[int, at_least(0)]
     num_threads: Annotated[int, at_least(1)]  # fixed: the count changes the checkpoint's bits
-    log_every: Annotated[int, at_least(1)] = 25
     zero_shot: ZeroShotCheck = ZeroShotCheck()

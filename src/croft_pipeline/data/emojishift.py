@@ -31,6 +31,18 @@ from croft_pipeline.data.emoji_catalog import Emoji, build_class_map, load_catal
 from croft_pipeline.data.fonts import attribution, font_codepoints, font_path
 
 RENDERER_VERSION = 1
+# How every glyph is drawn and which emoji are kept aside: fixed parts of the benchmark (the
+# render stamp hashes them with the configuration, under the names they once had there).
+GLYPH_SHARE = 0.8  # longest side of the inked glyph / canvas side (before a variant's scale)
+SUPERSAMPLE = 2  # render at 2x, then downscale (antialiasing)
+BACKGROUND = (255, 255, 255)
+PRETRAIN_SPLIT_SEED = 0  # the pretraining / downstream split of each class's code points
+RENDER_CONSTANTS = {
+    "glyph_share": GLYPH_SHARE,
+    "supersample": SUPERSAMPLE,
+    "background": list(BACKGROUND),
+    "split_seed": PRETRAIN_SPLIT_SEED,
+}
 STAMP_FILE = ".emojishift_stamp.json"
 # File stems ``U+1F415_v2``; the manifest groups the render variants of one glyph by ``group``.
 FILE_PATTERN = re.compile(r"^(?P<group>U\+[0-9A-F]{4,6})_v(?P<variant>[0-9]+)$")
@@ -109,7 +121,7 @@ def plan_jobs(config: dict) -> tuple[list[RenderJob], dict[str, Any]]:
     classes: dict[str, Any] = {}
     for name in roles:
         pretrain, downstream = split_pretrain(
-            class_map[name], config["pretrain_fraction"], config["split_seed"]
+            class_map[name], config["pretrain_fraction"], PRETRAIN_SPLIT_SEED
         )
         classes[name] = {
             "role": roles[name],
@@ -136,9 +148,6 @@ class GlyphRenderer:
 
     def __init__(self, config: dict):
         self.size = int(config["image_size"])
-        self.share = float(config["glyph_share"])
-        self.supersample = int(config.get("supersample", 2))
-        self.background = tuple(config.get("background", (255, 255, 255)))
         self.variants = config["variants"]
         self.styles = config["styles"]
         self._fonts: dict[tuple[str, float | None], ImageFont.FreeTypeFont] = {}
@@ -149,7 +158,7 @@ class GlyphRenderer:
         key = (domain, weight)
         if key not in self._fonts:
             font = ImageFont.truetype(
-                str(font_path(self.styles[domain]["font"])), self.size * self.supersample
+                str(font_path(self.styles[domain]["font"])), self.size * SUPERSAMPLE
             )
             if weight is not None:
                 font.set_variation_by_axes([weight])
@@ -160,7 +169,7 @@ class GlyphRenderer:
         """The RGB image, or None when the font draws no ink for ``char``."""
         font = self._font(domain, variant)
         left, top, right, bottom = font.getbbox(char)
-        pad = self.size * self.supersample // 4
+        pad = self.size * SUPERSAMPLE // 4
         layer = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
         ImageDraw.Draw(layer).text(
             (pad - left, pad - top),
@@ -174,7 +183,7 @@ class GlyphRenderer:
             return None
         glyph = layer.crop(ink)
         spec = self.variants[variant]
-        factor = self.size * self.share * float(spec.get("scale", 1.0)) / max(glyph.size)
+        factor = self.size * GLYPH_SHARE * float(spec.get("scale", 1.0)) / max(glyph.size)
         glyph = glyph.resize(
             (max(1, round(glyph.width * factor)), max(1, round(glyph.height * factor))),
             Image.Resampling.LANCZOS,
@@ -182,7 +191,7 @@ class GlyphRenderer:
         shift_x, shift_y = spec.get("shift", (0.0, 0.0))
         x = (self.size - glyph.width) // 2 + round(shift_x * self.size)
         y = (self.size - glyph.height) // 2 + round(shift_y * self.size)
-        canvas = Image.new("RGB", (self.size, self.size), self.background)
+        canvas = Image.new("RGB", (self.size, self.size), BACKGROUND)
         canvas.paste(glyph, (x, y), glyph)
         return canvas
 
@@ -207,10 +216,11 @@ def write_if_changed(path: Path, data: bytes) -> None:
 
 
 def config_stamp(config: dict) -> str:
-    """A hash of everything that changes the rendered images: config, fonts, renderer."""
+    """A hash of everything that changes the rendered images: config, render constants, fonts,
+    renderer."""
     fonts = {d: sha256_file(font_path(s["font"])) for d, s in sorted(config["styles"].items())}
     payload = json.dumps(
-        {"config": config, "fonts": fonts, "renderer": RENDERER_VERSION},
+        {"config": {**config, **RENDER_CONSTANTS}, "fonts": fonts, "renderer": RENDERER_VERSION},
         sort_keys=True,
         default=str,
     )

@@ -11,7 +11,6 @@ from pydantic import field_validator, model_validator
 from croft_pipeline.config.rules import (
     BOOLEAN,
     NONE_OR_TEXT,
-    SHARE,
     TEXT,
     UNIT,
     ParameterError,
@@ -86,12 +85,11 @@ class ValidationParams(Params):
 
 
 class EmojiShiftParams(Params):
+    """``ingest.emojishift`` (the fixed parts of the benchmark, how a glyph is drawn and the
+    split's seed, are constants of :mod:`croft_pipeline.data.emojishift`)."""
+
     image_size: Annotated[int, at_least(1)] = 64
-    glyph_share: Annotated[float, SHARE] = 0.8
-    supersample: Annotated[int, at_least(1)] = 2
-    background: list[int] = [255, 255, 255]
     pretrain_fraction: Annotated[float, UNIT] = 0.5
-    split_seed: Annotated[int, at_least(0)] = 0
     styles: dict[str, dict[str, Any]]
     variants: list[dict[str, Any]]
     caption_templates: list[str]

@@ -30,22 +30,22 @@ from croft_pipeline.clip.embedding import (
     _ViewDataset,
     chunk_meta,
 )
-from croft_pipeline.clip.params import ACTORS
+from croft_pipeline.clip.params import RayActors
 from croft_pipeline.clip.views import ViewRecipe
-from croft_pipeline.config.rules import POSITIVE, ParameterError
+from croft_pipeline.config.rules import ParameterError
 from croft_pipeline.distributed import connect, require_ray
 from croft_pipeline.distributed.jobs import RUNNER
 
-OPTION_RULES = {"actors": ACTORS, "cpus_per_actor": POSITIVE, "decode_cpus": POSITIVE}
+RAY_ACTORS = RayActors()  # the defaults of embed.ray
 
 
 @dataclass(frozen=True)
 class RayEmbed:
     """A :data:`~croft_pipeline.clip.embedding.ChunkRunner` on Ray (``embed.ray``)."""
 
-    actors: int | str = "auto"  # auto: one per GPU, else as many as the CPUs hold
-    cpus_per_actor: float = 1.0
-    decode_cpus: float = 0.5
+    actors: int | str = RAY_ACTORS.actors  # auto: one per GPU, else as many as the CPUs hold
+    cpus_per_actor: float = RAY_ACTORS.cpus_per_actor
+    decode_cpus: float = RAY_ACTORS.decode_cpus
 
     def pool(self, resources: Mapping[str, float]) -> tuple[int, int]:
         """(actors, GPUs per actor) for a cluster's resources, or a :class:`ParameterError`
@@ -111,14 +111,11 @@ def chunk_runner(embed: Mapping[str, Any]) -> ChunkRunner | None:
     """The runner ``embed.runner`` names: ``None`` (``embed_views``' local default) or Ray's
     (``embed.ray`` is checked either way, as every parameter is)."""
     runner = RUNNER.check("embed.runner", embed.get("runner", "local"))
-    options = embed.get("ray") or {}
-    for key, rule in OPTION_RULES.items():
-        if key in options:
-            rule.check(f"embed.ray.{key}", options[key])
+    options = RayActors.checked(embed.get("ray"), "embed.ray")
     if runner == "local":
         return None
     require_ray("embed.runner")
-    return RayEmbed(**{key: options[key] for key in OPTION_RULES if key in options})
+    return RayEmbed(**options.model_dump())
 
 
 def _decode(item: dict[str, Any], recipe: ViewRecipe) -> dict[str, Any]:

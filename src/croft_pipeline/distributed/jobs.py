@@ -18,8 +18,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from croft_pipeline.config.rules import POSITIVE, RUNNER, THREAD_COUNT, at_least
+from croft_pipeline.config.rules import RUNNER, THREAD_COUNT
 from croft_pipeline.distributed import connect
+from croft_pipeline.methods.params import RayTasks
+
+RAY_TASKS = RayTasks()  # the defaults of train.ray
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,18 @@ class Runner:
     """Where :func:`parallel_map` runs its jobs: ``local`` processes or ``ray`` tasks."""
 
     kind: str = "local"
-    max_retries: int = 3  # ray: times a task whose worker process died is run again
-    cpus_per_task: float = 1.0  # ray: CPUs each task reserves
+    max_retries: int = RAY_TASKS.max_retries  # ray: times a task whose dead worker reruns
+    cpus_per_task: float = RAY_TASKS.cpus_per_task  # ray: CPUs each task reserves
     key: str = field(default="runner", compare=False)  # the parameter naming it (for errors)
 
     @classmethod
     def from_params(cls, block: Mapping[str, Any], key: str) -> Runner:
         """``<key>.runner`` and its ``<key>.ray`` options (``max_retries``, ``cpus_per_task``)."""
-        ray = block.get("ray") or {}
+        ray = RayTasks.checked(block.get("ray"), f"{key}.ray")
         return cls(
             kind=RUNNER.check(f"{key}.runner", block.get("runner", "local")),
-            max_retries=at_least(0).check(f"{key}.ray.max_retries", ray.get("max_retries", 3)),
-            cpus_per_task=POSITIVE.check(f"{key}.ray.cpus_per_task", ray.get("cpus_per_task", 1)),
+            max_retries=ray.max_retries,
+            cpus_per_task=ray.cpus_per_task,
             key=f"{key}.runner",
         )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -41,6 +41,16 @@ class Params(BaseModel):
     """A parameter block: every key declared, no other key."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any] | None, key: str) -> Self:
+        """The block ``key`` (``None``: every default), or its first broken value as a
+        :class:`ParameterError` naming the full key (``train.ray.max_retries``)."""
+        values = {} if values is None else values
+        try:
+            return cls.model_validate(dict(values) if isinstance(values, Mapping) else values)
+        except ValidationError as error:
+            raise parameter_error(error, key) from None
 
 
 class MethodParams(Params):
@@ -126,10 +136,7 @@ def trains(name: str) -> bool:
 def method_params(name: str, values: Mapping[str, Any], prefix: str) -> MethodParams:
     """``values`` (a method's own block) over the defaults of ``name``'s model; a broken value
     is a :class:`ParameterError` naming ``<prefix>.<key>``."""
-    try:
-        return METHOD_PARAMS[name].model_validate(dict(values))
-    except ValidationError as error:
-        raise parameter_error(error, prefix) from None
+    return METHOD_PARAMS[name].checked(values, prefix)
 
 
 def method_config(train: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -174,7 +181,7 @@ class RayTasks(Params):
     """``train.runner: ray``: one Ray task per fit job."""
 
     max_retries: Annotated[int, at_least(0)] = 3  # a task whose worker died runs again
-    cpus_per_task: Annotated[float, POSITIVE] = 1  # CPUs each fit task reserves
+    cpus_per_task: Annotated[float, POSITIVE] = 1.0  # CPUs each fit task reserves
 
 
 class WiseParams(Params):

@@ -31,6 +31,7 @@ from croft_pipeline.ood.evaluation import (
     shift_frames,
 )
 from croft_pipeline.ood.intervals import PairedUnit, auroc_metric, mean_metric, paired_bootstrap
+from croft_pipeline.ood.params import ComparisonsParams
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,15 @@ COMPARISON_COLUMNS = [
     "units",
 ]  # fmt: skip
 ZERO_SHOT, NO_EDR = "zero_shot", "croft_no_edr"
+DEFAULTS = ComparisonsParams()  # the defaults of evaluate.comparisons
 
 
 @dataclass(frozen=True)
 class ComparisonConfig:
-    score: str = "energy"  # the detection score compared
-    draws: int = 2000
-    level: float = 0.95
-    seed: int = 0
+    score: str = DEFAULTS.score  # the detection score compared
+    draws: int = DEFAULTS.draws
+    level: float = DEFAULTS.level
+    seed: int = DEFAULTS.seed
     accuracy_shifts: tuple[str, ...] = ACCURACY_SHIFTS
     detection_shifts: tuple[str, ...] = OPENSET_SHIFTS
 

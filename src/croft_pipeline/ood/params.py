@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from croft_pipeline.config.rules import (
     LEVEL,
@@ -16,7 +16,6 @@ from croft_pipeline.config.rules import (
     ParameterError,
     at_least,
     one_of,
-    parameter_error,
 )
 from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.methods.params import Params
@@ -65,7 +64,6 @@ class ComparisonsParams(Params):
 class ReportParams(Params):
     title: Annotated[str, TEXT]
     plot_score: Annotated[str, TEXT]  # one of evaluate.scores
-    histogram_bins: Annotated[int, at_least(1)] = 40
 
 
 class EvaluateParams(Params):
@@ -89,8 +87,5 @@ class EvaluateParams(Params):
                     key, f"be valid (unknown OOD score {name!r}; known: {sorted(SCORE_PARAMS)})",
                     values,
                 )  # fmt: skip
-            try:
-                SCORE_PARAMS[name].model_validate(values or {})
-            except ValidationError as error:
-                raise parameter_error(error, key) from None
+            SCORE_PARAMS[name].checked(values, key)
         return {name: dict(values or {}) for name, values in scores.items()}

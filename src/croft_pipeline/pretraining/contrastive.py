@@ -40,6 +40,7 @@ from croft_pipeline.pretraining.trunk import load_trunk_weights, trunk_settings
 logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = math.log(100.0)
+LOG_EVERY = 25  # steps between progress logs (the report's final loss: the mean of the last ones)
 FROM_SCRATCH = "from_scratch"
 LOCKED_TOWERS = "locked_towers"
 
@@ -59,7 +60,7 @@ class PretrainConfig:
         True  # bf16 autocast where the hardware has it (CUDA, or a CPU with AVX512-BF16/AMX)
     )
     seed: int = 0
-    log_every: int = 25
+    log_every: int = LOG_EVERY  # in the stamp: the default keeps earlier checkpoints' stamps
     views: int = 4  # locked_towers: views of each image whose trunk features are computed once
     # torch CPU threads, fixed (not "auto"): the thread count changes the checkpoint's bits (float
     # sums in another order), so it is a setting like the others, and in the stamp

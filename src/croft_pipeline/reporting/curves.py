@@ -41,13 +41,18 @@ def roc_table(by_method: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True) if frames else _empty("fpr", "tpr")
 
 
+HISTOGRAM_BINS = 40  # bins of the score histograms (plots and the dvc plots table)
+
+
 def histogram_edges(by_shift: Mapping[str, np.ndarray], bins: int) -> np.ndarray:
     """One set of bin edges for all of a method's shifts (their pooled range)."""
     pooled = np.concatenate([np.asarray(v, float) for v in by_shift.values()])
     return np.histogram_bin_edges(pooled, bins=bins)
 
 
-def histogram_table(by_method: Mapping[str, Mapping[str, np.ndarray]], bins: int) -> pd.DataFrame:
+def histogram_table(
+    by_method: Mapping[str, Mapping[str, np.ndarray]], bins: int = HISTOGRAM_BINS
+) -> pd.DataFrame:
     """Score densities per method and shift: method, shift, score (bin center), density."""
     frames = []
     for method, shifts in by_method.items():

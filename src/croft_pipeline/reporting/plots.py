@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from croft_pipeline.methods.wise import is_wise, wise_base  # noqa: E402
-from croft_pipeline.reporting.curves import histogram_edges  # noqa: E402
+from croft_pipeline.reporting.curves import HISTOGRAM_BINS, histogram_edges  # noqa: E402
 
 SHIFT_STYLE = {
     "id": ("ID test", "tab:blue"),
@@ -36,7 +36,7 @@ def score_histograms(
     scores_by_method: Mapping[str, Mapping[str, np.ndarray]],
     score: str = "energy",
     thresholds: Mapping[str, float] | None = None,
-    bins: int = 40,
+    bins: int = HISTOGRAM_BINS,
 ) -> dict[str, bytes]:
     """Per method, the score histograms of ID, covariate-shifted and open-set samples.
 

@@ -15,7 +15,7 @@ from croft_pipeline.reporting.classes import (
     class_accuracy_table,
     confusion_counts,
 )
-from croft_pipeline.reporting.curves import roc_table, scores_by_shift
+from croft_pipeline.reporting.curves import HISTOGRAM_BINS, roc_table, scores_by_shift
 from croft_pipeline.reporting.html import (
     Fragment,
     Plot,
@@ -59,7 +59,7 @@ def build_plots(
     calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
     splits: Mapping[str, str],
     score: str = "energy",
-    bins: int = 40,
+    bins: int = HISTOGRAM_BINS,
 ) -> dict[str, bytes]:
     """PNG bytes by name: the ID-vs-covariate accuracy scatter with WiSE-FT curves, score
     histograms per method, ROC curves, accuracy per domain."""

@@ -121,7 +121,6 @@ def render_plots(
         calibration,
         params["splits"],
         score=report["plot_score"],
-        bins=int(report["histogram_bins"]),
     )
 
 
@@ -129,7 +128,7 @@ def tabulate_curves(evaluation_scores: pd.DataFrame, params: dict) -> tuple[pd.D
     """The ROC points and score histograms of the plot score, as tables (dvc plots)."""
     report = params["report"]
     by_method = scores_by_shift(evaluation_scores, params["splits"], report["plot_score"])
-    return roc_table(by_method), histogram_table(by_method, int(report["histogram_bins"]))
+    return roc_table(by_method), histogram_table(by_method)
 
 
 def render_report(

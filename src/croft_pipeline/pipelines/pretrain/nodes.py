@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.clip.backend import load_configured_clip
+from croft_pipeline.clip.params import ZeroShotCheck
 from croft_pipeline.clip.zeroshot import zero_shot_accuracy
 from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.data.discovery import image_file, resolve_root
@@ -21,6 +22,7 @@ from croft_pipeline.pretraining.default_model import (
 from croft_pipeline.tracking import metric_logger
 
 ZERO_SHOT_METRIC = "clip_zero_shot_acc"
+ZERO_SHOT_SPLITS = ["test_id", "test_covariate"]  # downstream ID images, never seen in pretraining
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +129,8 @@ def describe_clip_model(
             pretrain_recipe=pretrain_report.get("recipe"),
             pretrain_precision=pretrain_report.get("precision"),
         )
-    evaluation = pretrain.get("zero_shot") or {}
-    if evaluation.get("enabled", True):
-        rows = _zero_shot_rows(splits, evaluation.get("splits", ["test_id", "test_covariate"]))
+    if ZeroShotCheck.checked(pretrain.get("zero_shot"), "pretrain.zero_shot").enabled:
+        rows = _zero_shot_rows(splits, ZERO_SHOT_SPLITS)
         paths = [
             image_file(dataset_roots, project_dir, root, path)
             for root, path in zip(rows["root"], rows["path"], strict=True)
