@@ -20,6 +20,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from croft_pipeline.config import config_loader, parameters
+from croft_pipeline.dvc_stages import entry_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
@@ -108,16 +109,8 @@ def output_paths(project: Path, pipeline: str, env: str = "test") -> list[Path]:
 
 def _stored_path(entry: dict[str, Any]) -> str | None:
     """The file or folder a catalog entry stores; None for a MemoryDataset entry (a layer only)."""
-    storage = _storage(entry)
+    storage = entry_storage(entry)
     return storage.get("filepath", storage.get("path"))
-
-
-def _storage(entry: dict[str, Any]) -> dict[str, Any]:
-    """The entry, or the dataset it wraps (``MlflowArtifactDataset``), that names the file."""
-    inner = entry.get("dataset")
-    if "filepath" in entry or "path" in entry or not isinstance(inner, dict):
-        return entry
-    return _storage(inner)
 
 
 def clear_outputs(project: Path, pipeline: str, env: str = "test") -> None:
@@ -201,7 +194,7 @@ def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
     config = {name: copy.deepcopy(resolved[name]) for name in names}
     for entry in config.values():
         if path := _stored_path(entry):
-            storage = _storage(entry)
+            storage = entry_storage(entry)
             storage["filepath" if "filepath" in storage else "path"] = str(project / path)
     catalog = DataCatalog.from_config(config)
     for name, value in inputs.items():
