@@ -3,6 +3,7 @@ process, or as a real ``kedro run`` subprocess that a test can kill."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from croft_pipeline.config.loader import config_loader, parameters
+from croft_pipeline.tools.dvc_stages import entry_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
@@ -107,7 +109,8 @@ def output_paths(project: Path, pipeline: str, env: str = "test") -> list[Path]:
 
 def _stored_path(entry: dict[str, Any]) -> str | None:
     """The file or folder a catalog entry stores; None for a MemoryDataset entry (a layer only)."""
-    return entry.get("filepath", entry.get("path"))
+    storage = entry_storage(entry)
+    return storage.get("filepath", storage.get("path"))
 
 
 def clear_outputs(project: Path, pipeline: str, env: str = "test") -> None:
@@ -188,10 +191,11 @@ def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
 
     names = yaml.safe_load((REPO_ROOT / "conf" / "base" / catalog_file).read_text())
     resolved = config_loader(REPO_ROOT)["catalog"]
-    config = {name: dict(resolved[name]) for name in names}
+    config = {name: copy.deepcopy(resolved[name]) for name in names}
     for entry in config.values():
         if path := _stored_path(entry):
-            entry["filepath" if "filepath" in entry else "path"] = str(project / path)
+            storage = entry_storage(entry)
+            storage["filepath" if "filepath" in storage else "path"] = str(project / path)
     catalog = DataCatalog.from_config(config)
     for name, value in inputs.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from croft_pipeline.config.loader import config_loader
-from croft_pipeline.tools.dvc_stages import RUN_RECORDS
+from croft_pipeline.tools.dvc_stages import RUN_RECORDS, entry_storage
 from tests.reporting.browser import chromium_binary, inspect_page
 
 pytestmark = pytest.mark.slow
@@ -182,7 +182,7 @@ def test_forced_rerun_gives_identical_hashes(repo):
     _dvc(repo["path"], "repro", "--force")
     after = _out_hashes(repo["path"])
     catalog = config_loader(ROOT)["catalog"]
-    records = {catalog[name]["filepath"] for name in RUN_RECORDS}
+    records = {entry_storage(catalog[name])["filepath"] for name in RUN_RECORDS}
     assert records <= set(after)
     differ = {path for path, md5 in after.items() if repo["hashes"].get(path) != md5}
     assert not differ - records, f"outputs whose hash changed on a forced rerun: {differ}"

@@ -1,5 +1,6 @@
 """MLflow helpers for nodes: log into the run kedro-mlflow opened, or a nested child run; and
-the run ownership that lets a new run end the runs a killed one left RUNNING.
+the run ownership that lets a new run end the runs a killed one left RUNNING. Files a node
+returns are logged by their catalog entries (``MlflowArtifactDataset``), not here.
 
 The core modules never import MLflow; nodes pass them :func:`metric_logger` callbacks.
 """
@@ -159,16 +160,13 @@ def log_params(params: dict[str, Any], prefix: str = "") -> None:
 
 
 def log_json_artifact(data: Any, name: str, artifact_path: str | None = None) -> None:
+    """``data`` as a JSON artifact of the active run, for what no catalog entry can log: a
+    nested run's records, the registration document inside its transaction."""
     if not tracking_active():
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-        mlflow.log_artifact(str(path), artifact_path=artifact_path)
-
-
-def log_file_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    if tracking_active():
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 

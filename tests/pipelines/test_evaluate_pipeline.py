@@ -150,8 +150,17 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert run["metrics.clip_adapter/covariate/accuracy"] == pytest.approx(
         metrics["clip_adapter"]["covariate/accuracy"]
     )
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"], "evaluation")}
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(run["run_id"], "evaluation")}
     assert {"evaluation/report.html", "evaluation/metrics.json", "evaluation/plots"} <= artifacts
+    tables = {f"evaluation/evaluation_{name}.csv" for name in ("summary", "comparisons")}
+    assert tables <= artifacts  # logged by their catalog entries, as the saved files
+    logged = client.list_artifacts(run["run_id"], "evaluation/plots")
+    assert sorted(Path(a.path).name for a in logged) == plots
+    report_artifact = mlflow.artifacts.download_artifacts(
+        run_id=run["run_id"], artifact_path="evaluation/report.html"
+    )
+    assert Path(report_artifact).read_text() == report
     nested = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run['run_id']}'")
     assert len(nested) == 4  # 2 methods x 2 seeds
 

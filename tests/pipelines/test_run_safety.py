@@ -186,6 +186,35 @@ def _resolve(target: str):
     return getattr(__import__(module, fromlist=[name]), name)
 
 
+def test_an_artifact_that_fails_to_log_fails_the_run_before_registration(project, monkeypatch):
+    """The report's catalog entry logs it as it saves it (MlflowArtifactDataset): an artifact
+    store that refuses it fails the run there, before registration."""
+    registry, recorded, runs = (
+        _registry(project),
+        (project / REGISTRATION).read_bytes(),
+        _runs(project),
+    )
+    original = mlflow.log_artifact
+
+    def refuse_the_report(local_path, *args, **kwargs):
+        if str(local_path).endswith("report.html"):
+            raise OSError("injected: artifact store full")
+        return original(local_path, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_artifact", refuse_the_report)
+    with pytest.raises(Exception, match="injected"):
+        run_pipeline(
+            project, "evaluate", from_nodes=["render_evaluation_plots"], extra_params=GATES_PASS
+        )
+    assert _registry(project) == registry
+    assert (project / REGISTRATION).read_bytes() == recorded
+    new = {r: s for r, s in _runs(project).items() if r not in runs}
+    assert new and set(new.values()) == {"FAILED"}
+    plots = _client(project).list_artifacts(_pipeline_run(project, list(new)), "evaluation/plots")
+    assert plots  # what it saved before the report is on its own (failed) run
+    assert _lock_is_free(project)
+
+
 def test_a_run_failing_before_registration_moves_no_alias_and_registers_nothing(project):
     """The filed case: `kedro run --pipeline=evaluate --params evaluate.report.plot_score=energyy`
     (here from the plots on; whichever check rejects the score, nothing may be registered)."""

@@ -24,7 +24,7 @@ from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
 
 REPO = Path(__file__).resolve().parents[2]
-ADAPTERS = config_loader(REPO)["catalog"]["adapter_weights"]["path"]  # the weights' folder
+ADAPTERS = config_loader(REPO)["catalog"]["adapter_weights"]["dataset"]["path"]  # weights folder
 SEEDS = [1, 2]
 
 
@@ -134,6 +134,12 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
                                      wise["params.alpha"].astype(float), strict=True)
     )  # fmt: skip
     children = children.drop(wise.index)
+    adapters = {  # the weights are artifacts of the pipeline's run (catalog_train.yml)
+        artifact.path
+        for folder in client.list_artifacts(parent, "adapters")
+        for artifact in client.list_artifacts(parent, folder.path)
+    }
+    assert len(adapters) == len(children)
     for _, child in children.iterrows():
         name, run_id = child["tags.method"], child["run_id"]
         settings = method_config(params, name)
@@ -143,7 +149,13 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
             filter(None, [name, f"seed {child['tags.seed']}", kept])
         )
         artifacts = {a.path for a in client.list_artifacts(run_id)}
-        assert {"config.json", "adapter.safetensors", "grid.json"} <= artifacts
+        assert {"config.json", "grid.json"} <= artifacts
+        weights = f"{name}/seed_{child['tags.seed']}.safetensors"  # partition file name
+        assert f"adapters/{weights}" in adapters
+        logged = mlflow.artifacts.download_artifacts(
+            run_id=parent, artifact_path=f"adapters/{weights}"
+        )
+        assert Path(logged).read_bytes() == (project / ADAPTERS / weights).read_bytes()
         config = json.loads(
             Path(
                 mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")

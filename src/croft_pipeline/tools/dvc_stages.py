@@ -59,15 +59,22 @@ PLOTS = {  # catalog dataset -> its `dvc plots` definition (templates: .dvc/plot
 }
 
 
+def entry_storage(entry: dict[str, Any]) -> dict[str, Any]:
+    """The catalog entry, or the dataset it wraps (``MlflowArtifactDataset``), that names the
+    file (``filepath``) or folder (``path``, partitioned datasets) it stores."""
+    inner = entry.get("dataset")
+    if "filepath" in entry or "path" in entry or not isinstance(inner, dict):
+        return entry
+    return entry_storage(inner)
+
+
 def _filepath(entry: dict[str, Any]) -> str | None:
-    """The file (``filepath``) or folder (``path``, partitioned datasets) an entry stores."""
+    """The file or folder an entry stores (:func:`entry_storage`)."""
     if "ProjectDir" in str(entry.get("type", "")):
         return None  # the project folder itself, not data
-    for key in ("filepath", "path"):
-        if key in entry:
-            return str(entry[key])
-    inner = entry.get("dataset")
-    return _filepath(inner) if isinstance(inner, dict) else None
+    storage = entry_storage(entry)
+    path = storage.get("filepath", storage.get("path"))
+    return None if path is None else str(path)
 
 
 def _catalog_paths(loader: OmegaConfigLoader) -> dict[str, str]:

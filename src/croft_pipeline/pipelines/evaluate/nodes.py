@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -158,19 +157,16 @@ def render_report(
 
 
 def log_to_mlflow(
-    results: pd.DataFrame,
-    summary: pd.DataFrame,
-    comparisons: pd.DataFrame,
-    metrics: dict[str, Any],
-    plots: dict[str, Any],
-    report: str,
-    training_runs: dict,
+    results: pd.DataFrame, summary: pd.DataFrame, report: str, training_runs: dict
 ) -> dict[str, Any]:
-    """Summary metrics in the pipeline's run, per-seed metrics in nested runs, files as artifacts;
-    and each method's headline metrics per seed on its training run (``training_runs``), so that
-    MLflow's compare-runs view is the method table.
+    """Summary metrics in the pipeline's run, per-seed metrics in nested runs; and each method's
+    headline metrics per seed on its training run (``training_runs``), so that MLflow's
+    compare-runs view is the method table. The report, tables, plots and ``metrics.json`` are
+    artifacts of their catalog entries (``MlflowArtifactDataset``, catalog_evaluate.yml).
 
-    Returns what it logged (registration waits for it: a model is registered last)."""
+    Returns what it logged (registration waits for it, and it for the report: a model is
+    registered last)."""
+    del report  # an input only so that this node, and so registration, runs after the report
     if not tracking.tracking_active():
         return {"logged": False}
     evaluated = _log_on_training_runs(results, training_runs)
@@ -182,18 +178,7 @@ def log_to_mlflow(
             f"evaluate/{method}/seed_{seed}", {"method": method, "seed": str(seed)}
         ):
             log(0, {f"{r.shift}/{r.metric}": r.value for r in group.itertuples()})
-    tracking.log_json_artifact(metrics, "metrics.json", "evaluation")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "report.html").write_text(report, encoding="utf-8")
-        summary.to_csv(folder / "summary.csv", index=False)
-        comparisons.to_csv(folder / "comparisons.csv", index=False)
-        for name in ("report.html", "summary.csv", "comparisons.csv"):
-            tracking.log_file_artifact(folder / name, "evaluation")
-        for name, value in plots.items():
-            (folder / f"{name}.png").write_bytes(partition_value(value))
-            tracking.log_file_artifact(folder / f"{name}.png", "evaluation/plots")
-    return {"logged": True, "metrics": len(summary), "plots": len(plots), "runs": len(evaluated)}
+    return {"logged": True, "metrics": len(summary), "runs": len(evaluated)}
 
 
 def _log_on_training_runs(results: pd.DataFrame, training_runs: dict) -> list[str]:

@@ -82,15 +82,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.log_to_mlflow,
-                [
-                    "evaluation_results",
-                    "evaluation_summary",
-                    "evaluation_comparisons",
-                    "evaluation_metrics",
-                    "evaluation_plots",
-                    "evaluation_report",
-                    "training_runs",
-                ],
+                ["evaluation_results", "evaluation_summary", "evaluation_report", "training_runs"],
                 "evaluation_logged",
                 name="log_to_mlflow",
             ),

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import save_file
 
 from croft_pipeline import tracking
 from croft_pipeline.common.features import FeatureTable
@@ -148,7 +145,8 @@ def _record(outcome: FitOutcome, grid, methods: dict[str, MethodSummary], weight
 
 def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, str]:
     """One nested MLflow run per method and seed (named by its kept grid point), one below it per
-    grid point tried, and one for its WiSE-FT point; returns their ids by method name."""
+    grid point tried, and one for its WiSE-FT point; returns their ids by method name. The
+    weights are artifacts of the pipeline's run (``adapter_weights``, catalog_train.yml)."""
     if not tracking.tracking_active():
         return {}
     name, seed = outcome.name, outcome.seed
@@ -179,10 +177,6 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, s
                 tracking.metric_logger()(0, final)
         tracking.log_json_artifact(outcome.config, "config.json")
         tracking.log_json_artifact(outcome.grid_rows(), "grid.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "adapter.safetensors"
-            save_file(outcome.state, str(path))
-            tracking.log_file_artifact(path)
     run_ids = {name: run_id}
     if outcome.wise is not None:
         run_ids[wise_name(name)] = _log_wise(outcome, tags)
