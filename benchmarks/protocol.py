@@ -45,7 +45,12 @@ from croft_pipeline.pipeline_registry import register_pipelines
 from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
 from croft_pipeline.pipelines.pretrain.nodes import describe_clip_model, pretrain_clip
 from croft_pipeline.pretraining.default_model import is_project_checkpoint, pretrain_config
-from croft_pipeline.provenance import Provenance, ProvenanceRecorder, recorder_for, ui_address
+from croft_pipeline.tracking.provenance import (
+    Provenance,
+    ProvenanceRecorder,
+    recorder_for,
+    ui_address,
+)
 from croft_pipeline.validation import DataValidationError
 
 logger = logging.getLogger(__name__)

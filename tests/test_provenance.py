@@ -17,7 +17,7 @@ from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS
 from croft_pipeline.methods.params import method_config
 from croft_pipeline.methods.selection import point_text, varied_keys
-from croft_pipeline.provenance import (
+from croft_pipeline.tracking.provenance import (
     TRACKED_DATA,
     ProvenanceRecorder,
     git_state,

@@ -8,8 +8,8 @@ import socket
 import mlflow
 import pytest
 
-from croft_pipeline import tracking
 from croft_pipeline.hooks.run_lock import RunLock, RunLockHeld
+from croft_pipeline.tracking import PARENT, ownership
 
 
 def test_the_lock_is_exclusive_names_its_holder_and_is_free_again_after_release(tmp_path):
@@ -42,22 +42,22 @@ def test_stale_runs_are_the_running_runs_other_processes_owned_under_this_lock(
     lock = tmp_path / "data" / ".run.lock"
     client = mlflow.MlflowClient()
     experiment = mlflow.get_experiment_by_name("tests").experiment_id
-    dead = {**tracking.owner_tags(lock), tracking.OWNER_PID: "999999999"}
+    dead = {**ownership.owner_tags(lock), ownership.OWNER_PID: "999999999"}
 
     def run(tags: dict[str, str]) -> str:
         return client.create_run(experiment, tags=tags).info.run_id
 
     killed_root = run(dead)
-    killed_child = run({tracking.PARENT: killed_root})
-    killed_grandchild = run({tracking.PARENT: killed_child})
-    ours = run(tracking.owner_tags(lock))  # this process: alive
-    other_lock = run({**dead, tracking.OWNER_LOCK: str(tmp_path / "other" / ".run.lock")})
-    other_host = run({**dead, tracking.OWNER_HOST: socket.gethostname() + "-elsewhere"})
+    killed_child = run({PARENT: killed_root})
+    killed_grandchild = run({PARENT: killed_child})
+    ours = run(ownership.owner_tags(lock))  # this process: alive
+    other_lock = run({**dead, ownership.OWNER_LOCK: str(tmp_path / "other" / ".run.lock")})
+    other_host = run({**dead, ownership.OWNER_HOST: socket.gethostname() + "-elsewhere"})
     untagged = run({})
     finished = run(dead)
     client.set_terminated(finished, "FINISHED")
 
-    ended = tracking.end_stale_runs(lock, client)
+    ended = ownership.end_stale_runs(lock, client)
 
     assert ended == sorted([killed_root, killed_child, killed_grandchild])
     status = {r: client.get_run(r).info.status for r in [*ended, ours, other_lock, other_host]}

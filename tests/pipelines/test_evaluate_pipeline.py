@@ -18,9 +18,9 @@ from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.pipelines.evaluate import create_pipeline
-from croft_pipeline.provenance import Provenance
 from croft_pipeline.publishing.registry import alias_version
 from croft_pipeline.serving.predict_folder import predict_folder
+from croft_pipeline.tracking.provenance import Provenance
 from tests.fixtures.served_model import CLASSES, METHOD_CONFIG, MODEL_NAME
 from tests.kedro_harness import load_params, pipeline_catalog
 from tests.ood.synthetic import LOGIT_SCALE, synthetic_calibration, synthetic_predictions

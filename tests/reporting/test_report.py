@@ -17,7 +17,6 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
-from croft_pipeline.provenance import MlflowRun, Provenance
 from croft_pipeline.reporting.classes import class_accuracy, class_accuracy_table
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.reporting.tables import (
@@ -26,6 +25,7 @@ from croft_pipeline.reporting.tables import (
     format_mean_std,
     summary_table,
 )
+from croft_pipeline.tracking.provenance import MlflowRun, Provenance
 from tests.ood.synthetic import (
     CLASSES,
     LOGIT_SCALE,

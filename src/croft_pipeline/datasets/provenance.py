@@ -1,4 +1,4 @@
-"""The ``provenance`` dataset: the run's :class:`~croft_pipeline.provenance.Provenance`, as its
+"""The ``provenance`` dataset: the run's :class:`~croft_pipeline.tracking.provenance.Provenance`, as its
 files are when a node loads it (``hooks.ProvenanceHook`` adds it to every run's catalog)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from croft_pipeline.provenance import Provenance, ProvenanceRecorder
+from croft_pipeline.tracking.provenance import Provenance, ProvenanceRecorder
 
 
 class ProvenanceDataset(AbstractDataset[None, Provenance]):

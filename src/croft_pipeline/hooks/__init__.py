@@ -11,7 +11,7 @@ from kedro.framework.hooks import hook_impl
 
 from croft_pipeline.config.loader import CONFIG_LOADER_ARGS
 from croft_pipeline.config.schema import check_parameters
-from croft_pipeline.provenance import ProvenanceRecorder, recorder_for, ui_address
+from croft_pipeline.tracking.provenance import ProvenanceRecorder, recorder_for, ui_address
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ run fails with. Failing fast, not waiting: two runs of one project write the sam
 second would only redo or overwrite the first's work; its user decides whether to wait or stop.
 
 :class:`RunLockHook` takes the lock before any other hook's ``before_pipeline_run`` (before
-kedro-mlflow opens its run), ends the MLflow runs of killed runs (``tracking.end_stale_runs``),
+kedro-mlflow opens its run), ends the MLflow runs of killed runs (``tracking.ownership.end_stale_runs``),
 tags the new run as this process's, and releases the lock after every other end-of-run hook.
 """
 
@@ -97,6 +97,7 @@ class RunLockHook:
     @hook_impl(wrapper=True)
     def before_pipeline_run(self, run_params: dict[str, Any]):
         from croft_pipeline import tracking  # MLflow only when a pipeline runs
+        from croft_pipeline.tracking import ownership
 
         if self._lock is not None:  # a run of this process that never reached its end hooks
             logger.warning("releasing %s left held by an interrupted run", self._lock.path)
@@ -105,9 +106,9 @@ class RunLockHook:
         lock.acquire(pipeline_label(run_params))
         self._lock = lock
         try:
-            tracking.end_stale_runs(lock.path)
+            ownership.end_stale_runs(lock.path)
             result = yield  # kedro-mlflow opens the pipeline's run here
-            tracking.tag_active_run(tracking.owner_tags(lock.path))
+            tracking.tag_active_run(ownership.owner_tags(lock.path))
         except BaseException:
             self._release()
             raise

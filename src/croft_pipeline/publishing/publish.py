@@ -17,10 +17,10 @@ from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.train_summary import SeedFit, SeedWise, TrainSummary
 from croft_pipeline.ood.scores import stacked
-from croft_pipeline.provenance import Provenance
 from croft_pipeline.publishing.gates import check_gates, gated_metrics
 from croft_pipeline.publishing.registry import alias_version, describe_version, registration
 from croft_pipeline.serving.bundle import write_bundle
+from croft_pipeline.tracking.provenance import Provenance
 
 
 def trained_runs(train_summary: TrainSummary, method: str) -> dict[int, SeedFit | SeedWise]:

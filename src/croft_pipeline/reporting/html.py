@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from croft_pipeline.provenance import Provenance
+from croft_pipeline.tracking.provenance import Provenance
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }

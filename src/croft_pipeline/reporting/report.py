@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from croft_pipeline.methods.train_summary import TrainSummary
-from croft_pipeline.provenance import Provenance
 from croft_pipeline.reporting.classes import (
     class_accuracy,
     class_accuracy_table,
@@ -37,6 +36,7 @@ from croft_pipeline.reporting.verdict import (
     selection_table,
     verdict_table,
 )
+from croft_pipeline.tracking.provenance import Provenance
 
 CONVENTION = (
     "Convention: every OOD score is higher for more in-distribution samples; ID is the positive "

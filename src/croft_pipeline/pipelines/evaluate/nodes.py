@@ -23,11 +23,11 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
-from croft_pipeline.provenance import Provenance
 from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.reporting.tables import headline_rows
+from croft_pipeline.tracking.provenance import Provenance
 
 WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
 EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged its test metrics

@@ -1,6 +1,6 @@
-"""MLflow helpers for nodes: log into the run kedro-mlflow opened, or a nested child run; and
-the run ownership that lets a new run end the runs a killed one left RUNNING. Files a node
-returns are logged by their catalog entries (``MlflowArtifactDataset``), not here.
+"""MLflow helpers for nodes: log into the run kedro-mlflow opened, or a nested child run. Files a
+node returns are logged by their catalog entries (``MlflowArtifactDataset``), not here. Run
+ownership (:mod:`ownership`) and provenance (:mod:`provenance`) are the package's other parts.
 
 The core modules never import MLflow; nodes pass them :func:`metric_logger` callbacks.
 """
@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +20,10 @@ from typing import Any
 
 import mlflow
 
-from croft_pipeline.provenance import MlflowRun
+from croft_pipeline.tracking.provenance import MlflowRun
 
 logger = logging.getLogger(__name__)
 
-OWNER_LOCK, OWNER_HOST, OWNER_PID = "croft.run_lock", "croft.host", "croft.pid"
 PARENT = "mlflow.parentRunId"
 
 
@@ -78,7 +75,7 @@ def tag_run_tree(tags: dict[str, str]) -> int:
         tagged += 1
         pending += [
             run.info.run_id
-            for run in _search_all(client, [root.experiment_id], f"tags.{PARENT} = '{run_id}'")
+            for run in search_runs(client, [root.experiment_id], f"tags.{PARENT} = '{run_id}'")
         ]
     return tagged
 
@@ -181,48 +178,12 @@ def _flatten(params: dict[str, Any], parent: str = "") -> dict[str, Any]:
     return flat
 
 
-def owner_tags(lock_path: str | os.PathLike) -> dict[str, str]:
-    """Tags naming the process that holds the project lock ``lock_path`` for this run."""
-    return {
-        OWNER_LOCK: str(Path(lock_path).resolve()),
-        OWNER_HOST: socket.gethostname(),
-        OWNER_PID: str(os.getpid()),
-    }
-
-
 def tag_active_run(tags: dict[str, str]) -> None:
     if tracking_active():
         mlflow.set_tags(tags)
 
 
-def end_stale_runs(lock_path: str | os.PathLike, client: mlflow.MlflowClient | None = None):
-    """End as KILLED every RUNNING run that another process owned under ``lock_path`` (same lock,
-    same host; :func:`owner_tags`), with its RUNNING child runs; return their ids.
-
-    Call it only while holding that lock: every run that owned it before is then dead.
-    """
-    client = client or mlflow.MlflowClient()
-    ours = owner_tags(lock_path)
-    running = _running_runs(client)
-    stale = {
-        run.info.run_id
-        for run in running
-        if all(run.data.tags.get(k) == ours[k] for k in (OWNER_LOCK, OWNER_HOST))
-        and run.data.tags.get(OWNER_PID) != ours[OWNER_PID]
-    }
-    stale |= _descendants(running, stale)
-    for run_id in sorted(stale):
-        client.set_terminated(run_id, "KILLED")
-        logger.warning("MLflow run %s ended as KILLED: the run that owned it died", run_id)
-    return sorted(stale)
-
-
-def _running_runs(client: mlflow.MlflowClient) -> list:
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return _search_all(client, experiments, "attributes.status = 'RUNNING'") if experiments else []
-
-
-def _search_all(client: mlflow.MlflowClient, experiments: list[str], query: str) -> list:
+def search_runs(client: mlflow.MlflowClient, experiments: list[str], query: str) -> list:
     """Every run of ``experiments`` matching ``query``, page by page."""
     runs, token = [], None
     while True:
@@ -231,16 +192,3 @@ def _search_all(client: mlflow.MlflowClient, experiments: list[str], query: str)
         token = page.token
         if not token:
             return runs
-
-
-def _descendants(runs: list, roots: set[str]) -> set[str]:
-    """Ids of the runs among ``runs`` whose chain of parents reaches one of ``roots``."""
-    parent = {run.info.run_id: run.data.tags.get(PARENT) for run in runs}
-    found: set[str] = set()
-    for run_id in parent:
-        ancestor = parent[run_id]
-        while ancestor is not None and ancestor not in roots and ancestor not in found:
-            ancestor = parent.get(ancestor)
-        if ancestor is not None and run_id not in roots:
-            found.add(run_id)
-    return found
