@@ -54,11 +54,14 @@ def machine() -> str:
 
 
 METHOD_COLUMNS = [
-    ("id", "accuracy"), ("covariate", "accuracy"), ("covariate_novel", "accuracy"),
+    ("id", "accuracy"),
+    ("covariate", "accuracy"),
+    ("covariate_novel", "accuracy"),
     *((shift, f"energy_{m}") for shift in OPENSET_SHIFTS for m in ("auroc", "fpr95")),
-    ("openset", "energy_aupr_in"), ("openset", "energy_aupr_out"),
+    ("openset", "energy_aupr_in"),
+    ("openset", "energy_aupr_out"),
     *((shift, "knn_auroc") for shift in OPENSET_SHIFTS),
-]  # fmt: skip
+]
 ROLES = {
     "vs zero-shot": "Against zero-shot CLIP",
     "vs no EDR": "Does the energy term help? CRoFT against croft_no_edr",

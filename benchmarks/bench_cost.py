@@ -427,10 +427,14 @@ def markdown(result: dict[str, Any]) -> str:
     if "scaling" in result:
         s = result["scaling"]
         train_rows = [
-            {"scale": r["scale"], "train_images": r["train_images"], "peak_rss_mib": r["peak_rss_mib"],
-             **r["seconds_by_method"]}
+            {
+                "scale": r["scale"],
+                "train_images": r["train_images"],
+                "peak_rss_mib": r["peak_rss_mib"],
+                **r["seconds_by_method"],
+            }
             for r in s["train"]
-        ]  # fmt: skip
+        ]
         lines += [
             "## Scaling with the number of images",
             "",

@@ -46,11 +46,22 @@ SPECS = {
     "clean": EnergyGradSpec("lse", "mean", "sum", False, True, 0.2, 0.5, logit_scale=100.0),
 }
 STEP_CONFIG = {
-    "lr": 0.002, "momentum": 0.9, "weight_decay": 0.1, "epochs": 1, "warmup_epochs": 0,
-    "warmup_lr": 1e-5, "batch_size": 32, "ratio": 0.2, "ratio_text": 0.5, "lambda1": 15.0,
-    "lambda2": 10.0, "gen_step": 1, "edr_setup": "setup2", "edr_branch": "auto",
+    "lr": 0.002,
+    "momentum": 0.9,
+    "weight_decay": 0.1,
+    "epochs": 1,
+    "warmup_epochs": 0,
+    "warmup_lr": 1e-5,
+    "batch_size": 32,
+    "ratio": 0.2,
+    "ratio_text": 0.5,
+    "lambda1": 15.0,
+    "lambda2": 10.0,
+    "gen_step": 1,
+    "edr_setup": "setup2",
+    "edr_branch": "auto",
     "edr_delta": 1e-4,
-}  # fmt: skip
+}
 
 
 def sync(device: torch.device) -> None:
@@ -120,10 +131,15 @@ def bench_dim(dim: int, args: argparse.Namespace, device: torch.device) -> list[
             def run(form=form, mode=mode):
                 torch.autograd.grad(edr_term(mode, form, inputs), grad_of)
 
-            rows.append({
-                "what": "edr", "mode": mode, "form": form, "dim": dim,
-                "ms": 1e3 * median_seconds(run, device, args.repeats, args.warmup),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "what": "edr",
+                    "mode": mode,
+                    "form": form,
+                    "dim": dim,
+                    "ms": 1e3 * median_seconds(run, device, args.repeats, args.warmup),
+                }
+            )
         diff = max_rel_diff(
             [values["closed_form"], *grads["closed_form"]], [values["autograd"], *grads["autograd"]]
         )
@@ -136,10 +152,18 @@ def bench_dim(dim: int, args: argparse.Namespace, device: torch.device) -> list[
         config = {**STEP_CONFIG, "device": str(device), "edr_grad": form, "lambda2": lambda2}
         method = build_method("croft_faithful", config, text, 100.0, seed=0)
         method._make_optimizers()
-        rows.append({
-            "what": "step", "mode": "faithful", "form": form if lambda2 else "no_edr", "dim": dim,
-            "ms": 1e3 * median_seconds(lambda m=method: m._train_step(batch, labels), device, args.repeats, args.warmup),
-        })  # fmt: skip
+        rows.append(
+            {
+                "what": "step",
+                "mode": "faithful",
+                "form": form if lambda2 else "no_edr",
+                "dim": dim,
+                "ms": 1e3
+                * median_seconds(
+                    lambda m=method: m._train_step(batch, labels), device, args.repeats, args.warmup
+                ),
+            }
+        )
     return rows
 
 

@@ -83,10 +83,11 @@ def kept_point(fits) -> int:
 def compare(sequential, batched) -> dict:
     (_, seq_methods, seq_fits), (_, bat_methods, bat_fits) = sequential, batched
     same_outcome = all(
-        (str(a) == str(b)) if isinstance(a, NonFiniteLossError)
+        (str(a) == str(b))
+        if isinstance(a, NonFiniteLossError)
         else (a.best_epoch, a.best_val_accuracy) == (b.best_epoch, b.best_val_accuracy)
         for a, b in zip(seq_fits, bat_fits, strict=True)
-    )  # fmt: skip
+    )
     deltas = [
         float((ma.state_dict()[k] - mb.state_dict()[k]).abs().max())
         for ma, mb, fit in zip(seq_methods, bat_methods, seq_fits, strict=True)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
             "n_val": N_VAL,
             "epochs": common["epochs"],
             "batch_size": common["batch_size"],
-        },  # fmt: skip
+        },
         "results": results,
     }
     atomic_write_bytes(

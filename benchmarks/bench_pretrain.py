@@ -108,9 +108,17 @@ def bench_recipes(
             target = WORK / f"pretrain_{model_name}_seed{seed}.safetensors"
             started = time.perf_counter()
             report = ensure_checkpoint(
-                model_name, pairs.paths, pairs.shas, pairs.captions, target, config,
-                device="cpu", force=True, progress=False, feature_cache=None,
-            )  # fmt: skip
+                model_name,
+                pairs.paths,
+                pairs.shas,
+                pairs.captions,
+                target,
+                config,
+                device="cpu",
+                force=True,
+                progress=False,
+                feature_cache=None,
+            )
             total = time.perf_counter() - started
             rows.append(
                 {
@@ -168,11 +176,13 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     table = [
-        {**{k: v for k, v in row.items() if k not in ("zero_shot", "checkpoint_sha256")},
-         "zero-shot mean": f"{row['zero_shot']['mean']:.3f} ± {row['zero_shot']['mean_95_half_width']:.3f}",
-         "sha256": row["checkpoint_sha256"][:12]}
+        {
+            **{k: v for k, v in row.items() if k not in ("zero_shot", "checkpoint_sha256")},
+            "zero-shot mean": f"{row['zero_shot']['mean']:.3f} ± {row['zero_shot']['mean_95_half_width']:.3f}",
+            "sha256": row["checkpoint_sha256"][:12],
+        }
         for row in result["recipes"]
-    ]  # fmt: skip
+    ]
     lines += markdown_table(table, list(table[0]))
     return "\n".join(lines)
 

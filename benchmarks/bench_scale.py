@@ -132,8 +132,10 @@ def task_overhead(ray, n: int = 200) -> dict:
     for _ in range(50):
         ray.get(empty.remote())
     serial = (time.perf_counter() - started) / 50
-    return {"ms_per_task_submitted_together": round(1e3 * batched, 2),
-            "ms_per_task_one_at_a_time": round(1e3 * serial, 2)}  # fmt: skip
+    return {
+        "ms_per_task_submitted_together": round(1e3 * batched, 2),
+        "ms_per_task_one_at_a_time": round(1e3 * serial, 2),
+    }
 
 
 def projection(per_actor: float, startup: float, write: float, decode: float) -> dict:
@@ -215,7 +217,7 @@ def main() -> None:
                 "cpus_per_actor": 1,
                 "torch_threads_per_actor": 1,
                 "decode": "fused into the actors (decode_cpus == cpus_per_actor)",
-            },  # fmt: skip
+            },
             "ray_over_local_seconds": round(remote["seconds"] / local["seconds"], 2),
             "caches_byte_identical": identical,
             "single_thread_rates": stages,
@@ -229,7 +231,7 @@ def main() -> None:
             "grid": "conf/base train (default methods, grids, epochs)",
             "data": "tests/methods/synthetic.py synthetic_tables (12-dim features)",
             "seeds": resolved["seeds"],
-        },  # fmt: skip
+        },
         "ray_task_overhead": overhead,
         "projection": projection(per_actor, startup, write, stages["decode_per_cpu"]),
         "ray_version": ray.__version__,

@@ -248,8 +248,11 @@ def run_fold(
         params, recorder = backbone.params(params), backbone.provenance(recorder)
     fold_params = {
         **params,
-        "ingest": {**params["ingest"], "dataset": {**params["ingest"]["dataset"], "heldout_domain": heldout}},
-    }  # fmt: skip
+        "ingest": {
+            **params["ingest"],
+            "dataset": {**params["ingest"]["dataset"], "heldout_domain": heldout},
+        },
+    }
     catalog_paths = config_loader(project, env)["catalog"]
     manifest = pd.read_parquet(project / catalog_paths["manifest"]["filepath"])
     id_classes = json.loads((project / catalog_paths["id_classes"]["filepath"]).read_text())

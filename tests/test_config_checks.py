@@ -32,15 +32,43 @@ def test_every_shipped_environment_passes(env):
 
 
 BAD = [  # (dotted path, bad value, start of the message: the full key and the rule)
-    ("train.method_params.linear_probe.lr", -0.5, "train.method_params.linear_probe.lr must be > 0, got -0.5"),
-    ("train.method_params.croft_clean.lr", 0, "train.method_params.croft_clean.lr must be > 0, got 0"),
+    (
+        "train.method_params.linear_probe.lr",
+        -0.5,
+        "train.method_params.linear_probe.lr must be > 0, got -0.5",
+    ),
+    (
+        "train.method_params.croft_clean.lr",
+        0,
+        "train.method_params.croft_clean.lr must be > 0, got 0",
+    ),
     ("train.grids.linear_probe.lr", [1e-3, 0.0], "train.grids.linear_probe.lr[1] must be > 0"),
     ("train.grids.clip_adapter.lr", [], "train.grids.clip_adapter.lr must be a non-empty list"),
-    ("train.method_params.clip_adapter.epochs", 0, "train.method_params.clip_adapter.epochs must be an integer >= 1, got 0"),
-    ("train.method_params.croft_faithful.edr_setup", "setup3", "train.method_params.croft_faithful.edr_setup must be one of"),
-    ("train.method_params.croft_faithful.lamda1", 1.0, "train.method_params.croft_faithful.lamda1 must not be set"),
-    ("train.method_params.croft_no_edr.lambda2", 1.0, "train.method_params.croft_no_edr.lambda2 must be 0"),
-    ("train.method_params.clip_adapter.ratio", 2.0, "train.method_params.clip_adapter.ratio must be in [0, 1]"),
+    (
+        "train.method_params.clip_adapter.epochs",
+        0,
+        "train.method_params.clip_adapter.epochs must be an integer >= 1, got 0",
+    ),
+    (
+        "train.method_params.croft_faithful.edr_setup",
+        "setup3",
+        "train.method_params.croft_faithful.edr_setup must be one of",
+    ),
+    (
+        "train.method_params.croft_faithful.lamda1",
+        1.0,
+        "train.method_params.croft_faithful.lamda1 must not be set",
+    ),
+    (
+        "train.method_params.croft_no_edr.lambda2",
+        1.0,
+        "train.method_params.croft_no_edr.lambda2 must be 0",
+    ),
+    (
+        "train.method_params.clip_adapter.ratio",
+        2.0,
+        "train.method_params.clip_adapter.ratio must be in [0, 1]",
+    ),
     ("train.methods", ["zero_shot", "nope"], "train.methods[1] must be one of"),
     ("train.wise.alphas", [0.0, 1.5], "train.wise.alphas[1] must be in [0, 1], got 1.5"),
     ("train.workers", 0, "train.workers must be auto, null or an integer >= 1, got 0"),
@@ -59,8 +87,16 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     (f"{GATE1}.metric", "energy_aurco", f"{GATE1}.metric must be one of"),
     (f"{GATE1}.shift", "open", f"{GATE1}.shift must be one of"),
     (f"{GATE0}.op", "=>", f"{GATE0} must be valid (an interval gate needs op in"),
-    (GATE0, {"shift": "openset", "metric": "energy_aurco", "op": ">=", "value": 0.5}, f"{GATE0}.metric must be one of"),
-    (GATE0, {"shift": "id", "metric": "accuracy", "op": ">", "value": 0.5, "baseline": "zero_shot"}, f"{GATE0} must be valid"),
+    (
+        GATE0,
+        {"shift": "openset", "metric": "energy_aurco", "op": ">=", "value": 0.5},
+        f"{GATE0}.metric must be one of",
+    ),
+    (
+        GATE0,
+        {"shift": "id", "metric": "accuracy", "op": ">", "value": 0.5, "baseline": "zero_shot"},
+        f"{GATE0} must be valid",
+    ),
     ("clip.precision", "fp16", "clip.precision must be one of ['fp32', 'bf16']"),
     ("clip.model_name", "ViT-Q-99", "clip.model_name must be valid (unknown CLIP model name"),
     ("clip.templates", ["no placeholder"], "clip.templates must be one prompt template"),
@@ -78,9 +114,13 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
     ("ingest.splits.val_fraction", 1.5, "ingest.splits.val_fraction must be in [0, 1]"),
     ("ingest.sources[0].layout", "flat", "ingest.sources[0].layout must be one of"),
-    ("ingest.dataset.group_pattern", "(?P<g>x)", "ingest.dataset.group_pattern must have a named group"),
+    (
+        "ingest.dataset.group_pattern",
+        "(?P<g>x)",
+        "ingest.dataset.group_pattern must have a named group",
+    ),
     ("seeds", [], "seeds must be a non-empty list"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[b[0] for b in BAD])

@@ -111,8 +111,11 @@ def test_every_run_of_the_tiny_run_says_what_made_it(tiny_project, store):
     below = [
         run
         for child in nested
-        for run in [child, *store.search_runs([experiment], f"tags.mlflow.parentRunId = '{child.info.run_id}'")]
-    ]  # fmt: skip
+        for run in [
+            child,
+            *store.search_runs([experiment], f"tags.mlflow.parentRunId = '{child.info.run_id}'"),
+        ]
+    ]
     assert len(below) > len(nested) > 0  # method runs, their grid points, the evaluate runs
     for run in below:
         assert _croft_tags(run.data.tags) == expected, run.info.run_name
@@ -156,8 +159,12 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
                 epochs = method_config(params, method)["epochs"]
                 assert [m.step for m in history] == list(range(epochs))
             mine = results[(results["method"] == method) & (results["seed"] == int(seed))]
-            for shift, metric in (("id", "accuracy"), ("covariate", "accuracy"),
-                                  ("openset", "energy_auroc"), ("openset", "energy_fpr95")):  # fmt: skip
+            for shift, metric in (
+                ("id", "accuracy"),
+                ("covariate", "accuracy"),
+                ("openset", "energy_auroc"),
+                ("openset", "energy_fpr95"),
+            ):
                 value = mine[(mine["shift"] == shift) & (mine["metric"] == metric)]["value"]
                 assert run.data.metrics[f"{shift}/{metric}"] == pytest.approx(value.iloc[0])
             assert not any(re.match(r"openset/msp_", key) for key in run.data.metrics)

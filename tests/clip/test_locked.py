@@ -100,8 +100,10 @@ def test_pretraining_changes_only_the_projections_and_the_logit_scale(image_refs
     target = tmp_path / "clip.safetensors"
     report = ensure_checkpoint(DEFAULT, paths, shas, captions, target, FAST, progress=False)
     assert (report["recipe"], report["precision"], report["trained"]) == (
-        "locked_towers", "fp32", True,
-    )  # fmt: skip
+        "locked_towers",
+        "fp32",
+        True,
+    )
     trained = load_file(str(target))
     initial = create_trainable_model(DEFAULT, FAST.seed).state_dict()
     mapped = mapped_trunk_state(
@@ -127,9 +129,15 @@ def test_trunk_features_are_cached_and_give_the_same_checkpoint(image_refs, tmp_
     assert len(list(cache.glob("*.safetensors"))) == 1
     assert sha256_file(first) == sha256_file(second)
     other_views = ensure_checkpoint(
-        DEFAULT, paths, shas, captions, tmp_path / "c.safetensors", replace(FAST, views=3),
-        progress=False, feature_cache=cache,
-    )  # fmt: skip
+        DEFAULT,
+        paths,
+        shas,
+        captions,
+        tmp_path / "c.safetensors",
+        replace(FAST, views=3),
+        progress=False,
+        feature_cache=cache,
+    )
     assert not other_views["trunk_features_cached"] and len(list(cache.glob("*"))) == 2
 
 

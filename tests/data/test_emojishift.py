@@ -168,9 +168,11 @@ def test_captions_from_emoji_names_for_pretraining_images_only(rendered):
         "group_pattern": FILE_PATTERN.pattern,
     }
     manifest, skipped, _ = build_manifest(
-        sources, {"main": base / "main", "pretrain": base / "pretrain"}, dataset,
+        sources,
+        {"main": base / "main", "pretrain": base / "pretrain"},
+        dataset,
         {"metadata_files": ["*.md", "*.txt", ".*"]},
-    )  # fmt: skip
+    )
     assert skipped.empty
     pairs = build_pretrain_pairs(manifest, ["{name}", "an emoji of a {class_name}"])
     pretrain = manifest[manifest["role"] == "pretrain"]

@@ -84,15 +84,50 @@ def test_idx_images_and_labels_round_trip(tmp_path, gz):
 
 BAD_FILES = [  # (name, the file's uncompressed bytes, the expected magic, start of the reason)
     ("empty", b"", fm.IMAGES_MAGIC, "not an idx file (0 bytes"),
-    ("labels_as_images", idx_bytes(np.zeros(3)), fm.IMAGES_MAGIC, "magic number 0x00000801, expected 0x00000803"),
-    ("images_as_labels", idx_bytes(np.zeros((1, 2, 2))), fm.LABELS_MAGIC, "magic number 0x00000803, expected 0x00000801"),
-    ("not_ubyte", b"\x00\x00\x0d\x01" + struct.pack(">I", 1) + b"\0\0\0\0", None, "bad magic number 0x00000d01"),
-    ("not_zero_lead", b"PK\x08\x01" + struct.pack(">I", 1) + b"\0", None, "bad magic number 0x504b0801"),
+    (
+        "labels_as_images",
+        idx_bytes(np.zeros(3)),
+        fm.IMAGES_MAGIC,
+        "magic number 0x00000801, expected 0x00000803",
+    ),
+    (
+        "images_as_labels",
+        idx_bytes(np.zeros((1, 2, 2))),
+        fm.LABELS_MAGIC,
+        "magic number 0x00000803, expected 0x00000801",
+    ),
+    (
+        "not_ubyte",
+        b"\x00\x00\x0d\x01" + struct.pack(">I", 1) + b"\0\0\0\0",
+        None,
+        "bad magic number 0x00000d01",
+    ),
+    (
+        "not_zero_lead",
+        b"PK\x08\x01" + struct.pack(">I", 1) + b"\0",
+        None,
+        "bad magic number 0x504b0801",
+    ),
     ("no_dimensions", b"\x00\x00\x08\x00", None, "bad magic number 0x00000800"),
-    ("short_header", b"\x00\x00\x08\x03" + struct.pack(">I", 2), fm.IMAGES_MAGIC, "truncated header"),
-    ("truncated_data", idx_bytes(np.zeros((2, 2, 2)))[:-1], fm.IMAGES_MAGIC, "7 data bytes, the header's shape (2, 2, 2) needs 8"),
-    ("trailing_data", idx_bytes(np.zeros(3)) + b"\0", fm.LABELS_MAGIC, "4 data bytes, the header's shape (3,) needs 3"),
-]  # fmt: skip
+    (
+        "short_header",
+        b"\x00\x00\x08\x03" + struct.pack(">I", 2),
+        fm.IMAGES_MAGIC,
+        "truncated header",
+    ),
+    (
+        "truncated_data",
+        idx_bytes(np.zeros((2, 2, 2)))[:-1],
+        fm.IMAGES_MAGIC,
+        "7 data bytes, the header's shape (2, 2, 2) needs 8",
+    ),
+    (
+        "trailing_data",
+        idx_bytes(np.zeros(3)) + b"\0",
+        fm.LABELS_MAGIC,
+        "4 data bytes, the header's shape (3,) needs 3",
+    ),
+]
 
 
 @pytest.mark.parametrize(

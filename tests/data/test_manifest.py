@@ -151,7 +151,7 @@ def test_manifest_is_deterministic_across_processes(tmp_path):
             text=True,
             check=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
-        ).stdout  # fmt: skip
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(digests) == 1 and digests != {""}

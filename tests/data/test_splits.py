@@ -42,9 +42,13 @@ def synthetic_manifest(domains=("a", "b", "c"), classes=("x", "y"), glyphs=10, v
                     )
     ident = pd.DataFrame(rows)
     openset = ident[ident["class_name"] == "x"].assign(
-        class_name="z", label=-1, role="openset",
-        sha256=lambda f: "o" + f["sha256"], group=lambda f: "o" + f["group"], path=lambda f: "o" + f["path"],
-    )  # fmt: skip
+        class_name="z",
+        label=-1,
+        role="openset",
+        sha256=lambda f: "o" + f["sha256"],
+        group=lambda f: "o" + f["group"],
+        path=lambda f: "o" + f["path"],
+    )
     pretrain = openset.assign(
         role="pretrain", sha256=lambda f: "p" + f["sha256"], path=lambda f: "p" + f["path"]
     )

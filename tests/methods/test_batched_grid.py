@@ -23,16 +23,29 @@ DIVERGES = 1e30  # an lr no point survives: its NaNs must stay in its own slice
 CLOSE = dict(rtol=1e-4, atol=1e-5)  # float32 reassociation, compounded over the epochs
 GRIDS = {  # >= 3 points each, one diverging, and a per-point attribute varied where there is one
     "linear_probe": [{"lr": lr} for lr in (0.01, DIVERGES, 0.05, 0.2)],
-    "clip_adapter": [{"lr": 0.05, "ratio": 0.2}, {"lr": DIVERGES, "ratio": 0.5},
-                     {"lr": 0.2, "ratio": 0.5}],
-    "tip_adapter_f": [{"lr": 0.01, "alpha": 1.0}, {"lr": DIVERGES, "alpha": 2.0},
-                      {"lr": 0.05, "alpha": 2.0, "beta": 5.0}],
-    "croft_faithful": [{"lr": 0.01, "lambda2": 10.0}, {"lr": DIVERGES, "lambda2": 10.0},
-                       {"lr": 0.05, "lambda2": 100.0}, {"lr": 0.05, "lambda2": 0.0}],
-    "croft_clean": [{"lr": 0.01, "lambda2": 10.0}, {"lr": DIVERGES, "lambda2": 100.0},
-                    {"lr": 0.05, "lambda2": 100.0, "ratio": 0.5}],
+    "clip_adapter": [
+        {"lr": 0.05, "ratio": 0.2},
+        {"lr": DIVERGES, "ratio": 0.5},
+        {"lr": 0.2, "ratio": 0.5},
+    ],
+    "tip_adapter_f": [
+        {"lr": 0.01, "alpha": 1.0},
+        {"lr": DIVERGES, "alpha": 2.0},
+        {"lr": 0.05, "alpha": 2.0, "beta": 5.0},
+    ],
+    "croft_faithful": [
+        {"lr": 0.01, "lambda2": 10.0},
+        {"lr": DIVERGES, "lambda2": 10.0},
+        {"lr": 0.05, "lambda2": 100.0},
+        {"lr": 0.05, "lambda2": 0.0},
+    ],
+    "croft_clean": [
+        {"lr": 0.01, "lambda2": 10.0},
+        {"lr": DIVERGES, "lambda2": 100.0},
+        {"lr": 0.05, "lambda2": 100.0, "ratio": 0.5},
+    ],
     "croft_no_edr": [{"lr": 0.01}, {"lr": DIVERGES}, {"lr": 0.05, "lambda1": 5.0}],
-}  # fmt: skip
+}
 TRAINED = sorted(name for name, cls in METHODS.items() if cls.trains)
 
 

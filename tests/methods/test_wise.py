@@ -51,9 +51,13 @@ def test_methods_that_start_at_zero_shot_interpolate_weights_the_others_outputs(
     data, zero_shot, methods = fitted
     spaces = {name: space_of(method) for name, method in methods.items()}
     assert spaces == {
-        "linear_probe": WEIGHT, "croft_faithful": WEIGHT, "croft_clean": WEIGHT,
-        "croft_no_edr": WEIGHT, "clip_adapter": OUTPUT, "tip_adapter_f": OUTPUT,
-    }  # fmt: skip
+        "linear_probe": WEIGHT,
+        "croft_faithful": WEIGHT,
+        "croft_clean": WEIGHT,
+        "croft_no_edr": WEIGHT,
+        "clip_adapter": OUTPUT,
+        "tip_adapter_f": OUTPUT,
+    }
     x = data.shifted.features
     for name, method in methods.items():
         if spaces[name] == WEIGHT:  # the untrained method is the zero-shot classifier
@@ -105,8 +109,9 @@ def test_a_stored_wise_point_rebuilds_exactly_at_its_endpoints(fitted):
     stored = {"croft_clean/seed_0": croft.state_dict()}
     x = data.shifted.features
     for alpha, expected in ((0.0, zero_shot.logits(x)), (1.0, croft.logits(x))):
-        entry = MethodSummary(base="croft_clean", space=WEIGHT,
-                              seeds={0: SeedWise(config=croft.config, alpha=alpha)})  # fmt: skip
+        entry = MethodSummary(
+            base="croft_clean", space=WEIGHT, seeds={0: SeedWise(config=croft.config, alpha=alpha)}
+        )
         model = fitted_model(
             "croft_clean+wise", entry, 0, stored.__getitem__, data.text, data.logit_scale
         )

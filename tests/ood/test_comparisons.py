@@ -19,8 +19,15 @@ FAST = ComparisonConfig(draws=200)
 
 
 def test_the_planned_pairs_and_their_roles():
-    methods = ["zero_shot", "linear_probe", "linear_probe+wise", "croft_clean",
-               "croft_clean+wise", "croft_no_edr", "croft_no_edr+wise"]  # fmt: skip
+    methods = [
+        "zero_shot",
+        "linear_probe",
+        "linear_probe+wise",
+        "croft_clean",
+        "croft_clean+wise",
+        "croft_no_edr",
+        "croft_no_edr+wise",
+    ]
     summary = pd.DataFrame(
         [(m, "id", "accuracy", 0.5 + 0.01 * i) for i, m in enumerate(methods)],
         columns=["method", "shift", "metric", "mean"],

@@ -51,9 +51,14 @@ def test_one_unit_matches_scipys_paired_percentile_bootstrap():
     b = np.where(rng.random(400) < 0.8, a, 1 - a)  # paired: B agrees with A on ~80% of samples
     ours = paired_bootstrap([_acc_unit(a, b)], mean_metric, draws=4000, seed=0)
     theirs = bootstrap(
-        (a, b), lambda x, y: np.mean(x) - np.mean(y), paired=True, n_resamples=4000,
-        method="percentile", random_state=0, vectorized=False,
-    ).confidence_interval  # fmt: skip
+        (a, b),
+        lambda x, y: np.mean(x) - np.mean(y),
+        paired=True,
+        n_resamples=4000,
+        method="percentile",
+        random_state=0,
+        vectorized=False,
+    ).confidence_interval
     assert ours.difference == pytest.approx(np.mean(a) - np.mean(b))
     assert ours.low == pytest.approx(theirs.low, abs=0.01)
     assert ours.high == pytest.approx(theirs.high, abs=0.01)

@@ -74,8 +74,11 @@ def test_summary_and_weights_cover_every_method_and_seed(trained):
                 assert run.best_val_accuracy == max(accuracies)
                 kept = points[accuracies.index(max(accuracies))]
                 assert {k: run.config[k] for k in kept} == kept
-            assert run.config == {**method_config(params, name), **points[0], **{
-                k: run.config[k] for k in grids[name]}}  # fmt: skip
+            assert run.config == {
+                **method_config(params, name),
+                **points[0],
+                **{k: run.config[k] for k in grids[name]},
+            }
 
 
 def test_selection_never_reads_a_test_split(trained):
@@ -112,9 +115,12 @@ def test_stacked_grids_select_the_points_of_single_fits(trained, monkeypatch):
     assert params["workers"] == 1  # the fits run in this process, where the patch holds
     views = synthetic_tables()[2]
     monkeypatch.setattr(
-        selection, "fit_points", lambda methods, train, val: [
-            selection.fit_or_error(method, train, val) for method in methods]
-    )  # fmt: skip
+        selection,
+        "fit_points",
+        lambda methods, train, val: [
+            selection.fit_or_error(method, train, val) for method in methods
+        ],
+    )
     again, again_summary, _ = nodes.fit_methods(
         splits, center, views, text, CLASSES, params, [1, 2]
     )

@@ -130,9 +130,13 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
     wise = children[children["tags.method"].str.endswith("+wise")]
     assert sorted(wise["tags.mlflow.runName"]) == sorted(
         f"{name}+wise / seed {seed} / alpha={alpha:g}"
-        for name, seed, alpha in zip(wise["params.base"], wise["params.seed"],
-                                     wise["params.alpha"].astype(float), strict=True)
-    )  # fmt: skip
+        for name, seed, alpha in zip(
+            wise["params.base"],
+            wise["params.seed"],
+            wise["params.alpha"].astype(float),
+            strict=True,
+        )
+    )
     children = children.drop(wise.index)
     adapters = {  # the weights are artifacts of the pipeline's run (catalog_train.yml)
         artifact.path

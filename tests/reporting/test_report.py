@@ -248,8 +248,11 @@ def _check_confusion_matrices(tables: dict, scores: pd.DataFrame, summary: pd.Da
         per_class = samples["label"].value_counts().reindex(range(len(CLASSES)), fill_value=0)
         assert counts.sum(axis=1).tolist() == per_class.tolist()
         assert np.trace(counts) == int(samples["correct"].sum())
-        mean = summary[(summary["method"] == method) & (summary["shift"] == "covariate")
-                       & (summary["metric"] == "accuracy")]["mean"].iloc[0]  # fmt: skip
+        mean = summary[
+            (summary["method"] == method)
+            & (summary["shift"] == "covariate")
+            & (summary["metric"] == "accuracy")
+        ]["mean"].iloc[0]
         assert np.trace(counts) / counts.sum() == pytest.approx(mean)  # equal samples per seed
 
 

@@ -6,8 +6,13 @@ import pandas as pd
 
 from croft_pipeline.reporting.verdict import backbone_agreement, backbone_table
 
-KEY = {"role": "vs zero-shot", "method": "croft_clean", "baseline": "zero_shot",
-       "shift": "id", "metric": "accuracy"}  # fmt: skip
+KEY = {
+    "role": "vs zero-shot",
+    "method": "croft_clean",
+    "baseline": "zero_shot",
+    "shift": "id",
+    "metric": "accuracy",
+}
 
 
 def test_a_claim_holds_on_the_backbones_whose_own_interval_has_its_sign():
@@ -22,7 +27,7 @@ def test_a_claim_holds_on_the_backbones_whose_own_interval_has_its_sign():
                 (1, 0.03, -0.01, 0.07),
                 (2, -0.02, -0.05, -0.01),
             )
-        ]  # fmt: skip
+        ]
     )
     (row,) = backbone_agreement(pooled, per_backbone).to_dict("records")
     assert (row["holds_on"], row["backbones"]) == (1, 3)

@@ -64,9 +64,17 @@ def test_predict_writes_the_csv_in_batches_and_prints_one_summary_line(
     registered = _register(tiny_model, tmp_path)
     folder, out = tiny_model.images[0].parent, tmp_path / "predictions.csv"
     run = _cli(
-        "predict", "--model", f"models:/{MODEL}@champion", "--images", str(folder),
-        "--out", str(out), "--batch-size", "4", store=mlflow_store,
-    )  # fmt: skip
+        "predict",
+        "--model",
+        f"models:/{MODEL}@champion",
+        "--images",
+        str(folder),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        store=mlflow_store,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(out)
     assert table["path"].tolist() == [p.name for p in sorted(tiny_model.images)]
@@ -86,9 +94,15 @@ def test_predict_writes_the_csv_in_batches_and_prints_one_summary_line(
     assert f"{len(table)}/{len(table)}" in run.stderr  # the progress bar reached the end
 
     missing = _cli(
-        "predict", "--model", f"models:/{MODEL}@champion", "--images", str(tmp_path / "nope"),
-        "--out", str(tmp_path / "other.csv"), store=mlflow_store,
-    )  # fmt: skip
+        "predict",
+        "--model",
+        f"models:/{MODEL}@champion",
+        "--images",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "other.csv"),
+        store=mlflow_store,
+    )
     assert missing.returncode == 1 and not (tmp_path / "other.csv").exists()
     assert (
         missing.stderr.strip()

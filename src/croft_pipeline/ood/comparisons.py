@@ -36,9 +36,17 @@ from croft_pipeline.ood.params import ComparisonsParams
 logger = logging.getLogger(__name__)
 
 COMPARISON_COLUMNS = [
-    "method", "baseline", "role", "shift", "metric", "difference", "low", "high", "level",
+    "method",
+    "baseline",
+    "role",
+    "shift",
+    "metric",
+    "difference",
+    "low",
+    "high",
+    "level",
     "units",
-]  # fmt: skip
+]
 ZERO_SHOT, NO_EDR = "zero_shot", "croft_no_edr"
 DEFAULTS = ComparisonsParams()  # the defaults of evaluate.comparisons
 
@@ -126,9 +134,13 @@ class UnitFrames:
 
 
 def compare(
-    frames: UnitFrames, method: str, baseline: str, shift: str, metric: str,
+    frames: UnitFrames,
+    method: str,
+    baseline: str,
+    shift: str,
+    metric: str,
     comparison: ComparisonConfig,
-) -> dict | None:  # fmt: skip
+) -> dict | None:
     """One row of the comparisons table; None when no unit has the data (e.g. no near/far
     classes configured), and None with a warning when only some units have it."""
     column = score_column(comparison.score)
@@ -145,17 +157,26 @@ def compare(
         units.append(PairedUnit(a[0], b[0], a[1]))
     if missing and units:
         logger.warning(
-            "no %s/%s interval for %s vs %s: units %s lack it", shift, metric, method, baseline,
+            "no %s/%s interval for %s vs %s: units %s lack it",
+            shift,
+            metric,
+            method,
+            baseline,
             missing,
-        )  # fmt: skip
+        )
     if missing or not units:
         return None
     statistic = mean_metric if metric == "accuracy" else auroc_metric
     interval = paired_bootstrap(
         units, statistic, comparison.draws, comparison.level, comparison.seed, frames.clusters()
     )
-    return {"method": method, "baseline": baseline, "shift": shift, "metric": metric,
-            **{k: v for k, v in interval.as_dict().items() if k != "draws"}}  # fmt: skip
+    return {
+        "method": method,
+        "baseline": baseline,
+        "shift": shift,
+        "metric": metric,
+        **{k: v for k, v in interval.as_dict().items() if k != "draws"},
+    }
 
 
 def _best_baseline(summary_means: pd.DataFrame, shift: str, metric: str) -> str | None:

@@ -84,8 +84,9 @@ class EvaluateParams(Params):
             key = f"evaluate.scores.{name}"
             if name not in SCORE_PARAMS:
                 raise ParameterError(
-                    key, f"be valid (unknown OOD score {name!r}; known: {sorted(SCORE_PARAMS)})",
+                    key,
+                    f"be valid (unknown OOD score {name!r}; known: {sorted(SCORE_PARAMS)})",
                     values,
-                )  # fmt: skip
+                )
             SCORE_PARAMS[name].checked(values, key)
         return {name: dict(values or {}) for name, values in scores.items()}

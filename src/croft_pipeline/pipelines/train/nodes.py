@@ -171,8 +171,11 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, s
             with tracking.child_run(point, tags={**tags, ROLE: "grid point"}):
                 tracking.log_params(row["point"])
                 tracking.log_history(row.get("history", []))
-                final = {f"best_{k}" if k == "val_accuracy" else k: row[k]
-                         for k in ("val_accuracy", "best_epoch", "seconds") if k in row}  # fmt: skip
+                final = {
+                    f"best_{k}" if k == "val_accuracy" else k: row[k]
+                    for k in ("val_accuracy", "best_epoch", "seconds")
+                    if k in row
+                }
                 final.update({f"oracle_{k}": v for k, v in row.get("probe", {}).items()})
                 tracking.metric_logger()(0, final)
         tracking.log_json_artifact(outcome.config, "config.json")
@@ -188,8 +191,15 @@ def _log_wise(outcome: FitOutcome, tags: dict[str, str]) -> str | None:
     wise, name = outcome.wise, wise_name(outcome.name)
     title = tracking.run_name(name, f"seed {outcome.seed}", f"alpha={wise['alpha']:g}")
     with tracking.child_run(title, tags={**tags, "method": name, ROLE: "method"}) as run_id:
-        tracking.log_params({"method": name, "base": outcome.name, "seed": outcome.seed,
-                             "alpha": wise["alpha"], "space": wise["space"]})  # fmt: skip
+        tracking.log_params(
+            {
+                "method": name,
+                "base": outcome.name,
+                "seed": outcome.seed,
+                "alpha": wise["alpha"],
+                "space": wise["space"],
+            }
+        )
         accuracy = wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"]
         tracking.metric_logger()(0, {"best_val_accuracy": accuracy, "wise_alpha": wise["alpha"]})
     return run_id
