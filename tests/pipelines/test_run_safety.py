@@ -15,8 +15,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from croft_pipeline import tracking
 from croft_pipeline.hooks.run_lock import LOCK_FILE, RunLock, RunLockHeld
+from croft_pipeline.tracking import PARENT, ownership
 from tests.kedro_harness import REPO_ROOT, run_pipeline
 
 MODEL = "croft-clip"  # evaluate.register.model_name
@@ -131,13 +131,13 @@ def test_a_killed_run_releases_the_lock_and_the_next_run_ends_its_mlflow_runs_as
     new = [r for r in after if r not in before and r not in left_running]
     assert new and {after[r] for r in new} == {"FINISHED"}
     tags = _client(project).get_run(_pipeline_run(project, new)).data.tags
-    assert tags[tracking.OWNER_PID] == str(os.getpid())  # tagged after kedro-mlflow opened it
+    assert tags[ownership.OWNER_PID] == str(os.getpid())  # tagged after kedro-mlflow opened it
     _assert_registration_agrees(project)
 
 
 def _pipeline_run(project: Path, run_ids: list[str]) -> str:
     client = _client(project)
-    (run_id,) = [r for r in run_ids if tracking.PARENT not in client.get_run(r).data.tags]
+    (run_id,) = [r for r in run_ids if PARENT not in client.get_run(r).data.tags]
     return run_id
 
 
@@ -203,9 +203,7 @@ def test_an_artifact_that_fails_to_log_fails_the_run_before_registration(project
 
     monkeypatch.setattr(mlflow, "log_artifact", refuse_the_report)
     with pytest.raises(Exception, match="injected"):
-        run_pipeline(
-            project, "evaluate", from_nodes=["render_evaluation_plots"], extra_params=GATES_PASS
-        )
+        run_pipeline(project, "evaluate", from_nodes=["render_plots"], extra_params=GATES_PASS)
     assert _registry(project) == registry
     assert (project / REGISTRATION).read_bytes() == recorded
     new = {r: s for r, s in _runs(project).items() if r not in runs}

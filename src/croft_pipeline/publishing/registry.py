@@ -31,6 +31,9 @@ RUNTIME_PACKAGES = (  # what the served code imports (tests/serving/test_standal
     "numpy",
     "pandas",
     "pillow",
+    "pydantic",  # the methods' parameter models (methods.params)
+    "pydantic-core",
+    "scikit-learn",  # AUROC and average precision (ood.metrics)
     "scipy",
     "tqdm",
 )
