@@ -36,17 +36,6 @@ def module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _imported_names(name: str, tree: ast.AST, is_package: bool) -> Iterable[str]:
-    """Every project module a module's source imports (``from a import b``: ``a.b`` if a module)."""
-    for node in _runtime_imports(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        else:
-            base = _from_base(name, node, is_package)
-            yield base
-            yield from (f"{base}.{alias.name}" for alias in node.names)
-
-
 def _from_base(name: str, node: ast.ImportFrom, is_package: bool) -> str:
     if not node.level:
         return node.module or ""
@@ -115,10 +104,8 @@ def import_closure(roots: Iterable[str]) -> set[str]:
         if path is None:
             continue
         seen.add(name)
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for imported in _imported_names(name, tree, path.name == "__init__.py"):
-            if imported.startswith(f"{PACKAGE}.") or imported == PACKAGE:
-                todo.extend(_with_parents(imported))
+        for imported in imported_modules(name):
+            todo.extend(_with_parents(imported))
     return seen
 
 
