@@ -1,14 +1,25 @@
-"""Byte-reproducible safetensors files: equal tensors and metadata give equal bytes in any process."""
+"""Sealed safetensors files: equal tensors and metadata give equal bytes in any process, and a
+changed byte anywhere is an error naming the file."""
 
 import struct
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from croft_pipeline.common.files import canonical_safetensors, save_safetensors
+from croft_pipeline.common.files import (
+    DIGEST_KEY,
+    CorruptFileError,
+    load_safetensors,
+    read_safetensors,
+    recorded_digest,
+    save_safetensors,
+    seal_safetensors,
+    tensors_digest,
+)
 
 WRITE = """
 import sys, torch
@@ -29,20 +40,61 @@ def test_files_are_byte_identical_across_processes(tmp_path):
     assert len({path.read_bytes() for path in paths}) == 1
 
 
-def test_canonical_file_loads_as_the_original(tmp_path):
-    tensors = {"w": torch.randn(4, 5), "bias": torch.randn(5).to(torch.bfloat16)}
-    metadata = {"stamp": "abc", "model_name": "x"}
-    raw = save(tensors, metadata=metadata)
-    canonical = canonical_safetensors(raw)
-    (header_size,) = struct.unpack("<Q", canonical[:8])
+TENSORS = {"w": torch.randn(4, 5), "bias": torch.randn(5).to(torch.bfloat16)}
+METADATA = {"stamp": "abc", "model_name": "x"}
+FIX = "delete it and rerun"
+
+
+def test_a_sealed_file_loads_as_the_original_with_its_digest(tmp_path):
+    raw = save(TENSORS, metadata=METADATA)
+    sealed = seal_safetensors(raw)
+    (header_size,) = struct.unpack("<Q", sealed[:8])
     assert (
-        header_size % 8 == 0
-        and canonical[8 + header_size :] == raw[-len(canonical) + 8 + header_size :]
+        header_size % 8 == 0 and sealed[8 + header_size :] == raw[-len(sealed) + 8 + header_size :]
     )
-    assert canonical_safetensors(canonical) == canonical
-    path = save_safetensors(tmp_path / "t.safetensors", tensors, metadata)
-    assert path.read_bytes() == canonical
-    loaded = load_file(path)
-    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    assert seal_safetensors(sealed) == sealed
+    path = save_safetensors(tmp_path / "t.safetensors", TENSORS, METADATA)
+    assert path.read_bytes() == sealed
+    loaded = load_file(path)  # still a plain safetensors file for any reader
+    assert all(torch.equal(loaded[k], TENSORS[k]) for k in TENSORS)
     with safe_open(str(path), "pt") as handle:
-        assert handle.metadata() == metadata
+        digest = handle.metadata()[DIGEST_KEY]
+        assert handle.metadata() == {**METADATA, DIGEST_KEY: digest}
+    assert recorded_digest(path) == digest == tensors_digest(TENSORS, METADATA)
+    tensors, metadata = load_safetensors(path, FIX)
+    assert all(torch.equal(tensors[k], TENSORS[k]) for k in TENSORS) and metadata[DIGEST_KEY]
+    assert tensors_digest({**TENSORS, "w": TENSORS["w"] + 1}, METADATA) != digest
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["first tensor byte", "last tensor byte", "metadata value"])
+def test_a_flipped_byte_is_an_error_naming_the_file_and_the_fix(tmp_path, where):
+    path = save_safetensors(tmp_path / "t.safetensors", TENSORS, METADATA)
+    data = path.read_bytes()
+    (header_size,) = struct.unpack("<Q", data[:8])
+    offset = {
+        "first tensor byte": 8 + header_size,
+        "last tensor byte": len(data) - 1,
+        "metadata value": data.index(b'"abc"') + 1,
+    }[where]
+    _flip(path, offset)
+    load_file(path)  # still a valid safetensors file: only the digest tells
+    with pytest.raises(CorruptFileError, match=f"{path}: its bytes changed.*; {FIX}"):
+        read_safetensors(path, FIX)
+
+
+def test_an_unsealed_or_truncated_file_is_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    plain.write_bytes(save(TENSORS))
+    with pytest.raises(CorruptFileError, match=f"{plain}: carries no {DIGEST_KEY}.*; {FIX}"):
+        load_safetensors(plain, FIX)
+    assert recorded_digest(plain) is None
+    cut = save_safetensors(tmp_path / "cut.safetensors", TENSORS)
+    cut.write_bytes(cut.read_bytes()[:5])
+    with pytest.raises(CorruptFileError, match=f"{cut}: not a safetensors file"):
+        read_safetensors(cut, FIX)

@@ -94,3 +94,53 @@ def test_a_lost_chunk_is_recomputed_to_the_same_values(tiny_clip, image_refs, tm
     _, again = embed_views(tiny_clip, image_refs, recipe, 2, tmp_path, SMALL)
     assert len(_chunks(tmp_path)) == len(chunks)
     assert torch.equal(again, features)
+
+
+def _flip_last_tensor_byte(path):
+    """One bit of the chunk's last feature value: still a valid safetensors file."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_a_chunk_whose_bytes_changed_is_an_error_naming_it_not_rows_used(
+    tiny_clip, image_refs, tmp_path
+):
+    """The filed case: flipped bytes inside a chunk's tensor data were read as cached rows."""
+    recipe = tiny_clip.view_recipe(CENTER)
+    embed_views(tiny_clip, image_refs[:8], recipe, 1, tmp_path, SMALL)
+    (chunk,) = _chunks(tmp_path)
+    _flip_last_tensor_byte(chunk)
+    before = chunk.read_bytes()
+    with pytest.raises(ValueError, match=rf"{chunk}: its bytes changed.*delete it: the next"):
+        embed_views(tiny_clip, image_refs[:8], recipe, 1, tmp_path, SMALL)
+    assert chunk.read_bytes() == before  # not silently recomputed either
+    chunk.unlink()  # the fix the error gives
+    _, features = embed_views(tiny_clip, image_refs[:8], recipe, 1, tmp_path, SMALL)
+    assert torch.isfinite(features).all()
+
+
+def test_non_finite_rows_are_refused_when_written_and_when_read(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path)
+    with pytest.raises(ValueError, match=r"1 of 2 rows hold NaN.*first: 'b:0'"):
+        cache.write_chunk(["a:0", "b:0"], torch.tensor([[1.0, 2.0], [float("nan"), 0.0]]))
+    assert not _chunks(tmp_path)
+    from croft_pipeline.clip import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "check_finite", lambda *args: None)  # an older writer
+    cache.write_chunk(["a:0", "b:0"], torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"cache chunk .*chunk-.*1 of 2 rows hold NaN or inf"):
+        cache.read(["a:0"])
+
+
+def test_a_chunk_written_before_sealing_is_recomputed_with_a_warning(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    save_file(
+        {"features": torch.ones(1, 2)},
+        str(tmp_path / "chunk-old.safetensors"),
+        metadata={"keys": '["a:0"]', "meta": "{}"},
+    )
+    assert FeatureCache(tmp_path).index() == {}
+    assert "written before chunks were sealed" in caplog.text

@@ -101,18 +101,49 @@ def test_a_stored_wise_point_rebuilds_exactly_at_its_endpoints(fitted):
     """The summary entry of a WiSE-FT point, rebuilt as predictions and serving rebuild it: at
     α = 0 it is zero-shot CLIP exactly (CRoFT's identity adapters differ by the +1e-6 of its
     normalization), at α = 1 the fine-tuned weights."""
+    from croft_pipeline.common.files import tensors_digest
     from croft_pipeline.methods.fitted import fitted_model
     from croft_pipeline.methods.train_summary import MethodSummary, SeedWise
 
     data, zero_shot, methods = fitted
     croft = methods["croft_clean"]
     stored = {"croft_clean/seed_0": croft.state_dict()}
+    digest = tensors_digest(croft.state_dict())
     x = data.shifted.features
     for alpha, expected in ((0.0, zero_shot.logits(x)), (1.0, croft.logits(x))):
-        entry = MethodSummary(
-            base="croft_clean", space=WEIGHT, seeds={0: SeedWise(config=croft.config, alpha=alpha)}
-        )
+        point = SeedWise(config=croft.config, alpha=alpha, adapter_sha256=digest)
+        entry = MethodSummary(base="croft_clean", space=WEIGHT, seeds={0: point})
         model = fitted_model(
             "croft_clean+wise", entry, 0, stored.__getitem__, data.text, data.logit_scale
         )
         assert torch.equal(model.logits(x), expected)
+
+
+def test_weights_other_than_the_recorded_ones_are_refused(fitted):
+    """The filed case: a changed adapter file was bundled and served though evaluation had
+    scored the predictions of the weights train wrote."""
+    from croft_pipeline.common.files import CorruptFileError, tensors_digest
+    from croft_pipeline.methods.fitted import fitted_model
+    from croft_pipeline.methods.train_summary import MethodSummary, SeedFit
+
+    data, _, methods = fitted
+    croft = methods["croft_clean"]
+    state = croft.state_dict()
+    changed = {key: value.clone() for key, value in state.items()}
+    first = next(iter(changed))
+    changed[first].view(-1)[0] += 1e-3
+    for recorded, match in (
+        (tensors_digest(state), "are not the ones train_summary.json records"),
+        ("", "records no adapter_sha256"),
+    ):
+        fit = SeedFit(config=croft.config, best_val_accuracy=0.5, adapter_sha256=recorded)
+        entry = MethodSummary(seeds={0: fit})
+        with pytest.raises(CorruptFileError, match=match):
+            fitted_model(
+                "croft_clean",
+                entry,
+                0,
+                {"croft_clean/seed_0": changed}.__getitem__,
+                data.text,
+                data.logit_scale,
+            )

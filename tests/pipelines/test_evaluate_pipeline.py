@@ -15,9 +15,10 @@ from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
 from croft_pipeline.common.features import FeatureTable
-from croft_pipeline.common.files import sha256_file
+from croft_pipeline.common.files import sha256_file, tensors_digest
 from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.pipelines.evaluate import create_pipeline
+from croft_pipeline.publishing import publish
 from croft_pipeline.publishing.registry import alias_version
 from croft_pipeline.serving.predict_folder import predict_folder
 from croft_pipeline.tracking.provenance import Provenance
@@ -42,7 +43,12 @@ def _catalog(project: Path, inputs: dict) -> DataCatalog:
     return pipeline_catalog("catalog_evaluate.yml", project, inputs)
 
 
-def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
+def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCatalog:
+    """The pipeline on synthetic predictions, whose logits no model computed: the check that
+    the logged model predicts what evaluation scored (publishing.served_check, exercised on
+    real runs by the tiny end-to-end run) is switched off here."""
+    monkeypatch.setattr(publish, "served_sample", lambda *args: (None, None))
+    monkeypatch.setattr(publish, "check_served", lambda *args: None)
     predictions = synthetic_predictions(methods=signals)
     dim = tiny.text_features.shape[1]  # the served KNN bank has the model's embedding size:
     predictions["embedding"] = [  # zeros appended keep every norm and distance
@@ -58,6 +64,7 @@ def _run(project: Path, tiny, signals: dict[str, float]) -> DataCatalog:
                         str(seed): {
                             "best_val_accuracy": 0.5 + 0.1 * (seed == 1),
                             "adapter": f"data/06_models/adapters/clip_adapter/seed_{seed}.safetensors",
+                            "adapter_sha256": tensors_digest(tiny.method.state_dict()),
                             "config": METHOD_CONFIG,
                         }
                         for seed in (1, 2)
@@ -104,9 +111,10 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     tmp_path,
     tiny_model,
     mlflow_store,
+    monkeypatch,
 ):
     project = tmp_path / "project"
-    catalog = _run(project, tiny_model, {"zero_shot": 0.4, "clip_adapter": 0.9})
+    catalog = _run(project, tiny_model, {"zero_shot": 0.4, "clip_adapter": 0.9}, monkeypatch)
     reporting = project / "data/08_reporting"
     metrics = json.loads((reporting / "metrics.json").read_text())
     assert set(metrics) == {"zero_shot", "clip_adapter"}
@@ -165,7 +173,7 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert len(nested) == 4  # 2 methods x 2 seeds
 
     # A run whose adapter loses to zero-shot: a new candidate, the champion stays.
-    second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3})
+    second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3}, monkeypatch)
     registration = second.load("model_registration")
     assert not registration["gates_passed"]
     assert alias_version(MODEL, "candidate") == "2" and alias_version(MODEL, "champion") == "1"

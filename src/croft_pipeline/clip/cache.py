@@ -4,7 +4,11 @@ A cache folder holds the rows of one (model identity, view recipe) pair, e.g.
 ``data/04_feature/cache/<model_key>/<recipe_key>/chunk-<hash>.safetensors``. A row is keyed by
 ``"<image sha256>:<view index>"``. Chunks are written atomically (temp file, fsync, rename), so a
 run killed part-way leaves only whole chunks (plus ignorable ``.tmp`` files); the next run
-computes just the rows no chunk holds.
+computes just the rows no chunk holds. Every chunk is sealed with the digest of its bytes
+(:func:`croft_pipeline.common.files.read_safetensors`): a chunk whose bytes changed is an error
+naming it when its rows are read, never rows used or recomputed silently; non-finite rows are
+refused when written and when read. A chunk without a digest (an older version's) is ignored
+with a warning and its rows are recomputed.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import safe_open
 
-from croft_pipeline.common.files import atomic_write, save_safetensors
+from croft_pipeline.common.features import check_finite
+from croft_pipeline.common.files import DIGEST_KEY, atomic_write, load_safetensors, save_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class FeatureCache:
         """Atomically write one chunk of rows ``features [len(keys), D]``."""
         if features.ndim != 2 or features.shape[0] != len(keys):
             raise ValueError(f"{len(keys)} keys for features of shape {tuple(features.shape)}")
+        check_finite(features, list(keys), f"new rows of cache {self.folder}")
         name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
         path = self.folder / f"chunk-{name}.safetensors"
         tensors = {"features": features.detach().to(torch.float32).contiguous().cpu()}
@@ -73,8 +79,10 @@ class FeatureCache:
             raise KeyError(f"{len(missing)} rows not in cache {self.folder}, first: {missing[0]!r}")
         rows: dict[str, torch.Tensor] = {}
         for path in sorted({index[key] for key in keys}):
-            chunk_keys = _chunk_keys(path) or []
-            chunk = load_file(str(path))["features"]
+            fix = "delete it: the next `kedro run --pipeline=embed` recomputes its rows"
+            tensors, metadata = load_safetensors(path, fix)
+            chunk, chunk_keys = tensors["features"], json.loads(metadata["keys"])
+            check_finite(chunk, chunk_keys, f"cache chunk {path} ({fix})")
             for row, key in enumerate(chunk_keys):
                 if index.get(key) == path:
                     rows[key] = chunk[row]
@@ -91,7 +99,10 @@ class FeatureCache:
 def _chunk_keys(path: Path) -> list[str] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return json.loads((handle.metadata() or {})["keys"])
+            metadata = handle.metadata() or {}
+        if DIGEST_KEY not in metadata:
+            raise ValueError(f"no {DIGEST_KEY}: written before chunks were sealed")
+        return json.loads(metadata["keys"])
     except (SafetensorError, OSError, KeyError, ValueError) as error:
         logger.warning(
             "ignoring unreadable cache chunk %s (%s); its rows are recomputed", path, error

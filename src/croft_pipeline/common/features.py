@@ -3,7 +3,8 @@
 One table holds ``features`` of shape ``[N, V, D]`` (N rows, V views per row, D dims, float32),
 ``keys`` (one string per row: an image sha256, or a class name for text features) and ``meta``
 (JSON-serialisable provenance: model identity, preprocessing, view names...).
-Saved with safetensors only (no pickle): the keys and meta travel in the file's header.
+Saved with safetensors only (no pickle): the keys and meta travel in the file's header, which is
+sealed with a digest checked on load (:mod:`croft_pipeline.common.files`). Features must be finite.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open
 
-from croft_pipeline.common.files import save_safetensors
+from croft_pipeline.common.files import load_safetensors, save_safetensors
+
+REWRITE = (
+    "rerun the pipeline that writes it (docs/architecture.md §1), or delete it and `dvc repro`"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class FeatureTable:
             raise ValueError(f"{len(self.keys)} keys for {self.features.shape[0]} feature rows")
         if len(set(self.keys)) != len(self.keys):
             raise ValueError("FeatureTable keys must be unique")
+        check_finite(self.features, self.keys, "feature table")
 
     @property
     def n_views(self) -> int:
@@ -55,15 +60,28 @@ class FeatureTable:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureTable:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        """The table in ``path``: its digest checked, its features finite (else an error)."""
+        tensors, metadata = load_safetensors(path, REWRITE)
         if "keys" not in metadata:
             raise ValueError(
                 f"{path}: not a FeatureTable file (no 'keys' in its safetensors header)"
             )
-        tensors = load_file(str(path))
-        return cls(
-            keys=json.loads(metadata["keys"]),
-            features=tensors["features"],
-            meta=json.loads(metadata.get("meta", "{}")),
+        try:
+            return cls(
+                keys=json.loads(metadata["keys"]),
+                features=tensors["features"],
+                meta=json.loads(metadata.get("meta", "{}")),
+            )
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}; {REWRITE}") from None
+
+
+def check_finite(features: torch.Tensor, names: list[str], what: str) -> None:
+    """Refuse rows of ``features`` (``[N, ...]``, one name per row) that hold NaN or infinity."""
+    bad = (~torch.isfinite(features.reshape(len(features), -1))).any(dim=1)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(
+            f"{what}: {len(rows)} of {len(features)} rows hold NaN or infinite features "
+            f"(first: {names[rows[0]]!r})"
         )

@@ -1,4 +1,10 @@
-"""Small, Kedro-free I/O helpers: atomic writes, reproducible safetensors files, hashing."""
+"""Small, Kedro-free I/O helpers: atomic writes, sealed safetensors files, hashing.
+
+Every safetensors file the project writes is *sealed*: its header's metadata carries
+``content_sha256``, the sha256 of the rest of the header and of the tensor bytes
+(:func:`seal_safetensors`). :func:`read_safetensors` checks it on every read, so a flipped byte
+is an error naming the file, never data used silently.
+"""
 
 from __future__ import annotations
 
@@ -41,28 +47,114 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_bytes(path, json.dumps(data, indent=2).encode("utf-8"))
 
 
-def canonical_safetensors(data: bytes) -> bytes:
-    """The same safetensors file with its JSON header's keys sorted.
+DIGEST_KEY = "content_sha256"  # in a sealed safetensors file's header metadata
 
-    safetensors writes the header's maps (``__metadata__`` included) in an order that changes
-    from process to process, so equal tensors would give files with different hashes (and DVC
-    would see a new output on every run). Offsets in the header count from the end of the header,
-    so only the header changes; it stays space-padded to a multiple of 8 bytes, as the format asks.
-    """
-    (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + size])
+
+class CorruptFileError(ValueError):
+    """A file's bytes do not match the digest recorded for them."""
+
+
+def _split_safetensors(data: bytes, where: str | os.PathLike = "safetensors data"):
+    """``(header dict, tensor bytes)`` of safetensors ``data``; malformed data is an error."""
+    try:
+        (size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + size])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (struct.error, ValueError, UnicodeDecodeError) as error:
+        raise CorruptFileError(f"{where}: not a safetensors file ({error})") from None
+    return header, data[8 + size :]
+
+
+def _pack_safetensors(header: dict[str, Any], body: bytes) -> bytes:
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + data[8 + size :]
+    text += b" " * (-len(text) % 8)  # the format asks for a multiple of 8 bytes
+    return struct.pack("<Q", len(text)) + text + body
+
+
+def _content_digest(header: dict[str, Any], body: bytes) -> str:
+    """sha256 of the header without its digest entry (sorted JSON) and of the tensor bytes."""
+    metadata = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != DIGEST_KEY}
+    unsealed = {**header, "__metadata__": metadata}
+    digest = hashlib.sha256(json.dumps(unsealed, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def seal_safetensors(data: bytes) -> bytes:
+    """The same safetensors file, its header's keys sorted and sealed with :data:`DIGEST_KEY`.
+
+    safetensors writes the header's maps in an order that changes from process to process, so
+    equal tensors would give files with different hashes (and DVC would see a new output on every
+    run); sorting makes the bytes reproducible. Offsets count from the end of the header, so only
+    the header changes.
+    """
+    header, body = _split_safetensors(data)
+    metadata = dict(header.get("__metadata__") or {})
+    metadata[DIGEST_KEY] = _content_digest(header, body)
+    return _pack_safetensors({**header, "__metadata__": metadata}, body)
 
 
 def save_safetensors(
     path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write torch tensors as a safetensors file, atomically and byte-reproducibly."""
+    """Write torch tensors as a sealed safetensors file, atomically and byte-reproducibly."""
+    return atomic_write_bytes(path, sealed_bytes(tensors, metadata))
+
+
+def sealed_bytes(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
+    """The sealed file of torch ``tensors`` (detached, contiguous, on the CPU)."""
     from safetensors.torch import save  # torch only where tensors are written
 
-    return atomic_write_bytes(path, canonical_safetensors(save(tensors, metadata=metadata)))
+    portable = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+    return seal_safetensors(save(portable, metadata=metadata))
+
+
+def tensors_digest(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> str:
+    """The :data:`DIGEST_KEY` that :func:`save_safetensors` records for these tensors."""
+    header, _ = _split_safetensors(sealed_bytes(tensors, metadata))
+    return header["__metadata__"][DIGEST_KEY]
+
+
+def recorded_digest(path: str | os.PathLike) -> str | None:
+    """The digest a safetensors file's header records (``None``: an unsealed file); header only."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        header, _ = _split_safetensors(head + handle.read(size), path)
+    return (header.get("__metadata__") or {}).get(DIGEST_KEY)
+
+
+def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
+    """The bytes of a sealed safetensors file, checked against the digest in its header.
+
+    A file whose bytes changed since they were written, or one that is not sealed, is a
+    :class:`CorruptFileError` naming the file and ``fix`` (what to do: delete it, rerun a stage).
+    """
+    data = Path(path).read_bytes()
+    header, body = _split_safetensors(data, path)
+    recorded = (header.get("__metadata__") or {}).get(DIGEST_KEY)
+    if recorded is None:
+        raise CorruptFileError(
+            f"{path}: carries no {DIGEST_KEY} (it was not written by this version of "
+            f"croft-pipeline), so its bytes cannot be checked; {fix}"
+        )
+    actual = _content_digest(header, body)
+    if actual != recorded:
+        raise CorruptFileError(
+            f"{path}: its bytes changed after it was written (sha256 {actual[:12]}..., its "
+            f"header records {recorded[:12]}...); {fix}"
+        )
+    return data
+
+
+def load_safetensors(path: str | os.PathLike, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(tensors, header metadata)`` of a sealed safetensors file (:func:`read_safetensors`)."""
+    from safetensors.torch import load
+
+    data = read_safetensors(path, fix)
+    header, _ = _split_safetensors(data, path)
+    return load(data), dict(header.get("__metadata__") or {})
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,4 +1,5 @@
-"""Kedro dataset for a flat ``dict[str, Tensor]`` saved as safetensors (no pickle)."""
+"""Kedro dataset for a flat ``dict[str, Tensor]`` saved as sealed safetensors (no pickle): its
+digest is checked on every load (``croft_pipeline.common.files``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 import torch
 from kedro.io import AbstractDataset
-from safetensors.torch import load_file
 
-from croft_pipeline.common.files import save_safetensors
+from croft_pipeline.common.features import REWRITE
+from croft_pipeline.common.files import load_safetensors, save_safetensors
 
 
 class SafetensorsDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, torch.Tensor]]):
@@ -18,11 +19,10 @@ class SafetensorsDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, 
         self.metadata = metadata
 
     def load(self) -> dict[str, torch.Tensor]:
-        return load_file(str(self._filepath))
+        return load_safetensors(self._filepath, REWRITE)[0]
 
     def save(self, data: dict[str, torch.Tensor]) -> None:
-        tensors = {key: value.detach().contiguous().cpu() for key, value in data.items()}
-        save_safetensors(self._filepath, tensors)
+        save_safetensors(self._filepath, data)
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

@@ -7,6 +7,7 @@ second would only redo or overwrite the first's work; its user decides whether t
 
 :class:`RunLockHook` takes the lock before any other hook's ``before_pipeline_run`` (before
 kedro-mlflow opens its run), ends the MLflow runs of killed runs (``tracking.ownership.end_stale_runs``),
+settles the registrations they left unfinished (``publishing.interrupted.settle_project``),
 tags the new run as this process's, and releases the lock after every other end-of-run hook.
 """
 
@@ -95,8 +96,9 @@ class RunLockHook:
         self._lock: RunLock | None = None
 
     @hook_impl(wrapper=True)
-    def before_pipeline_run(self, run_params: dict[str, Any]):
+    def before_pipeline_run(self, run_params: dict[str, Any], catalog):
         from croft_pipeline import tracking  # MLflow only when a pipeline runs
+        from croft_pipeline.publishing.interrupted import settle_project
         from croft_pipeline.tracking import ownership
 
         if self._lock is not None:  # a run of this process that never reached its end hooks
@@ -107,6 +109,7 @@ class RunLockHook:
         self._lock = lock
         try:
             ownership.end_stale_runs(lock.path)
+            settle_project(catalog.load("params:evaluate")["register"], run_params["project_path"])
             result = yield  # kedro-mlflow opens the pipeline's run here
             tracking.tag_active_run(ownership.owner_tags(lock.path))
         except BaseException:

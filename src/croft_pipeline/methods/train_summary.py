@@ -27,6 +27,7 @@ class SeedFit:
     grid: list[dict[str, Any]] = field(default_factory=list)  # every point tried, with probes
     oracle: dict[str, Any] = field(default_factory=dict)  # the best held-out point (never kept)
     adapter: str = ""  # its key in adapter_weights (methods.partition_id)
+    adapter_sha256: str = ""  # the digest of those weights (common.files.tensors_digest)
 
     def probe(self) -> dict[str, float]:
         """The probe numbers of the kept grid point (the row whose point the config holds)."""
@@ -44,6 +45,7 @@ class SeedWise:
     alpha: float
     best_val_accuracy: float | None = None
     val_accuracy_by_alpha: dict[str, float] = field(default_factory=dict)
+    adapter_sha256: str = ""  # the digest of the base method's weights it is rebuilt from
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,13 +27,18 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
 from croft_pipeline.clip.configs import project_settings
 from croft_pipeline.common.compute import torch_threads
-from croft_pipeline.common.files import save_safetensors
+from croft_pipeline.common.features import check_finite
+from croft_pipeline.common.files import (
+    DIGEST_KEY,
+    load_safetensors,
+    recorded_digest,
+    save_safetensors,
+)
 from croft_pipeline.pretraining.contrastive import (
     LOCKED_TOWERS,
     PairData,
@@ -106,8 +111,10 @@ def trunk_features(
         if cache_dir is None
         else Path(cache_dir) / f"{feature_key(model_name, data, config)}.safetensors"
     )
-    if path is not None and path.is_file():
-        features = load_file(str(path))["features"]
+    if path is not None and path.is_file() and _sealed(path):
+        fix = "delete it: the next pretrain recomputes it"
+        features = load_safetensors(path, fix)[0]["features"]
+        check_finite(features, [f"view {v}" for v in range(len(features))], f"{path} ({fix})")
         return TrunkFeatures(features, time.perf_counter() - started, True)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = list(preprocess["mean"]), list(preprocess["std"])
@@ -133,6 +140,14 @@ def trunk_features(
     if path is not None:
         save_safetensors(path, {"features": features.contiguous()}, {"key": path.stem})
     return TrunkFeatures(features, time.perf_counter() - started, False)
+
+
+def _sealed(path: Path) -> bool:
+    """Whether a cached trunk-feature file carries its digest (an older version's is recomputed)."""
+    if recorded_digest(path) is not None:
+        return True
+    logger.warning("recomputing %s: it was written before files carried a %s", path, DIGEST_KEY)
+    return False
 
 
 def pretrain_locked(

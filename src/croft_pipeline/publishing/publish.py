@@ -18,7 +18,8 @@ from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.train_summary import SeedFit, SeedWise, TrainSummary
 from croft_pipeline.ood.scores import stacked
 from croft_pipeline.publishing.gates import check_gates, gated_metrics
-from croft_pipeline.publishing.registry import alias_version, describe_version, registration
+from croft_pipeline.publishing.registry import alias_version, registration
+from croft_pipeline.publishing.served_check import check_served, served_sample
 from croft_pipeline.serving.bundle import write_bundle
 from croft_pipeline.tracking.provenance import Provenance
 
@@ -104,6 +105,8 @@ def publish_model(
     clip_model_spec: Mapping[str, Any],
     summary: pd.DataFrame,
     comparisons: pd.DataFrame,
+    evaluation_scores: pd.DataFrame,
+    image_features_center: FeatureTable,
     project_dir: str | Path,
     precision: str,
     weights: Callable[[str], Mapping[str, torch.Tensor]],
@@ -117,7 +120,10 @@ def publish_model(
 ) -> dict[str, Any]:
     """Bundle, log and register ``register.method`` at its seed; ``champion`` moves only if every
     gate passes. The version is tagged with ``provenance`` and its gated metrics, and described in
-    one line. ``record(registration)`` runs last: if it fails, the registry is unchanged.
+    one line. Before it exists, the logged model predicts a sample of ``evaluation_scores``' rows
+    from their ``image_features_center`` embeddings, and must match what evaluation scored
+    (:mod:`publishing.served_check`). ``record(registration)`` runs last: if it fails, the registry
+    is unchanged.
 
     With ``knn`` (the ``evaluate.scores.knn`` parameters) the model serves the KNN score too,
     its bank taken from ``predictions`` (:func:`knn_bank`)."""
@@ -159,23 +165,26 @@ def publish_model(
     results = check_gates(summary, comparisons, gates, method)
     passed = all(result.passed for result in results)
     aliases = [register["candidate_alias"]] + ([register["champion_alias"]] if passed else [])
+    tags = {"method": method, "seed": str(seed), "gates_passed": str(passed).lower()}
+    metrics = gated_metrics(summary, gates, method)
+    model_input, expected = served_sample(
+        evaluation_scores, image_features_center, method, seed, calibrated
+    )
     with tempfile.TemporaryDirectory() as tmp:
         bank = None if knn is None else knn_bank(predictions, method, seed, knn_bank_split)
         artifacts = write_bundle(
             tmp, config, text_features.features[:, 0], state, checkpoint, bank, knn
         )
-        tags = {"method": method, "seed": str(seed), "gates_passed": str(passed).lower()}
-        model_config = register.get("model_config")
         with registration(
-            artifacts, register["model_name"], aliases, tags, model_config
+            artifacts,
+            register["model_name"],
+            aliases,
+            tags,
+            register.get("model_config"),
+            version_tags(tags, metrics, provenance),
+            version_description(method, seed, aliases, metrics, provenance),
+            check=lambda model_uri: check_served(model_uri, model_input, expected),
         ) as registered:
-            metrics = gated_metrics(summary, gates, method)
-            describe_version(
-                register["model_name"],
-                registered["version"],
-                version_tags(tags, metrics, provenance),
-                version_description(method, seed, aliases, metrics, provenance),
-            )
             document = {
                 **registered,
                 "method": method,

@@ -1,10 +1,18 @@
-"""Log the served model as an MLflow pyfunc, register it and move aliases (never stages)."""
+"""Log the served model as an MLflow pyfunc, register it and move aliases (never stages).
+
+Registration is one unit. The model is logged and checked (``check``) before any version
+exists; the version is created with all its tags, :data:`REGISTRATION` ``incomplete`` and the
+version each alias pointed at before (:data:`ALIAS_BEFORE`); then its description, the aliases,
+the caller's record, and last ``complete``. A failure inside the unit puts the aliases back and
+deletes the version; a process killed inside it leaves an ``incomplete`` version that the next run
+settles (:func:`publishing.interrupted.settle_interrupted`) before it does anything else.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -13,6 +21,13 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
+from croft_pipeline.publishing.interrupted import (
+    ALIAS_BEFORE,
+    COMPLETE,
+    INCOMPLETE,
+    REGISTRATION,
+    restore_aliases,
+)
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
 from croft_pipeline.tools.code_deps import PACKAGE, import_closure, module_code
@@ -79,53 +94,58 @@ def registration(
     aliases: Sequence[str],
     tags: Mapping[str, str] | None = None,
     model_config: Mapping[str, Any] | None = None,
+    version_tags: Mapping[str, str] | None = None,
+    description: str = "",
+    check: Callable[[str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """A new registered version with ``aliases`` pointing at it, for the ``with`` block to record.
 
-    If anything fails once the version exists (an alias, the block), every alias points where
-    it pointed before (or is removed again) and the version is deleted: the registry is unchanged.
+    ``check(model_uri)`` runs on the logged model before the version is created (a model that
+    fails it is never registered). ``version_tags`` and ``description`` are the version's. If
+    anything fails once the version exists (an alias, the block), every alias points where it
+    pointed before (or is removed again) and the version is deleted: the registry is unchanged.
     """
     policy = InputPolicy.from_model_config(model_config)  # refused before anything is logged
     before = {alias: alias_version(model_name, alias) for alias in aliases}
-    registered = _log_version(artifacts, model_name, tags, policy)
-    try:
-        for alias in aliases:
-            set_alias(model_name, alias, registered["version"])
-        yield {**registered, "aliases": list(aliases)}
-    except BaseException:
-        _restore_aliases(model_name, before)
-        MlflowClient().delete_model_version(model_name, registered["version"])
-        raise
-
-
-def _log_version(
-    artifacts: Mapping[str, str],
-    model_name: str,
-    tags: Mapping[str, str] | None,
-    policy: InputPolicy,
-) -> dict[str, Any]:
     started = mlflow.active_run() is None
     if started:
         mlflow.start_run(run_name="register")
     try:
         with tempfile.TemporaryDirectory() as staging:
-            info = _log_model(artifacts, model_name, tags, policy, served_code(Path(staging)))
+            info = _log_model(artifacts, tags, policy, served_code(Path(staging)))
+        if check is not None:
+            check(info.model_uri)
+        marks = {REGISTRATION: INCOMPLETE}
+        marks.update({ALIAS_BEFORE + alias: version or "" for alias, version in before.items()})
+        created = mlflow.register_model(
+            info.model_uri, model_name, tags={**(version_tags or {}), **marks}
+        )
     finally:
         if started:
             mlflow.end_run()
-    model_version = str(info.registered_model_version)
-    return {
+    registered = {
         "model_name": model_name,
-        "version": model_version,
-        "model_uri": f"models:/{model_name}/{model_version}",
+        "version": str(created.version),
+        "model_uri": f"models:/{model_name}/{created.version}",
         "run_id": info.run_id,
         "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
     }
+    client = MlflowClient()
+    try:
+        if description:
+            client.update_model_version(model_name, registered["version"], description=description)
+        for alias in aliases:
+            set_alias(model_name, alias, registered["version"])
+        yield {**registered, "aliases": list(aliases)}
+        client.set_model_version_tag(model_name, registered["version"], REGISTRATION, COMPLETE)
+    except BaseException:
+        restore_aliases(model_name, before)
+        client.delete_model_version(model_name, registered["version"])
+        raise
 
 
 def _log_model(
     artifacts: Mapping[str, str],
-    model_name: str,
     tags: Mapping[str, str] | None,
     policy: InputPolicy,
     code: Path,
@@ -136,7 +156,6 @@ def _log_model(
         code_paths=[str(code)],
         artifacts=dict(artifacts),
         pip_requirements=pip_requirements(),
-        registered_model_name=model_name,
         signature=model_signature(),
         input_example=input_example(artifacts),
         tags=dict(tags or {}),
@@ -156,25 +175,6 @@ def served_code(staging: Path) -> Path:
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target / relative)
     return target
-
-
-def describe_version(
-    model_name: str, model_version: str, tags: Mapping[str, str], description: str
-) -> None:
-    """Tag a registered version and give it a one-line description (what made it, how it did)."""
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, str(model_version), key, str(value))
-    client.update_model_version(model_name, str(model_version), description=description)
-
-
-def _restore_aliases(model_name: str, versions: Mapping[str, str | None]) -> None:
-    client = MlflowClient()
-    for alias, model_version in versions.items():
-        if model_version is None:
-            client.delete_registered_model_alias(model_name, alias)
-        else:
-            client.set_registered_model_alias(model_name, alias, model_version)
 
 
 def absolute_sqlite_uri(uri: str) -> str:

@@ -3,7 +3,9 @@
 Artifacts: ``config`` (JSON), ``text_features`` and ``adapter`` (safetensors); for a model
 whose CLIP weights are a local file, ``clip_checkpoint`` (that file, bundled as is); for a model
 that serves the KNN score, ``knn_bank`` (safetensors: the method's embeddings of the ID features
-evaluation compared against, as the predictions table holds them).
+evaluation compared against, as the predictions table holds them). ``config`` records the
+digest of every other file (``files_sha256``; the checkpoint's sha256): loading checks each one,
+so a changed or swapped file is an error naming it, never a model served silently.
 """
 
 from __future__ import annotations
@@ -16,15 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from croft_pipeline.common.files import atomic_write_bytes, save_safetensors, sha256_file
+from croft_pipeline.common.files import (
+    DIGEST_KEY,
+    CorruptFileError,
+    atomic_write_bytes,
+    load_safetensors,
+    recorded_digest,
+    save_safetensors,
+    sha256_file,
+)
 from croft_pipeline.methods import restore_method
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predictor import CroftPredictor
 
-BUNDLE_FORMAT = 3  # 2: the calibrated score's parameters (score_params); 3: the KNN bank
+BUNDLE_FORMAT = 4  # 2: the calibrated score's parameters (score_params); 3: the KNN bank;
+# 4: sealed files and their digests (files_sha256)
+REREGISTER = "register the model again (`kedro run --pipeline=evaluate`)"
 CONFIG_KEYS = (
     "model_name",
     "pretrained",
@@ -67,6 +78,14 @@ def write_bundle(
         )
     knn = _knn_params(config, knn_bank, knn_params, int(text_features.shape[1]))
     out = Path(out_dir)
+    files = {
+        "text_features": save_safetensors(
+            out / "text_features.safetensors", {"text_features": text_features}
+        ),
+        "adapter": save_safetensors(out / "adapter.safetensors", adapter_state),
+    }
+    if knn_bank is not None:
+        files["knn_bank"] = save_safetensors(out / "knn_bank.safetensors", {"bank": knn_bank})
     document = {
         **{key: config[key] for key in CONFIG_KEYS},
         "format": BUNDLE_FORMAT,
@@ -74,18 +93,12 @@ def write_bundle(
         "bundled_checkpoint": checkpoint is not None,
         "clip_checkpoint_sha256": sha256_file(checkpoint) if checkpoint is not None else None,
         "knn_params": knn,
+        "files_sha256": {name: recorded_digest(path) for name, path in files.items()},
     }
-    artifacts = {
-        "config": atomic_write_bytes(out / "config.json", json.dumps(document, indent=2).encode()),
-        "text_features": _save_tensors(
-            out / "text_features.safetensors", {"text_features": text_features}
-        ),
-        "adapter": _save_tensors(out / "adapter.safetensors", adapter_state),
-    }
+    config_file = atomic_write_bytes(out / "config.json", json.dumps(document, indent=2).encode())
+    artifacts = {"config": config_file, **files}
     if checkpoint is not None:
         artifacts["clip_checkpoint"] = Path(checkpoint)
-    if knn_bank is not None:
-        artifacts["knn_bank"] = _save_tensors(out / "knn_bank.safetensors", {"bank": knn_bank})
     return {name: str(path) for name, path in artifacts.items()}
 
 
@@ -109,11 +122,6 @@ def _knn_params(
     return resolved
 
 
-def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> Path:
-    ready = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
-    return save_safetensors(path, ready)
-
-
 def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:
     config = json.loads(Path(artifacts["config"]).read_text())
     if config.get("format") != BUNDLE_FORMAT:
@@ -122,6 +130,33 @@ def read_config(artifacts: Mapping[str, str]) -> dict[str, Any]:
             f"this code reads format {BUNDLE_FORMAT}"
         )
     return config
+
+
+def bundle_tensors(
+    artifacts: Mapping[str, str], config: Mapping[str, Any], name: str
+) -> dict[str, torch.Tensor]:
+    """The tensors of bundle file ``name``: its bytes checked, and its digest the one ``config``
+    recorded when the bundle was written (a file from another bundle is refused)."""
+    path = artifacts[name]
+    tensors, metadata = load_safetensors(path, REREGISTER)
+    expected = config["files_sha256"][name]
+    if metadata[DIGEST_KEY] != expected:
+        raise CorruptFileError(
+            f"{path}: not the {name} this model was registered with (digest "
+            f"{metadata[DIGEST_KEY][:12]}..., its config.json records {expected[:12]}...); "
+            f"{REREGISTER}"
+        )
+    return tensors
+
+
+def check_checkpoint(path: str, expected: str) -> None:
+    """The bundled CLIP checkpoint must be the file the bundle was written with."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CorruptFileError(
+            f"{path}: sha256 {actual[:12]}..., the model was registered with {expected[:12]}...; "
+            f"{REREGISTER}"
+        )
 
 
 def load_predictor(
@@ -136,15 +171,17 @@ def load_predictor(
     """
     config = read_config(artifacts)
     device = device or config.get("device", "auto")
-    text_features = load_file(artifacts["text_features"])["text_features"]
-    knn_bank = load_file(artifacts["knn_bank"])["bank"] if config["knn_params"] else None
+    text_features = bundle_tensors(artifacts, config, "text_features")["text_features"]
+    knn_bank = (
+        bundle_tensors(artifacts, config, "knn_bank")["bank"] if config["knn_params"] else None
+    )
     method = restore_method(
         config["method"],
         {**config["method_config"], "device": device},
         text_features,
         float(config["logit_scale"]),
         int(config["seed"]),
-        load_file(artifacts["adapter"]),
+        bundle_tensors(artifacts, config, "adapter"),
     )
     pretrained = (
         artifacts.get("clip_checkpoint") if config["bundled_checkpoint"] else config["pretrained"]
@@ -153,6 +190,9 @@ def load_predictor(
     @cache
     def clip():  # loaded on the first image input; embeddings alone never import open_clip
         from croft_pipeline.clip.backend import load_clip
+
+        if config["bundled_checkpoint"]:
+            check_checkpoint(pretrained, config["clip_checkpoint_sha256"])
 
         return load_clip(
             config["model_name"], pretrained, device=device, precision=config["precision"]

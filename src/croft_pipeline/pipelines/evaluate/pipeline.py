@@ -98,6 +98,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "evaluation_comparisons",
                     "evaluation_logged",
                     "predictions",
+                    "evaluation_scores",
+                    "image_features_center",
                     "project_dir",
                     "provenance",
                     "params:clip",

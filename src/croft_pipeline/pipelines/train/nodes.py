@@ -10,6 +10,7 @@ import torch
 
 from croft_pipeline import tracking
 from croft_pipeline.common.features import FeatureTable
+from croft_pipeline.common.files import tensors_digest
 from croft_pipeline.datasets import partition_reader
 from croft_pipeline.distributed.jobs import Runner, worker_count
 from croft_pipeline.methods import METHODS, partition_id
@@ -127,6 +128,7 @@ def _record(outcome: FitOutcome, grid, methods: dict[str, MethodSummary], weight
         grid=outcome.grid_rows(),
         oracle={"point": oracle["point"], **oracle["probe"]},
         adapter=partition_id(name, seed),  # its key in adapter_weights (catalog_train.yml)
+        adapter_sha256=tensors_digest(outcome.state),
     )
     if outcome.wise is None:
         return
@@ -140,6 +142,7 @@ def _record(outcome: FitOutcome, grid, methods: dict[str, MethodSummary], weight
         alpha=wise["alpha"],
         best_val_accuracy=wise["val_accuracy_by_alpha"][f"{wise['alpha']:g}"],
         val_accuracy_by_alpha=wise["val_accuracy_by_alpha"],
+        adapter_sha256=entry.seeds[seed].adapter_sha256,
     )
 
 
