@@ -234,3 +234,99 @@ def test_a_run_failing_before_registration_moves_no_alias_and_registers_nothing(
     assert (project / REGISTRATION).read_bytes() == recorded
     assert {s for r, s in _runs(project).items() if r not in runs} <= {"FAILED"}
     assert _lock_is_free(project)
+
+
+# A run SIGKILLed just after a call of the registration unit returns: argv[2] names the
+# function ("module:attribute", attribute may be "Class.method"), argv[3] which call kills.
+KILLED_IN_REGISTRATION = """
+import importlib, os, signal, sys
+from pathlib import Path
+from tests.kedro_harness import run_pipeline
+from tests.pipelines.test_run_safety import GATES_PASS
+
+module, attribute = sys.argv[2].split(":")
+owner = importlib.import_module(module)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original, calls = getattr(owner, name), []
+
+def kill_after(*args, **kwargs):
+    result = original(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+setattr(owner, name, kill_after)
+run_pipeline(Path(sys.argv[1]), "evaluate", from_nodes=["log_to_mlflow"], extra_params=GATES_PASS)
+"""
+KILL_POINTS = {  # (function, call) -> whether the unit committed (model_registration.json written)
+    "version created": ("mlflow:register_model", 1, False),
+    "description set": ("mlflow:MlflowClient.update_model_version", 1, False),
+    "candidate moved": ("mlflow:MlflowClient.set_registered_model_alias", 1, False),
+    "champion moved": ("mlflow:MlflowClient.set_registered_model_alias", 2, False),
+    "file recorded": ("croft_pipeline.pipelines.evaluate.nodes:atomic_write_json", 1, True),
+    "unit complete": ("mlflow:MlflowClient.set_model_version_tag", 1, True),
+}
+
+
+def _kill_in_registration(project: Path, function: str, call: int) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    script = [sys.executable, "-c", KILLED_IN_REGISTRATION, str(project), function, str(call)]
+    killed = subprocess.run(script, env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+
+def _version_tags(project: Path) -> dict[str, dict[str, str]]:
+    client = _client(project)
+    return {str(v.version): v.tags for v in client.search_model_versions(f"name = '{MODEL}'")}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_registration_killed_at_any_point_is_settled_by_the_next_start(project, point):
+    """The filed case: SIGKILL just after "Created version '2'" left v2 READY with 3 of its 14
+    tags and no description. Now the next start deletes it (aliases back where they were)
+    unless the unit had committed (model_registration.json names it): then it completes it."""
+    from croft_pipeline.publishing.interrupted import (
+        COMPLETE,
+        INCOMPLETE,
+        settle_project,
+    )
+    from croft_pipeline.publishing.interrupted import REGISTRATION as UNIT
+    from tests.kedro_harness import load_params
+
+    function, call, committed = KILL_POINTS[point]
+    registry, recorded = _registry(project), (project / REGISTRATION).read_bytes()
+    _kill_in_registration(project, function, call)
+    (new,) = set(_version_tags(project)) - set(registry["versions"])
+    assert _version_tags(project)[new][UNIT] == (
+        COMPLETE if point == "unit complete" else INCOMPLETE
+    )
+
+    client = _client(project)
+    ownership.end_stale_runs(project / LOCK_FILE, client)  # as the next start does, first
+    settle_project(load_params("test")["evaluate"]["register"], project, client)
+
+    if committed:
+        assert _registry(project) == {
+            "versions": [*registry["versions"], new],
+            "aliases": {"candidate": int(new), "champion": int(new)},
+        }
+        assert _version_tags(project)[new][UNIT] == COMPLETE
+        assert json.loads((project / REGISTRATION).read_text())["version"] == new
+    else:
+        assert _registry(project) == registry
+        assert (project / REGISTRATION).read_bytes() == recorded
+
+
+def test_the_next_run_settles_a_killed_registration_before_it_registers(project):
+    registry = _registry(project)
+    _kill_in_registration(project, *KILL_POINTS["candidate moved"][:2])
+    run_pipeline(project, "evaluate", from_nodes=["log_to_mlflow"], extra_params=GATES_PASS)
+    versions = _registry(project)["versions"]
+    assert len(versions) == len(registry["versions"]) + 1  # the killed one deleted, one new
+    _assert_registration_agrees(project)

@@ -65,7 +65,9 @@ def settle_interrupted(
     return settled
 
 
-def settle_project(register: Mapping[str, Any], project_dir: str | Path) -> dict[str, list[str]]:
+def settle_project(
+    register: Mapping[str, Any], project_dir: str | Path, client: MlflowClient | None = None
+) -> dict[str, list[str]]:
     """:func:`settle_interrupted` for the project's model (``evaluate.register``): a version is
     committed when ``register.registration_file`` records it (same version and run)."""
     path = Path(project_dir) / register["registration_file"]
@@ -82,7 +84,7 @@ def settle_project(register: Mapping[str, Any], project_dir: str | Path) -> dict
             and document.get("run_id") == found.run_id
         )
 
-    return settle_interrupted(register["model_name"], committed)
+    return settle_interrupted(register["model_name"], committed, client)
 
 
 def restore_aliases(
