@@ -98,3 +98,22 @@ def test_an_unsealed_or_truncated_file_is_refused(tmp_path):
     cut.write_bytes(cut.read_bytes()[:5])
     with pytest.raises(CorruptFileError, match=f"{cut}: not a safetensors file"):
         read_safetensors(cut, FIX)
+
+
+def test_a_full_disk_names_the_folder_and_leaves_the_old_file(tmp_path):
+    import errno
+
+    from croft_pipeline.common.files import atomic_write, atomic_write_bytes
+
+    path = atomic_write_bytes(tmp_path / "sub" / "out.json", b"old")
+
+    def fill_the_disk(tmp):
+        tmp.write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(
+        OSError, match=rf"no space left on the device of {path.parent} while writing out.json"
+    ):
+        atomic_write(path, fill_the_disk)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in path.parent.iterdir()] == ["out.json"]  # no temporary file left

@@ -8,9 +8,11 @@ is an error naming the file, never data used silently.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Callable
@@ -33,6 +35,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise OSError(
+            error.errno,
+            f"no space left on the device of {path.parent} while writing {path.name} "
+            f"({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free): free space there, "
+            "then rerun (the file was left as it was)",
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
     return path
