@@ -1,16 +1,28 @@
-"""Start-of-run parameter checks: every rule names the full key, and a run with a bad parameter
-stops before any node runs."""
+"""Start-of-run parameter checks: every rule names the full key, an unknown key is named with
+the closest declared one, and a run with a bad parameter or key stops before any node runs (an
+unknown key: before anything is written)."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
+from croft_pipeline.config.keys import UnknownKeysError
+from croft_pipeline.config.loader import ConfigError
 from croft_pipeline.config.rules import ParameterError
-from croft_pipeline.config.schema import check_parameters
+from croft_pipeline.config.schema import check_known_keys, check_parameters
 from croft_pipeline.hooks.run_lock import LOCK_FILE
-from tests.kedro_harness import load_params, make_project_copy, run_pipeline
+from tests.kedro_harness import (
+    load_params,
+    make_project_copy,
+    pin_tracking_store,
+    run_pipeline,
+    start_kedro,
+)
 
 GATE0, GATE1 = "evaluate.gates.comparisons[0]", "evaluate.gates.comparisons[1]"
 
@@ -26,7 +38,7 @@ def _set(params: dict, path: str, value) -> dict:
     return params
 
 
-@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs", "fashion_mnist"])
+@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs", "fashion_mnist", "local"])
 def test_every_shipped_environment_passes(env):
     check_parameters(load_params(env))
 
@@ -55,11 +67,6 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
         "train.method_params.croft_faithful.edr_setup must be one of",
     ),
     (
-        "train.method_params.croft_faithful.lamda1",
-        1.0,
-        "train.method_params.croft_faithful.lamda1 must not be set",
-    ),
-    (
         "train.method_params.croft_no_edr.lambda2",
         1.0,
         "train.method_params.croft_no_edr.lambda2 must be 0",
@@ -78,11 +85,16 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("evaluate.tpr", 0.0, "evaluate.tpr must be in (0, 1], got 0.0"),
     ("evaluate.scores.knn.k", 0, "evaluate.scores.knn.k must be an integer >= 1, got 0"),
     ("evaluate.scores.energy.temperature", 0.0, "evaluate.scores.energy.temperature must be > 0"),
-    ("evaluate.scores.enrgy", {}, "evaluate.scores.enrgy must be valid (unknown OOD score"),
     ("evaluate.knn_bank_split", "trian", "evaluate.knn_bank_split must be one of"),
     ("evaluate.paper.score", "odin", "evaluate.paper.score must be one of"),
     ("evaluate.comparisons.level", 1.0, "evaluate.comparisons.level must be in (0, 1)"),
     ("evaluate.register.method", "croft", "evaluate.register.method must be one of"),
+    (
+        "evaluate.register.model_config",
+        {"allowed_root": ["/data"]},
+        "evaluate.register.model_config must be valid (model config keys ['allowed_root'] are "
+        "unknown; it takes allowed_roots, max_input_bytes)",
+    ),
     (f"{GATE0}.baseline", "zero_shott", f"{GATE0}.baseline must be one of"),
     (f"{GATE1}.metric", "energy_aurco", f"{GATE1}.metric must be one of"),
     (f"{GATE1}.shift", "open", f"{GATE1}.shift must be one of"),
@@ -131,7 +143,7 @@ def test_a_bad_parameter_is_named_by_its_full_key(path, value, message):
 
 
 # settings that are code constants now (the module that uses each names it): a run that still
-# sets one is told so, in one line naming the key
+# sets one is told so, in one line naming the key and what its block takes
 CONSTANTS = {
     "ingest.emojishift.glyph_share": 0.8,  # data.emojishift.GLYPH_SHARE
     "ingest.emojishift.supersample": 2,  # data.emojishift.SUPERSAMPLE
@@ -145,9 +157,80 @@ CONSTANTS = {
 
 @pytest.mark.parametrize(("path", "value"), CONSTANTS.items(), ids=list(CONSTANTS))
 def test_a_setting_that_is_a_code_constant_is_refused_by_name(path, value):
-    with pytest.raises(ParameterError) as info:
+    with pytest.raises(UnknownKeysError) as info:
         check_parameters(_set(load_params("test"), path, value))
-    assert str(info.value) == f"{path} must not be set, got {value!r}"
+    block = path.rsplit(".", 1)[0]
+    assert str(info.value).startswith(f"{path}: unknown key; {block} takes "), str(info.value)
+
+
+UNKNOWN = [  # (dotted path set, the message: the full key and the closest declared key)
+    ("train.seeds", "train.seeds: unknown key; did you mean seeds?"),
+    ("trian", "trian: unknown key; did you mean train?"),
+    ("train.calibraton", "train.calibraton: unknown key; did you mean train.calibration?"),
+    (
+        "train.method_params.croft_faithful.lamda1",
+        "train.method_params.croft_faithful.lamda1: unknown key; "
+        "did you mean train.method_params.croft_faithful.lambda1?",
+    ),
+    (
+        "train.method_params.linear_prob",
+        "train.method_params.linear_prob: unknown key; "
+        "did you mean train.method_params.linear_probe?",
+    ),
+    (
+        "train.grids.linear_probe.lrr",
+        "train.grids.linear_probe.lrr: unknown key; did you mean train.grids.linear_probe.lr?",
+    ),
+    (
+        "evaluate.scores.enrgy",
+        "evaluate.scores.enrgy: unknown key; did you mean evaluate.scores.energy?",
+    ),
+    (
+        "evaluate.register.model_confg",
+        "evaluate.register.model_confg: unknown key; did you mean evaluate.register.model_config?",
+    ),
+    (
+        f"{GATE0}.bseline",
+        f"{GATE0}.bseline: unknown key; did you mean {GATE0}.baseline?",
+    ),
+    (
+        "train.zzz",
+        "train.zzz: unknown key; train takes calibration, device, equal_budget, grids, "
+        "method_params, methods, num_threads, ray, runner, wise, workers",
+    ),
+    (
+        "zzz",
+        "zzz: unknown key; the top level takes "
+        "clip, embed, evaluate, ingest, pretrain, seeds, train",
+    ),
+    ("evaluate.scores.knn.kk", "evaluate.scores.knn.kk: unknown key; evaluate.scores.knn takes k"),
+]
+
+
+@pytest.mark.parametrize(("path", "message"), UNKNOWN, ids=[u[0] for u in UNKNOWN])
+def test_an_unknown_key_is_named_with_the_closest_declared_key(path, message):
+    with pytest.raises(UnknownKeysError) as info:
+        check_parameters(_set(load_params("test"), path, []))
+    assert str(info.value) == message
+    assert isinstance(info.value, ParameterError) and info.value.key == path
+
+
+def test_every_unknown_key_is_named_at_once_with_where_it_is_set():
+    params = load_params("test")
+    for path, _ in UNKNOWN:
+        params = _set(params, path, [])
+    files = {"--params": {"train": {"seeds": []}}, "conf/test/x.yml": {"zzz": 1, "train": {}}}
+    with pytest.raises(UnknownKeysError) as info:
+        check_known_keys(params, files)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{len(UNKNOWN)} unknown parameter keys:"
+    assert sorted(lines[1:]) == lines[1:] and len(lines) == len(UNKNOWN) + 1
+    assert "  train.seeds: unknown key; did you mean seeds? (from --params)" in lines
+    assert any(
+        line.startswith("  zzz: unknown key;") and line.endswith("(from conf/test/x.yml)")
+        for line in lines
+    )
+    assert {key.key for key in info.value.unknown} == {path for path, _ in UNKNOWN}
 
 
 def test_the_message_is_the_projects_not_the_librarys():
@@ -160,10 +243,60 @@ def test_the_message_is_the_projects_not_the_librarys():
 def test_a_run_with_a_bad_parameter_stops_before_any_node_writes(tmp_path):
     """The ingest pipeline does not even read train.calibration: every block is checked."""
     project = make_project_copy(tmp_path / "project")
-    with pytest.raises(ParameterError, match=r"train\.calibration\.tpr must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"train\.calibration\.tpr must be in \(0, 1\]") as info:
         run_pipeline(project, "ingest", extra_params={"train": {"calibration": {"tpr": 1.5}}})
+    assert isinstance(info.value.__cause__, ParameterError)
     written = [p for p in (project / "data").rglob("*") if p.is_file()]
     assert written in ([], [project / LOCK_FILE])  # the run lock is the run's, not an output
+
+
+def _files(project: Path) -> set[Path]:
+    return {p.relative_to(project) for p in project.rglob("*") if p.is_file()}
+
+
+def test_an_unknown_key_in_an_environment_file_stops_the_session_before_it_writes(tmp_path):
+    """Before kedro-mlflow opens its store (no mlflow.db) and before the run lock."""
+    project = make_project_copy(tmp_path / "project")
+    pin_tracking_store(project, "test")
+    path = project / "conf" / "test" / "parameters_train.yml"
+    params = yaml.safe_load(path.read_text())
+    params["train"]["method_params"]["linear_probe"]["epoch"] = 3
+    path.write_text(yaml.safe_dump(params))
+    before = _files(project)
+    with pytest.raises(ConfigError) as info:
+        run_pipeline(project, "ingest", env="test")
+    assert str(info.value) == (
+        "train.method_params.linear_probe.epoch: unknown key; "
+        "did you mean train.method_params.linear_probe.epochs? "
+        "(from conf/test/parameters_train.yml)"
+    )
+    assert isinstance(info.value.__cause__, UnknownKeysError)
+    assert _files(project) == before
+
+
+def _kedro(project: Path, args: list[str], log: Path) -> tuple[int, str]:
+    process = start_kedro(project, args, log)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return process.returncode, log.read_text()
+
+
+@pytest.mark.slow
+def test_kedro_run_with_a_mistyped_params_key_prints_one_line_and_writes_nothing(tmp_path):
+    project = make_project_copy(tmp_path / "project")
+    pin_tracking_store(project, "test")
+    before = _files(project)
+    args = ["run", "--env=test", "--pipelines=ingest", "--params", "train.seeds=[]"]
+    code, output = _kedro(project, args, tmp_path / "kedro.log")
+    assert code == 1, output
+    assert output.rstrip().splitlines()[-1] == (
+        "Error: train.seeds: unknown key; did you mean seeds? (from --params)"
+    )
+    assert "Traceback" not in output
+    assert _files(project) == before  # no mlflow.db, no run lock, no output
 
 
 @pytest.mark.parametrize("block", ["embed", "train"])
@@ -176,3 +309,19 @@ def test_runner_ray_without_ray_installed_says_what_to_install(block, monkeypatc
     assert str(info.value) == (
         f'{block}.runner: ray needs Ray, which is not installed: pip install -e ".[ray]"'
     )
+
+
+@pytest.mark.slow
+def test_kedro_run_with_an_unknown_env_prints_one_line_naming_the_envs(tmp_path):
+    """Before kedro-mlflow, whose default store on a missing env ends in a long traceback."""
+    project = make_project_copy(tmp_path / "project")
+    envs = sorted(p.name for p in (project / "conf").iterdir() if p.is_dir())
+    before = _files(project)
+    code, output = _kedro(project, ["run", "--env=nope", "--pipelines=ingest"], tmp_path / "log")
+    assert code == 1, output
+    assert output.rstrip().splitlines()[-1] == (
+        "Error: environment 'nope' does not exist (no folder conf/nope); "
+        f"the environments are {', '.join(envs)}"
+    )
+    assert "Traceback" not in output
+    assert _files(project) == before  # no mlflow.db, no mlruns/

@@ -1,14 +1,22 @@
-"""The committed configuration keeps the project offline, quiet and tracked in one place."""
+"""The committed configuration keeps the project offline, quiet and tracked in one place, and an
+environment that does not exist is refused before anything reads the configuration."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from croft_pipeline.config.loader import config_loader, parameters
+from croft_pipeline.config.loader import (
+    ConfigError,
+    config_loader,
+    missing_environment,
+    parameter_files,
+    parameters,
+)
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_ENVS = ["base", "fashion_mnist", "local", "pacs", "test", "vlcs"]
 
 
 def test_telemetry_is_off_in_what_we_ship():
@@ -112,3 +120,42 @@ def test_values_two_files_share_come_from_globals():
 def test_each_shipped_environment_gets_the_model_and_prompts_it_promises(env, model, templates):
     clip = parameters(ROOT, env)["clip"]
     assert (clip["model_name"], clip["templates"]) == (model, templates)
+
+
+def test_the_shipped_environments_are_the_folders_of_conf():
+    assert sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir()) == SHIPPED_ENVS
+    for env in SHIPPED_ENVS:
+        assert missing_environment(ROOT / "conf", env) is None
+        parameters(ROOT, env)
+
+
+@pytest.mark.parametrize(
+    ("env", "hint"),
+    [("nope", "the"), ("tset", "did you mean test? The"), ("PACS", "did you mean pacs? The")],
+)
+def test_an_environment_without_a_folder_is_refused_naming_the_ones_that_exist(env, hint):
+    with pytest.raises(ConfigError) as info:
+        config_loader(ROOT, env)
+    assert str(info.value) == (
+        f"environment {env!r} does not exist (no folder conf/{env}); "
+        f"{hint} environments are {', '.join(SHIPPED_ENVS)}"
+    )
+
+
+def test_a_configuration_that_is_not_a_folder_is_left_to_kedro(tmp_path):
+    assert missing_environment(tmp_path / "conf.tar.gz", "nope") is None
+    assert missing_environment("s3://bucket/conf", "nope") is None
+
+
+def test_parameter_files_are_each_file_of_the_run_as_written_and_the_runtime_params():
+    loader = config_loader(ROOT, "test")
+    loader.runtime_params = {"seeds": [7]}
+    files = parameter_files(loader)
+    expected = sorted(
+        f"conf/{p.parent.name}/{p.name}"
+        for e in ("base", "test")
+        for p in (ROOT / "conf" / e).glob("parameters*.yml")
+    )
+    assert list(files)[:-1] == expected and list(files)[-1] == "--params"
+    assert files["conf/test/parameters.yml"] == {"seeds": [1, 2]}
+    assert files["--params"] == {"seeds": [7]}

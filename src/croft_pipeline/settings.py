@@ -3,10 +3,12 @@
 import logging
 
 import kedro_mlflow  # noqa: F401  (its import forces its logger to INFO; undone below)
-from kedro.config import OmegaConfigLoader
 
 import croft_pipeline  # noqa: F401  (applies the offline defaults first)
-from croft_pipeline.config.loader import CONFIG_LOADER_ARGS  # noqa: F401  (Kedro reads it here)
+from croft_pipeline.config.loader import (
+    CONFIG_LOADER_ARGS,  # noqa: F401  (Kedro reads it here)
+    ProjectConfigLoader,
+)
 from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
 from croft_pipeline.hooks.run_lock import RunLockHook
 
@@ -19,4 +21,4 @@ HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook(), ProvenanceHook()
 # dataset statistics and run events under .viz/ on every `kedro run`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = ProjectConfigLoader  # refuses an --env that has no folder under conf/

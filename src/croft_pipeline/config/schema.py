@@ -20,10 +20,11 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, model_validator
 
 from croft_pipeline.clip.params import ClipParams, EmbedParams, PretrainParams
+from croft_pipeline.config.keys import Keyed, check_keys
 from croft_pipeline.config.rules import ParameterError, at_least, one_of, parameter_error
 from croft_pipeline.data.params import IngestParams
-from croft_pipeline.methods.params import Params, TrainParams, trains
-from croft_pipeline.ood.params import EvaluateParams
+from croft_pipeline.methods.params import METHOD_PARAMS, Params, TrainParams, trains
+from croft_pipeline.ood.params import SCORE_PARAMS, EvaluateParams
 from croft_pipeline.publishing.params import GatesParams
 
 WISE_SUFFIX = "+wise"  # methods.wise.wise_name (torch-free here)
@@ -54,9 +55,26 @@ class ProjectParams(Params):
         return self
 
 
+# the mappings whose keys name a model each (config.keys walks them for unknown keys)
+KEYED = {
+    (TrainParams, "method_params"): Keyed(METHOD_PARAMS),
+    (TrainParams, "grids"): Keyed(METHOD_PARAMS, names_only=True),
+    (EvaluateParams, "scores"): Keyed(SCORE_PARAMS),
+}
+
+
+def check_known_keys(params: Mapping[str, Any], files: Mapping[str, Any] | None = None) -> None:
+    """Every key of ``params`` is one :class:`ProjectParams` declares, else a
+    :class:`~croft_pipeline.config.keys.UnknownKeysError` naming them all (each with the
+    closest declared key, and the ``files`` that set it: label -> the parameters written there)."""
+    check_keys(params, ProjectParams, KEYED, files)
+
+
 def check_parameters(params: Mapping[str, Any]) -> ProjectParams:
-    """``params`` as the typed project model, or the first broken value as a
+    """``params`` as the typed project model: first every key a declared one
+    (:func:`check_known_keys`), then every value, the first broken one as a
     :class:`ParameterError` (``RayMissingError`` when a runner needs Ray and it is missing)."""
+    check_known_keys(params)
     try:
         return ProjectParams.model_validate(dict(params))
     except ValidationError as error:
@@ -74,10 +92,12 @@ def evaluated_methods(train: TrainParams) -> list[str]:
 
 def _machine_and_libraries(params: ProjectParams) -> None:
     """The devices this machine must have, the CLIP model open_clip must know, Ray installed
-    when a runner is ``ray``."""
+    when a runner is ``ray``, the served model's input policy (its keys: else registration, the
+    run's last node, would refuse it)."""
     from croft_pipeline.clip.backend import check_model_name
     from croft_pipeline.common.compute import resolve_device
     from croft_pipeline.distributed import require_ray
+    from croft_pipeline.serving.inputs import InputPolicy
 
     devices = {
         "clip.device": params.clip.device,
@@ -87,6 +107,8 @@ def _machine_and_libraries(params: ProjectParams) -> None:
     for key, device in devices.items():
         _wrapped(key, device, resolve_device)
     _wrapped("clip.model_name", params.clip.model_name, check_model_name)
+    served = params.evaluate.registration.served_config
+    _wrapped("evaluate.register.model_config", served, InputPolicy.from_model_config)
     for block in ("embed", "train"):
         if getattr(params, block).runner == "ray":
             require_ray(f"{block}.runner")

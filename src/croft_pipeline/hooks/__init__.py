@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from croft_pipeline.config.loader import CONFIG_LOADER_ARGS
-from croft_pipeline.config.schema import check_parameters
+from croft_pipeline.config.loader import CONFIG_LOADER_ARGS, ConfigError, parameter_files
+from croft_pipeline.config.rules import ParameterError
+from croft_pipeline.config.schema import check_known_keys, check_parameters
 from croft_pipeline.tracking.provenance import ProvenanceRecorder, recorder_for, ui_address
 
 logger = logging.getLogger(__name__)
@@ -40,11 +42,37 @@ class NodeTimingHook:
 
 
 class ParameterCheckHook:
-    """Checks every parameter block before the run starts (before other hooks and any node)."""
+    """Refuses a run's parameters before it starts, as a one-line :class:`ConfigError` (its
+    cause the :class:`ParameterError`): an unknown key as soon as the context exists (first of
+    the ``after_context_created`` hooks, so before kedro-mlflow opens its store, and before
+    anything is written), every value before the pipeline runs (first of the
+    ``before_pipeline_run`` hooks; the devices and libraries a value names are checked only
+    for a run, not for ``kedro viz`` or a notebook)."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        # the loader's parameters, not context.params (Kedro validates those against the type
+        # hints of every pipeline's nodes, which imports them all: seconds before the refusal)
+        loader = context.config_loader
+        with _refused():
+            check_known_keys(loader["parameters"], parameter_files(loader))
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, catalog: Any) -> None:
-        check_parameters(catalog.load("parameters"))
+        with _refused():
+            check_parameters(catalog.load("parameters"))
+
+
+@contextmanager
+def _refused():
+    """A :class:`ParameterError` (or ``RayMissingError``) inside becomes a :class:`ConfigError`
+    with its message."""
+    from croft_pipeline.distributed import RayMissingError
+
+    try:
+        yield
+    except (ParameterError, RayMissingError) as error:
+        raise ConfigError(str(error)) from error
 
 
 class ProvenanceHook:
