@@ -21,6 +21,7 @@ from croft_pipeline.serving.predict_folder import DEFAULT_BATCH_SIZE
 
 DEFAULT_MODEL = "models:/croft-clip@champion"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # conf/base/mlflow.yml, from the project root
+ERRORS_SHOWN = 5  # refused files named on stderr; all of them are in the CSV's error column
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +41,12 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="CSV file to write")
     predict.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first file the model refuses, naming it, and write nothing (default: "
+        "a row with its error, the other files predicted)",
+    )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     return root
 
@@ -80,9 +87,19 @@ def predict(args: argparse.Namespace) -> str:
     from croft_pipeline.serving.predict_folder import predict_folder
 
     result = predict_folder(
-        args.model, args.images, args.out, args.batch_size, progress=not args.no_progress
+        args.model,
+        args.images,
+        args.out,
+        args.batch_size,
+        progress=not args.no_progress,
+        strict=args.strict,
     )
-    return f"{result.summary()} -> {args.out}"
+    for row in result.errors.head(ERRORS_SHOWN).itertuples():
+        print(f"croft-pipeline predict: {row.path}: {row.error}", file=sys.stderr)
+    if len(result.errors) > ERRORS_SHOWN:
+        more = len(result.errors) - ERRORS_SHOWN
+        print(f"croft-pipeline predict: {more} more in the error column", file=sys.stderr)
+    return result.summary(args.out)
 
 
 def info(args: argparse.Namespace) -> str:
