@@ -31,6 +31,26 @@ def test_columns_labels_and_every_bad_file_counted(tmp_path):
     assert skipped["reason"].str.len().gt(0).all()
 
 
+def test_images_outside_the_validated_sides_are_skipped_with_their_size(tmp_path):
+    """The sides the validation gate checks (ingest.validation) are the sides the manifest keeps:
+    a 1x1 or an over-wide image is a skipped file, not a failed run."""
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog"], per_class=2)
+    write_image(tmp_path / "art" / "dog" / "dot.png", seed=7, size=(1, 1))
+    write_image(tmp_path / "photo" / "dog" / "strip.png", seed=8, size=(80, 20))
+    validation = {"min_side": 16, "max_side": 64}
+    manifest, skipped, _ = build_manifest(MAIN, {"main": tmp_path}, DATASET, None, validation)
+    assert sorted(manifest["path"]) == [
+        f"{d}/dog/img_{i}.png" for d in ("art", "photo") for i in (0, 1)
+    ]
+    rule = "px; its sides must be 16 to 64 px (ingest.validation.min_side, max_side)"
+    assert skipped[["path", "reason"]].values.tolist() == [
+        ["art/dog/dot.png", f"image is 1x1 {rule}"],
+        ["photo/dog/strip.png", f"image is 80x20 {rule}"],
+    ]
+    _, default_skips, _ = build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert default_skips["path"].tolist() == ["art/dog/dot.png"]  # 16 to 8192 px by default
+
+
 def test_class_in_one_domain_only_is_skipped_with_a_reason(tmp_path):
     build_domain_tree(tmp_path, ["art", "photo", "sketch"], ["dog"], per_class=1)
     write_image(tmp_path / "photo" / "giraffe" / "g.png", seed=99)

@@ -9,7 +9,7 @@ import pytest
 from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.data.splits import make_splits
 from croft_pipeline.validation import validate_ingest
-from tests.data.image_factory import build_domain_tree
+from tests.data.image_factory import build_domain_tree, write_image
 
 DOMAINS = ["art", "cartoon", "photo"]
 DATASET = {"id_classes": ["dog", "horse"], "domains": DOMAINS, "heldout_domain": "photo"}
@@ -94,6 +94,29 @@ def test_image_size_out_of_range(data):
     manifest.loc[2, "width"] = 4
     message = failed(validate(data, manifest=manifest))
     assert "column='width', min_value=16, max_value=64" in message
+
+
+def test_a_tiny_image_is_skipped_at_the_manifest_and_the_gate_passes(tmp_path):
+    """A 1x1 file among good ones: the manifest skips it with its size, so the gate (the same
+    ingest.validation bounds) passes instead of stopping the run."""
+    build_domain_tree(tmp_path, DOMAINS, ["dog", "horse"], per_class=4)
+    write_image(tmp_path / "art" / "dog" / "dot.png", seed=5, size=(1, 1))
+    manifest, skipped, id_classes = build_manifest(
+        PARAMS["sources"], {"main": tmp_path}, DATASET, None, PARAMS["validation"]
+    )
+    assert skipped["path"].tolist() == ["art/dog/dot.png"]
+    assert skipped["reason"].iloc[0].startswith("image is 1x1 px; its sides must be 16 to 64 px")
+    splits = make_splits(manifest, [1], heldout_domain="photo", shots=2)
+    report = validate_ingest(manifest, splits, id_classes, DATASET, PARAMS, {"main": tmp_path})
+    assert report["success"], report["failure_message"]
+
+
+def test_the_gate_checks_the_default_sides_when_validation_is_unset(data):
+    manifest = data[1].copy()
+    manifest.loc[2, "width"] = 4  # under the default min_side of 16 (the gate once used 1)
+    params = {key: value for key, value in PARAMS.items() if key != "validation"}
+    message = failed(validate(data, manifest=manifest, params=params))
+    assert "column='width', min_value=16, max_value=8192" in message
 
 
 def test_same_image_in_two_splits(data):

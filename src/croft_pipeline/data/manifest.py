@@ -12,7 +12,13 @@ from tqdm.auto import tqdm
 
 from croft_pipeline.data.discovery import METADATA_FILES, Found, Skipped, discover
 from croft_pipeline.data.errors import DataValidationError
-from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+from croft_pipeline.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    inspect_image,
+    side_limits,
+    side_problem,
+)
 
 MANIFEST_COLUMNS = [
     "root",
@@ -103,9 +109,14 @@ def build_manifest(
     root_dirs: dict[str, Path],
     dataset: dict,
     decode: dict | None = None,
+    validation: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Discover, name, decode and label every image. Returns (manifest, skipped, id_classes)."""
+    """Discover, name, decode and label every image. Returns (manifest, skipped, id_classes).
+
+    An image whose sides are outside ``validation``'s ``min_side``/``max_side`` is skipped.
+    """
     decode = decode or {}
+    limits = side_limits(validation)
     naming = ClassNaming(
         dataset.get("class_names") or {},
         dataset.get("class_names_by_domain") or {},
@@ -148,6 +159,10 @@ def build_manifest(
             info = inspect_image(root_dirs[f.root] / f.path, max_pixels)
         except ImageDecodeError as error:
             skipped.append(Skipped(f.root, f.path, str(error)))
+            continue
+        problem = side_problem(info.width, info.height, limits)
+        if problem:
+            skipped.append(Skipped(f.root, f.path, problem))
             continue
         rows.append(
             {

@@ -14,7 +14,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from croft_pipeline.data.discovery import resolve_in_root
-from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+from croft_pipeline.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    inspect_image,
+    side_limits,
+)
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, ROLES
 from croft_pipeline.data.splits import (
     SOURCE_SPLITS,
@@ -110,7 +115,7 @@ def manifest_suite(
 ) -> Suite:
     import great_expectations.expectations as gxe
 
-    validation = params.get("validation", {})
+    least, most = side_limits(params.get("validation"))  # the bounds the manifest skips by
     id_rows = {"row_condition": 'role=="id"', "condition_parser": "pandas"}
     openset_rows = {"row_condition": 'role=="openset"', "condition_parser": "pandas"}
     openset_classes = list(dataset.get("openset_classes") or [])
@@ -140,11 +145,7 @@ def manifest_suite(
         gxe.ExpectColumnValuesToBeUnique(column="sha256"),
         gxe.ExpectColumnValuesToBeInSet(column="file_check", value_set=[FILE_OK]),
         *[
-            gxe.ExpectColumnValuesToBeBetween(
-                column=c,
-                min_value=validation.get("min_side", 1),
-                max_value=validation.get("max_side"),
-            )
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=least, max_value=most)
             for c in ("width", "height")
         ],
     ]
