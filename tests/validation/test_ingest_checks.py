@@ -139,6 +139,21 @@ def test_too_few_training_concepts_in_a_class(data):
     assert "train_groups=4, class_name=dog" in message
 
 
+def test_an_id_class_without_images_fails_naming_the_domains_it_misses(data):
+    root, manifest, splits, id_classes = data
+    dataset = {**DATASET, "id_classes": [*id_classes, "cat"]}
+    no_horse_in_photo = manifest[
+        (manifest["class_name"] != "horse") | (manifest["domain"] != "photo")
+    ]
+    report = validate_ingest(
+        no_horse_in_photo, splits, [*id_classes, "cat"], dataset, PARAMS, {"main": root}
+    )
+    message = failed(report)
+    assert "train_groups=0, class_name=cat, missing_from=art, cartoon, photo" in message
+    coverage = report["suites"]["id_groups_per_class"]["results"][0]["result"]
+    assert coverage["unexpected_count"] == 1  # horse, missing from photo only, still trains
+
+
 def test_a_concept_in_two_of_train_val_test_id_fails_but_covariate_may_share(data):
     import pandas as pd
 

@@ -32,6 +32,7 @@ from croft_pipeline.validation.gx_runner import Suite, run_suites
 
 logger = logging.getLogger(__name__)
 FILE_OK = "ok"
+COVERAGE_COLUMNS = ["class_name", "source_groups", "train_groups", "missing_from"]
 
 
 def file_check(root_dir: Path | None, path: str, sha256: str, max_pixels: int) -> str:
@@ -82,16 +83,27 @@ def with_split_overlaps(splits: pd.DataFrame) -> pd.DataFrame:
 def candidate_coverage(
     manifest: pd.DataFrame, id_classes: list[str], source_domains: list[str], splits: dict
 ) -> pd.DataFrame:
-    """Per ID class: its source-domain groups, and how many of them the train part gets."""
-    ident = manifest[(manifest["role"] == "id") & manifest["domain"].isin(source_domains)]
-    counts = ident.groupby("class_name")["group"].nunique()
+    """Per ID class: its source-domain groups, how many of them the train part gets, and the
+    ID domains it has no image in (``missing_from``, shown when the class fails)."""
+    ident = manifest[manifest["role"] == "id"]
+    counts = ident[ident["domain"].isin(source_domains)].groupby("class_name")["group"].nunique()
+    domains_of = ident.groupby("class_name")["domain"].unique()
+    every = set(ident["domain"])
     fractions = float(splits.get("val_fraction", 0.2)), float(splits.get("test_fraction", 0.2))
     rows = []
     for name in id_classes:
         n_groups = int(counts.get(name, 0))
         train = group_counts(n_groups, *fractions)[2]
-        rows.append({"class_name": name, "source_groups": n_groups, "train_groups": train})
-    return pd.DataFrame(rows, columns=["class_name", "source_groups", "train_groups"])
+        missing = ", ".join(sorted(every - set(domains_of.get(name, [])))) or "none"
+        rows.append(
+            {
+                "class_name": name,
+                "source_groups": n_groups,
+                "train_groups": train,
+                "missing_from": missing,
+            }
+        )
+    return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
 
 
 def known_domains(manifest: pd.DataFrame, dataset: dict, params: dict) -> list[str]:
@@ -174,7 +186,7 @@ def coverage_suite(shots: int | None) -> Suite:
 
     least = max(1, int(shots or 1))
     expectations = [gxe.ExpectColumnValuesToBeBetween(column="train_groups", min_value=least)]
-    return Suite("id_groups_per_class", expectations, ["class_name"])
+    return Suite("id_groups_per_class", expectations, ["class_name", "missing_from"])
 
 
 def validate_ingest(
