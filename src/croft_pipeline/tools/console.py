@@ -4,7 +4,8 @@
     croft-pipeline info --model models:/croft-clip@champion
 
 ``--model`` is an MLflow model URI (``models:/name@alias``, ``models:/name/version``) or a local
-model folder. The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
+model folder. A file the model refuses gets a CSV row with its ``error`` (exit status 0, the
+count in the last line); ``--strict`` stops at it instead (exit status 1, nothing written). The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
 Not ``cli.py``: Kedro imports ``<package>.cli`` as the project's own ``kedro`` commands.
 """
 
