@@ -31,14 +31,68 @@ def test_columns_labels_and_every_bad_file_counted(tmp_path):
     assert skipped["reason"].str.len().gt(0).all()
 
 
-def test_class_in_one_domain_only_is_skipped_with_a_reason(tmp_path):
+def test_images_outside_the_validated_sides_are_skipped_with_their_size(tmp_path):
+    """The sides the validation gate checks (ingest.validation) are the sides the manifest keeps:
+    a 1x1 or an over-wide image is a skipped file, not a failed run."""
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog"], per_class=2)
+    write_image(tmp_path / "art" / "dog" / "dot.png", seed=7, size=(1, 1))
+    write_image(tmp_path / "photo" / "dog" / "strip.png", seed=8, size=(80, 20))
+    validation = {"min_side": 16, "max_side": 64}
+    manifest, skipped, _ = build_manifest(MAIN, {"main": tmp_path}, DATASET, None, validation)
+    assert sorted(manifest["path"]) == [
+        f"{d}/dog/img_{i}.png" for d in ("art", "photo") for i in (0, 1)
+    ]
+    rule = "px; its sides must be 16 to 64 px (ingest.validation.min_side, max_side)"
+    assert skipped[["path", "reason"]].values.tolist() == [
+        ["art/dog/dot.png", f"image is 1x1 {rule}"],
+        ["photo/dog/strip.png", f"image is 80x20 {rule}"],
+    ]
+    _, default_skips, _ = build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert default_skips["path"].tolist() == ["art/dog/dot.png"]  # 16 to 8192 px by default
+
+
+def test_id_classes_null_keeps_the_classes_in_every_domain_and_names_what_others_miss(tmp_path):
+    """``id_classes: null`` keeps the classes with images in every domain, the held-out one
+    included: a class missing from one domain is skipped, and the reason names that domain."""
     build_domain_tree(tmp_path, ["art", "photo", "sketch"], ["dog"], per_class=1)
     write_image(tmp_path / "photo" / "giraffe" / "g.png", seed=99)
+    write_image(tmp_path / "art" / "horse" / "h.png", seed=98)
+    write_image(tmp_path / "photo" / "horse" / "h.png", seed=97)
     manifest, skipped, id_classes = build_manifest(MAIN, {"main": tmp_path}, DATASET)
-    assert id_classes == ["dog"]
-    assert "giraffe" not in set(manifest["class_name"])
-    (reason,) = skipped.loc[skipped["path"] == "photo/giraffe/g.png", "reason"]
-    assert "1 of 3 domains" in reason
+    assert id_classes == ["dog"] and set(manifest["class_name"]) == {"dog"}
+    keeps = "id_classes: null keeps the classes in every domain"
+    assert skipped[["path", "reason"]].values.tolist() == [
+        [
+            "art/horse/h.png",
+            f"class 'horse' has no image in domain(s) sketch; {keeps} (name it in ingest.dataset.id_classes to use it)",
+        ],
+        [
+            "photo/giraffe/g.png",
+            f"class 'giraffe' has no image in domain(s) art, sketch; {keeps} (name it in ingest.dataset.id_classes to use it)",
+        ],
+        [
+            "photo/horse/h.png",
+            f"class 'horse' has no image in domain(s) sketch; {keeps} (name it in ingest.dataset.id_classes to use it)",
+        ],
+    ]
+    configured = {**DATASET, "id_classes": ["dog", "horse"]}
+    manifest, skipped, _ = build_manifest(MAIN, {"main": tmp_path}, configured)
+    assert set(manifest["class_name"]) == {"dog", "horse"}  # a listed class needs no domain
+    assert skipped["reason"].tolist() == [
+        "class 'giraffe' is in neither ingest.dataset.id_classes nor openset_classes"
+    ]
+
+
+def test_id_classes_null_with_no_class_in_every_domain_names_each_missing_domain(tmp_path):
+    write_image(tmp_path / "art" / "dog" / "d.png", seed=1)
+    write_image(tmp_path / "photo" / "cat" / "c.png", seed=2)
+    with pytest.raises(ValueError) as error:
+        build_manifest(MAIN, {"main": tmp_path}, DATASET)
+    assert str(error.value) == (
+        "ingest.dataset.id_classes is null, which keeps the classes with images in every domain, "
+        "and no class is in all of them: missing 'cat' from art; 'dog' from photo. List the ID "
+        "classes in ingest.dataset.id_classes (or add the missing images)"
+    )
 
 
 def test_per_domain_class_names_and_open_set_from_another_root(tmp_path):

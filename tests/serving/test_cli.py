@@ -22,7 +22,8 @@ from tests.fixtures.served_model import CLASSES, MODEL_NAME
 
 MODEL = "croft-clip-cli"
 SUMMARY = re.compile(
-    r"^(\d+) images: (\d+) known, (\d+) unknown \(\d+\.\d%\); \d+\.\d images/s -> (.+)$"
+    r"^(\d+) predicted: (\d+) known, (\d+) unknown \(\d+\.\d%\); 0 errors; "
+    r"\d+\.\d images/s; written to (.+)$"
 )
 
 pytestmark = pytest.mark.slow  # subprocesses, a served model or a Ray cluster: the integration tier
@@ -81,7 +82,8 @@ def test_predict_writes_the_csv_in_batches_and_prints_one_summary_line(
     expected = mlflow.pyfunc.load_model(
         registered["model_uri"], model_config={"allowed_roots": [str(folder.resolve())]}
     ).predict(pd.DataFrame({"path": [str(p.resolve()) for p in sorted(tiny_model.images)]}))
-    assert list(table.columns) == ["path", *expected.columns]
+    assert list(table.columns) == ["path", *expected.columns, "error"]
+    assert table["error"].isna().all()
     assert table["is_unknown"].tolist() == expected["is_unknown"].tolist()
     for column in ("score", "energy", "knn"):
         np.testing.assert_allclose(table[column], expected[column], rtol=1e-5)

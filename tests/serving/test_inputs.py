@@ -89,7 +89,9 @@ def test_bad_images_raise_clear_errors(tmp_path):
         _decode("image", 3)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG garbage")
-    with pytest.raises(InvalidInputError, match="row 0: path is not a usable image: not an image"):
+    with pytest.raises(
+        InvalidInputError, match=r"row 0: path '.*broken\.png' is not a usable image: not an image"
+    ):
         _decode("path", str(broken), allowed)
     with pytest.raises(InvalidInputError, match=r"row 0: path '.*missing\.png' cannot be read"):
         _decode("path", str(tmp_path / "missing.png"), allowed)

@@ -139,7 +139,7 @@ def test_rest_server_serves_good_requests_and_refuses_bad_ones_in_one_line(
         "row 0: image must be bytes or base64 text, got list; send one record per image, e.g."
     )
     assert _refused(server, {"dataframe_records": [{"embedding": ["a", "b"]}]}) == (
-        "row 0: embedding is not numeric (could not convert string to float: 'a')"
+        f"row 0: embedding is not numeric (send a list of {len(embedding)} numbers)"
     )
     assert _refused(server, {"dataframe_records": [{"embedding": embedding[:-1]}]}).startswith(
         f"row 0: embedding has shape ({len(embedding) - 1},)"

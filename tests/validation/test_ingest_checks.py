@@ -9,7 +9,7 @@ import pytest
 from croft_pipeline.data.manifest import build_manifest
 from croft_pipeline.data.splits import make_splits
 from croft_pipeline.validation import validate_ingest
-from tests.data.image_factory import build_domain_tree
+from tests.data.image_factory import build_domain_tree, write_image
 
 DOMAINS = ["art", "cartoon", "photo"]
 DATASET = {"id_classes": ["dog", "horse"], "domains": DOMAINS, "heldout_domain": "photo"}
@@ -96,6 +96,29 @@ def test_image_size_out_of_range(data):
     assert "column='width', min_value=16, max_value=64" in message
 
 
+def test_a_tiny_image_is_skipped_at_the_manifest_and_the_gate_passes(tmp_path):
+    """A 1x1 file among good ones: the manifest skips it with its size, so the gate (the same
+    ingest.validation bounds) passes instead of stopping the run."""
+    build_domain_tree(tmp_path, DOMAINS, ["dog", "horse"], per_class=4)
+    write_image(tmp_path / "art" / "dog" / "dot.png", seed=5, size=(1, 1))
+    manifest, skipped, id_classes = build_manifest(
+        PARAMS["sources"], {"main": tmp_path}, DATASET, None, PARAMS["validation"]
+    )
+    assert skipped["path"].tolist() == ["art/dog/dot.png"]
+    assert skipped["reason"].iloc[0].startswith("image is 1x1 px; its sides must be 16 to 64 px")
+    splits = make_splits(manifest, [1], heldout_domain="photo", shots=2)
+    report = validate_ingest(manifest, splits, id_classes, DATASET, PARAMS, {"main": tmp_path})
+    assert report["success"], report["failure_message"]
+
+
+def test_the_gate_checks_the_default_sides_when_validation_is_unset(data):
+    manifest = data[1].copy()
+    manifest.loc[2, "width"] = 4  # under the default min_side of 16 (the gate once used 1)
+    params = {key: value for key, value in PARAMS.items() if key != "validation"}
+    message = failed(validate(data, manifest=manifest, params=params))
+    assert "column='width', min_value=16, max_value=8192" in message
+
+
 def test_same_image_in_two_splits(data):
     splits = data[2].copy()
     leak = splits[splits["split"] == "train"].head(1).assign(split="test_id")
@@ -114,6 +137,21 @@ def test_too_few_training_concepts_in_a_class(data):
     assert "[id_groups_per_class]" in message
     assert "column='train_groups', min_value=5" in message
     assert "train_groups=4, class_name=dog" in message
+
+
+def test_an_id_class_without_images_fails_naming_the_domains_it_misses(data):
+    root, manifest, splits, id_classes = data
+    dataset = {**DATASET, "id_classes": [*id_classes, "cat"]}
+    no_horse_in_photo = manifest[
+        (manifest["class_name"] != "horse") | (manifest["domain"] != "photo")
+    ]
+    report = validate_ingest(
+        no_horse_in_photo, splits, [*id_classes, "cat"], dataset, PARAMS, {"main": root}
+    )
+    message = failed(report)
+    assert "train_groups=0, class_name=cat, missing_from=art, cartoon, photo" in message
+    coverage = report["suites"]["id_groups_per_class"]["results"][0]["result"]
+    assert coverage["unexpected_count"] == 1  # horse, missing from photo only, still trains
 
 
 def test_a_concept_in_two_of_train_val_test_id_fails_but_covariate_may_share(data):

@@ -12,6 +12,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from croft_pipeline.common.files import sha256_bytes
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
+# The image sides (px, after EXIF orientation) the manifest keeps: ``ingest.validation`` min_side
+# and max_side, by default these. The manifest skips an image outside them (with the reason) and
+# the validation gate checks the same bounds, so a small or huge file never stops a run.
+DEFAULT_MIN_SIDE, DEFAULT_MAX_SIDE = 16, 8192
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,26 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Ima
         raise ImageDecodeError(
             f"corrupt or truncated image ({type(error).__name__}: {error})"
         ) from None
+
+
+def side_limits(validation: dict | None) -> tuple[int, int]:
+    """``(min_side, max_side)`` of the ``ingest.validation`` block (defaults where unset)."""
+    validation = validation or {}
+    return (
+        int(validation.get("min_side", DEFAULT_MIN_SIDE)),
+        int(validation.get("max_side", DEFAULT_MAX_SIDE)),
+    )
+
+
+def side_problem(width: int, height: int, limits: tuple[int, int]) -> str | None:
+    """Why an image of this size is not used (a side outside ``limits``), or None."""
+    least, most = limits
+    if least <= min(width, height) and max(width, height) <= most:
+        return None
+    return (
+        f"image is {width}x{height} px; its sides must be {least} to {most} px "
+        "(ingest.validation.min_side, max_side)"
+    )
 
 
 def inspect_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:

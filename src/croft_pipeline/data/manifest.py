@@ -12,7 +12,13 @@ from tqdm.auto import tqdm
 
 from croft_pipeline.data.discovery import METADATA_FILES, Found, Skipped, discover
 from croft_pipeline.data.errors import DataValidationError
-from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+from croft_pipeline.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    inspect_image,
+    side_limits,
+    side_problem,
+)
 
 MANIFEST_COLUMNS = [
     "root",
@@ -56,14 +62,37 @@ class Candidate:
     role: str  # "auto" until classes are resolved
 
 
-def infer_id_classes(candidates: list[Candidate], openset: list[str]) -> list[str]:
-    """Without a configured list: the classes present in every domain of the ``auto`` sources."""
+def class_domains(candidates: list[Candidate], openset: list[str]) -> dict[str, set[str]]:
+    """Per class of the ``auto`` sources (open-set classes left out), the domains it is in."""
     domains_of: dict[str, set[str]] = defaultdict(set)
     for c in candidates:
         if c.role == "auto" and c.class_name not in openset:
             domains_of[c.class_name].add(c.found.domain)
-    all_domains = set().union(*domains_of.values()) if domains_of else set()
-    return sorted(name for name, doms in domains_of.items() if doms == all_domains)
+    return dict(domains_of)
+
+
+def missing_domains(domains_of: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Per class, the domains (of any class in ``domains_of``) it has no image in."""
+    every = set().union(*domains_of.values())
+    return {name: sorted(every - domains) for name, domains in sorted(domains_of.items())}
+
+
+def infer_id_classes(candidates: list[Candidate], openset: list[str]) -> list[str]:
+    """Without a configured list: the classes with images in every domain of the ``auto``
+    sources, the held-out one included (so the list does not change with ``heldout_domain``).
+
+    Raises ValueError naming each class's missing domains when no class is in all of them.
+    """
+    missing = missing_domains(class_domains(candidates, openset))
+    classes = [name for name, domains in missing.items() if not domains]
+    if missing and not classes:
+        shown = "; ".join(f"{name!r} from {', '.join(d)}" for name, d in list(missing.items())[:8])
+        raise ValueError(
+            "ingest.dataset.id_classes is null, which keeps the classes with images in every "
+            f"domain, and no class is in all of them: missing {shown}. List the ID classes in "
+            "ingest.dataset.id_classes (or add the missing images)"
+        )
+    return classes
 
 
 def _assign_role(candidate: Candidate, id_classes: list[str], openset: list[str]) -> str | None:
@@ -76,15 +105,15 @@ def _assign_role(candidate: Candidate, id_classes: list[str], openset: list[str]
     return None
 
 
-def _unassigned_reason(candidate: Candidate, candidates: list[Candidate]) -> str:
-    domains = sorted({c.found.domain for c in candidates if c.class_name == candidate.class_name})
-    all_domains = sorted({c.found.domain for c in candidates if c.role == "auto"})
-    if len(domains) < len(all_domains):
+def _unassigned_reason(name: str, missing: list[str] | None) -> str:
+    """Why an ``auto`` image of class ``name`` is skipped; ``missing``: the domains the class
+    lacks when the ID classes were inferred (``id_classes: null``), else None."""
+    if missing:
         return (
-            f"class {candidate.class_name!r} is in {len(domains)} of {len(all_domains)} domains "
-            f"({', '.join(domains)}); it is neither configured nor in every domain"
+            f"class {name!r} has no image in domain(s) {', '.join(missing)}; id_classes: null "
+            "keeps the classes in every domain (name it in ingest.dataset.id_classes to use it)"
         )
-    return f"class {candidate.class_name!r} is neither an ID nor an open-set class"
+    return f"class {name!r} is in neither ingest.dataset.id_classes nor openset_classes"
 
 
 def group_of(path: str, sha256: str, pattern: re.Pattern | None) -> str:
@@ -103,9 +132,14 @@ def build_manifest(
     root_dirs: dict[str, Path],
     dataset: dict,
     decode: dict | None = None,
+    validation: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Discover, name, decode and label every image. Returns (manifest, skipped, id_classes)."""
+    """Discover, name, decode and label every image. Returns (manifest, skipped, id_classes).
+
+    An image whose sides are outside ``validation``'s ``min_side``/``max_side`` is skipped.
+    """
     decode = decode or {}
+    limits = side_limits(validation)
     naming = ClassNaming(
         dataset.get("class_names") or {},
         dataset.get("class_names_by_domain") or {},
@@ -130,7 +164,9 @@ def build_manifest(
         candidates += [Candidate(f, naming(f.domain, f.folder), role) for f in found]
 
     openset = list(dataset.get("openset_classes") or [])
+    inferred = not dataset.get("id_classes")
     id_classes = list(dataset.get("id_classes") or infer_id_classes(candidates, openset))
+    missing = missing_domains(class_domains(candidates, openset)) if inferred else {}
     overlap = sorted(set(id_classes) & set(openset))
     if overlap:
         raise ValueError(f"classes {overlap} are configured as both ID and open-set")
@@ -142,12 +178,17 @@ def build_manifest(
         f = candidate.found
         role = _assign_role(candidate, id_classes, openset)
         if role is None:
-            skipped.append(Skipped(f.root, f.path, _unassigned_reason(candidate, candidates)))
+            reason = _unassigned_reason(candidate.class_name, missing.get(candidate.class_name))
+            skipped.append(Skipped(f.root, f.path, reason))
             continue
         try:
             info = inspect_image(root_dirs[f.root] / f.path, max_pixels)
         except ImageDecodeError as error:
             skipped.append(Skipped(f.root, f.path, str(error)))
+            continue
+        problem = side_problem(info.width, info.height, limits)
+        if problem:
+            skipped.append(Skipped(f.root, f.path, problem))
             continue
         rows.append(
             {

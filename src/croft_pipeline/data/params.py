@@ -19,6 +19,7 @@ from croft_pipeline.config.rules import (
     optional,
 )
 from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
+from croft_pipeline.data.images import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE
 from croft_pipeline.data.manifest import SOURCE_ROLES
 from croft_pipeline.methods.params import Params
 
@@ -74,8 +75,10 @@ class SplitsParams(Params):
 
 
 class ValidationParams(Params):
-    min_side: Annotated[int, at_least(1)] = 16
-    max_side: Annotated[int, at_least(1)] = 8192
+    """Image sides (px) the manifest keeps and the validation gate checks."""
+
+    min_side: Annotated[int, at_least(1)] = DEFAULT_MIN_SIDE
+    max_side: Annotated[int, at_least(1)] = DEFAULT_MAX_SIDE
 
     @model_validator(mode="after")
     def _ordered(self) -> ValidationParams:

@@ -3,6 +3,8 @@
 What a request may make the model read is an :class:`InputPolicy`, set by whoever loads the
 model (its MLflow model config), never by the request: image bytes up to ``max_input_bytes``,
 checked before anything is decoded, and files only under ``allowed_roots`` (none by default).
+A refusal never echoes the input: it names a path or a column by at most ``SHOWN_CHARACTERS``
+characters, and never shows image bytes or embedding values.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from croft_pipeline.data.images import ImageDecodeError, decode_bytes
 
 INPUT_COLUMNS = ("path", "image", "embedding")
 DEFAULT_MAX_INPUT_BYTES = 20 * 2**20  # one image's bytes (a file, or base64 once decoded)
+SHOWN_CHARACTERS = 256  # of a path or column name in a message (a real path is shorter)
+SHOWN_COLUMNS = 8  # column names listed in a message
 REQUEST_FORMATS = (
     'send one record per image, e.g. {"dataframe_records": [{"image": "<base64>"}]}, '
     '{"dataframe_split": {"columns": ["embedding"], "data": [[[...]]]}} or '
@@ -89,7 +93,7 @@ def input_column(frame: object) -> str:
     if len(present) != 1 or unknown:
         raise InvalidInputError(
             f"model input must have exactly one of the columns {list(INPUT_COLUMNS)} "
-            f"(image paths, image bytes, or embeddings); got columns {list(map(str, frame.columns))} "
+            f"(image paths, image bytes, or embeddings); got columns {_columns(frame)} "
             f"(a registered model drops columns outside its signature before this check); "
             f"{REQUEST_FORMATS}"
         )
@@ -102,15 +106,17 @@ def embeddings_from(frame: pd.DataFrame, dim: int) -> torch.Tensor:
     for index, value in zip(frame.index, frame["embedding"], strict=True):
         try:
             row = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise InvalidInputError(f"row {index!r}: embedding is not numeric ({error})") from None
+        except (TypeError, ValueError):  # numpy's message quotes the value: not echoed
+            raise InvalidInputError(
+                f"{_row(index)}: embedding is not numeric (send a list of {dim} numbers)"
+            ) from None
         if row.shape != (dim,):
             raise InvalidInputError(
-                f"row {index!r}: embedding has shape {row.shape}; the model expects ({dim},)"
+                f"{_row(index)}: embedding has shape {row.shape}; the model expects ({dim},)"
             )
         if not np.isfinite(row).all():
             raise InvalidInputError(
-                f"row {index!r}: embedding contains non-finite values (NaN or inf)"
+                f"{_row(index)}: embedding contains non-finite values (NaN or inf)"
             )
         rows.append(row)
     if not rows:
@@ -126,24 +132,47 @@ def images_from(frame: pd.DataFrame, column: str, policy: InputPolicy) -> Iterat
     read = _path_bytes if column == "path" else _image_bytes
     for index, value in zip(frame.index, frame[column], strict=True):
         data = read(index, value, policy)
+        what = f"path {_shown(value)}" if column == "path" else column
         try:
             yield decode_bytes(data)[0]
         except ImageDecodeError as error:
             raise InvalidInputError(
-                f"row {index!r}: {column} is not a usable image: {error}"
+                f"{_row(index)}: {what} is not a usable image: {error}"
             ) from None
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut to :data:`SHOWN_CHARACTERS` (a request's text is never
+    echoed whole)."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARACTERS]!r}... ({len(text)} characters)"
+
+
+def _row(index) -> str:
+    """``row <index>`` (the request's own index, cut like any text of the request)."""
+    return (
+        f"row {int(index)}" if isinstance(index, int | np.integer) else f"row {_shown(str(index))}"
+    )
+
+
+def _columns(frame: pd.DataFrame) -> str:
+    """The frame's column names for a message: the first :data:`SHOWN_COLUMNS`, each cut."""
+    names = [_shown(str(column)) for column in frame.columns[:SHOWN_COLUMNS]]
+    more = len(frame.columns) - SHOWN_COLUMNS
+    return "[" + ", ".join(names) + (f", ... {more} more" if more > 0 else "") + "]"
 
 
 def _path_bytes(index, value, policy: InputPolicy) -> bytes:
     """The file's bytes if it lies under an allowed root (after resolving links and ``..``)."""
     if not isinstance(value, str) or not value:
         raise InvalidInputError(
-            f"row {index!r}: path must be a non-empty string, got {type(value).__name__}; "
+            f"{_row(index)}: path must be a non-empty string, got {type(value).__name__}; "
             f"{REQUEST_FORMATS}"
         )
     if not policy.allowed_roots:
         raise InvalidInputError(
-            f"row {index!r}: path input is off for this model (model config allowed_roots is "
+            f"{_row(index)}: path input is off for this model (model config allowed_roots is "
             "empty); send the image bytes as base64 in the image column"
         )
     try:
@@ -152,10 +181,10 @@ def _path_bytes(index, value, policy: InputPolicy) -> bytes:
         resolved = None
     if resolved is None or not any(resolved.is_relative_to(r) for r in policy.allowed_roots):
         raise InvalidInputError(  # the same words whether or not the file exists
-            f"row {index!r}: path {value!r} is outside the allowed roots "
+            f"{_row(index)}: path {_shown(value)} is outside the allowed roots "
             "(model config allowed_roots)"
         )
-    what = f"row {index!r}: path {value!r}"
+    what = f"{_row(index)}: path {_shown(value)}"
     try:
         return _read_capped(resolved, policy.max_input_bytes, what)
     except OSError as error:
@@ -179,7 +208,7 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
 
 def _image_bytes(index, value, policy: InputPolicy) -> bytes:
     """Bytes as given, or decoded from base64 text (REST), each checked against the cap first."""
-    cap, what = policy.max_input_bytes, f"row {index!r}: image"
+    cap, what = policy.max_input_bytes, f"{_row(index)}: image"
     if isinstance(value, str):
         if len(value) > _base64_length(cap):
             raise InvalidInputError(

@@ -4,7 +4,8 @@
     croft-pipeline info --model models:/croft-clip@champion
 
 ``--model`` is an MLflow model URI (``models:/name@alias``, ``models:/name/version``) or a local
-model folder. The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
+model folder. A file the model refuses gets a CSV row with its ``error`` (exit status 0, the
+count in the last line); ``--strict`` stops at it instead (exit status 1, nothing written). The pipelines themselves run with ``kedro run`` (or ``python -m croft_pipeline``).
 Not ``cli.py``: Kedro imports ``<package>.cli`` as the project's own ``kedro`` commands.
 """
 
@@ -21,6 +22,7 @@ from croft_pipeline.serving.predict_folder import DEFAULT_BATCH_SIZE
 
 DEFAULT_MODEL = "models:/croft-clip@champion"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # conf/base/mlflow.yml, from the project root
+ERRORS_SHOWN = 5  # refused files named on stderr; all of them are in the CSV's error column
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +42,12 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="CSV file to write")
     predict.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first file the model refuses, naming it, and write nothing (default: "
+        "a row with its error, the other files predicted)",
+    )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     return root
 
@@ -80,9 +88,19 @@ def predict(args: argparse.Namespace) -> str:
     from croft_pipeline.serving.predict_folder import predict_folder
 
     result = predict_folder(
-        args.model, args.images, args.out, args.batch_size, progress=not args.no_progress
+        args.model,
+        args.images,
+        args.out,
+        args.batch_size,
+        progress=not args.no_progress,
+        strict=args.strict,
     )
-    return f"{result.summary()} -> {args.out}"
+    for row in result.errors.head(ERRORS_SHOWN).itertuples():
+        print(f"croft-pipeline predict: {row.path}: {row.error}", file=sys.stderr)
+    if len(result.errors) > ERRORS_SHOWN:
+        more = len(result.errors) - ERRORS_SHOWN
+        print(f"croft-pipeline predict: {more} more in the error column", file=sys.stderr)
+    return result.summary(args.out)
 
 
 def info(args: argparse.Namespace) -> str:

@@ -14,7 +14,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from croft_pipeline.data.discovery import resolve_in_root
-from croft_pipeline.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, inspect_image
+from croft_pipeline.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    inspect_image,
+    side_limits,
+)
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, ROLES
 from croft_pipeline.data.splits import (
     SOURCE_SPLITS,
@@ -27,6 +32,7 @@ from croft_pipeline.validation.gx_runner import Suite, run_suites
 
 logger = logging.getLogger(__name__)
 FILE_OK = "ok"
+COVERAGE_COLUMNS = ["class_name", "source_groups", "train_groups", "missing_from"]
 
 
 def file_check(root_dir: Path | None, path: str, sha256: str, max_pixels: int) -> str:
@@ -77,16 +83,27 @@ def with_split_overlaps(splits: pd.DataFrame) -> pd.DataFrame:
 def candidate_coverage(
     manifest: pd.DataFrame, id_classes: list[str], source_domains: list[str], splits: dict
 ) -> pd.DataFrame:
-    """Per ID class: its source-domain groups, and how many of them the train part gets."""
-    ident = manifest[(manifest["role"] == "id") & manifest["domain"].isin(source_domains)]
-    counts = ident.groupby("class_name")["group"].nunique()
+    """Per ID class: its source-domain groups, how many of them the train part gets, and the
+    ID domains it has no image in (``missing_from``, shown when the class fails)."""
+    ident = manifest[manifest["role"] == "id"]
+    counts = ident[ident["domain"].isin(source_domains)].groupby("class_name")["group"].nunique()
+    domains_of = ident.groupby("class_name")["domain"].unique()
+    every = set(ident["domain"])
     fractions = float(splits.get("val_fraction", 0.2)), float(splits.get("test_fraction", 0.2))
     rows = []
     for name in id_classes:
         n_groups = int(counts.get(name, 0))
         train = group_counts(n_groups, *fractions)[2]
-        rows.append({"class_name": name, "source_groups": n_groups, "train_groups": train})
-    return pd.DataFrame(rows, columns=["class_name", "source_groups", "train_groups"])
+        missing = ", ".join(sorted(every - set(domains_of.get(name, [])))) or "none"
+        rows.append(
+            {
+                "class_name": name,
+                "source_groups": n_groups,
+                "train_groups": train,
+                "missing_from": missing,
+            }
+        )
+    return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
 
 
 def known_domains(manifest: pd.DataFrame, dataset: dict, params: dict) -> list[str]:
@@ -110,7 +127,7 @@ def manifest_suite(
 ) -> Suite:
     import great_expectations.expectations as gxe
 
-    validation = params.get("validation", {})
+    least, most = side_limits(params.get("validation"))  # the bounds the manifest skips by
     id_rows = {"row_condition": 'role=="id"', "condition_parser": "pandas"}
     openset_rows = {"row_condition": 'role=="openset"', "condition_parser": "pandas"}
     openset_classes = list(dataset.get("openset_classes") or [])
@@ -140,11 +157,7 @@ def manifest_suite(
         gxe.ExpectColumnValuesToBeUnique(column="sha256"),
         gxe.ExpectColumnValuesToBeInSet(column="file_check", value_set=[FILE_OK]),
         *[
-            gxe.ExpectColumnValuesToBeBetween(
-                column=c,
-                min_value=validation.get("min_side", 1),
-                max_value=validation.get("max_side"),
-            )
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=least, max_value=most)
             for c in ("width", "height")
         ],
     ]
@@ -173,7 +186,7 @@ def coverage_suite(shots: int | None) -> Suite:
 
     least = max(1, int(shots or 1))
     expectations = [gxe.ExpectColumnValuesToBeBetween(column="train_groups", min_value=least)]
-    return Suite("id_groups_per_class", expectations, ["class_name"])
+    return Suite("id_groups_per_class", expectations, ["class_name", "missing_from"])
 
 
 def validate_ingest(

@@ -59,7 +59,11 @@ def build_manifest_table(
     """Manifest candidate, the skipped-files table and the ordered ID classes."""
     del render_receipt  # an input only so that Kedro runs the render step first
     return build_manifest(
-        params["sources"], _root_dirs(params, project_dir), _dataset(params), params["decode"]
+        params["sources"],
+        _root_dirs(params, project_dir),
+        _dataset(params),
+        params["decode"],
+        params.get("validation"),
     )
 
 
