@@ -137,6 +137,7 @@ def trunk_features(
             views.append(torch.cat(rows))
     bar.close()
     features = torch.stack(views)
+    check_finite(features, [f"view {v}" for v in range(len(features))], "image trunk features")
     if path is not None:
         save_safetensors(path, {"features": features.contiguous()}, {"key": path.stem})
     return TrunkFeatures(features, time.perf_counter() - started, False)
