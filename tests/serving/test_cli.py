@@ -125,7 +125,12 @@ def test_info_says_what_the_model_is(tiny_model, mlflow_store, tmp_path):
     assert (bundle["score"], bundle["knn_params"]) == ("energy", {"k": 2})
     assert info["registry"]["version"] == registered["version"]
     assert set(info["registry"]["aliases"]) == {"candidate", "champion"}
-    assert info["registry"]["tags"] == {"method": "clip_adapter"}
+    assert info["registry"]["tags"] == {
+        "method": "clip_adapter",
+        "croft.registration": "complete",  # the unit finished (publishing.interrupted)
+        "croft.alias_before.candidate": "",  # neither alias was set before it
+        "croft.alias_before.champion": "",
+    }
     assert info["registry"]["run_id"] == registered["run_id"]
     assert info["run"]["metrics"] == {"openset/energy_auroc": 0.75}  # the registered method's
 

@@ -101,7 +101,8 @@ def registration(
     """A new registered version with ``aliases`` pointing at it, for the ``with`` block to record.
 
     ``check(model_uri)`` runs on the logged model before the version is created (a model that
-    fails it is never registered). ``version_tags`` and ``description`` are the version's. If
+    fails it is never registered). ``tags`` (the logged model's) and ``version_tags`` tag the
+    version, ``description`` describes it. If
     anything fails once the version exists (an alias, the block), every alias points where it
     pointed before (or is removed again) and the version is deleted: the registry is unchanged.
     """
@@ -118,7 +119,7 @@ def registration(
         marks = {REGISTRATION: INCOMPLETE}
         marks.update({ALIAS_BEFORE + alias: version or "" for alias, version in before.items()})
         created = mlflow.register_model(
-            info.model_uri, model_name, tags={**(version_tags or {}), **marks}
+            info.model_uri, model_name, tags={**(tags or {}), **(version_tags or {}), **marks}
         )
     finally:
         if started:
