@@ -6,11 +6,8 @@ is tracked in MLflow, and the ``dvc plots`` pages rendered in headless Chromium.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import yaml
 
 from croft_pipeline.config.loader import config_loader
 from croft_pipeline.tools.dvc_stages import RUN_RECORDS, entry_storage
+from tests.dvc_harness import dvc, git, git_project, stage_outs
 from tests.reporting.browser import chromium_binary, inspect_page
 
 pytestmark = pytest.mark.slow
@@ -50,35 +48,6 @@ var waited = 0, poll = setInterval(function () {
 """.replace("EXPECTED", str(len(PLOT_NAMES)))
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "KEDRO_ENV": "test",
-        "CROFT_PYTHON": sys.executable,  # scripts/kedro: this interpreter, whatever the shell
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.invalid",
-        **extra,
-    }
-    env.pop("PYTHONPATH", None)  # the stage itself puts its checkout's src first
-    return env
-
-
-def _run(cwd: Path, *command: str) -> str:
-    done = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def _dvc(cwd: Path, *args: str) -> str:
-    return _run(cwd, sys.executable, "-m", "dvc", *args)
-
-
-def _git(cwd: Path, *args: str) -> str:
-    return _run(cwd, "git", *args)
-
-
 def _out_hashes(project: Path) -> dict[str, str]:
     """Every output path in dvc.lock -> its md5 (a folder's: the hash of its listing)."""
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -89,29 +58,10 @@ def _out_hashes(project: Path) -> dict[str, str]:
     }
 
 
-def _project_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [line for line in listed.stdout.splitlines() if (ROOT / line).is_file()]
-
-
 def _persisted_outs() -> list[str]:
     """dvc.yaml's ``persist: true`` outputs: what a stage keeps between its runs and reuses (the
     rendered images, the CLIP checkpoint and its trunk features, the embed cache)."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return [
-        path
-        for stage in stages.values()
-        for out in stage.get("outs", [])
-        if isinstance(out, dict)
-        for path, flags in out.items()
-        if flags.get("persist")
-    ]
+    return [path for outs in stage_outs(ROOT).values() for path, persist in outs.items() if persist]
 
 
 def _seed_persisted_outs(source: Path, project: Path) -> None:
@@ -129,22 +79,16 @@ def repo(tiny_project, tmp_path_factory) -> dict:
     """A git repository with the project's files, reproduced once with DVC (test env). Its
     persisted outputs are the shared tiny run's, as a user's workspace that ran before has them:
     every stage runs, and each reuses what they hold instead of computing it again."""
-    project = tmp_path_factory.mktemp("dvc") / "project"
-    for name in _project_files():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, project / name)
+    project = git_project(tmp_path_factory.mktemp("dvc") / "project")
     _seed_persisted_outs(tiny_project, project)
-    _git(project, "init", "-q")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-qm", "baseline")
     started = time.perf_counter()
-    cold = _dvc(project, "repro")
+    cold = dvc(project, "repro")
     cold_s = time.perf_counter() - started
     started = time.perf_counter()
-    warm = _dvc(project, "repro")
+    warm = dvc(project, "repro")
     warm_s = time.perf_counter() - started
-    _git(project, "add", "dvc.lock")
-    _git(project, "commit", "-qm", "reproduced")
+    git(project, "add", "dvc.lock")
+    git(project, "commit", "-qm", "reproduced")
     print(f"\ndvc repro on the test env: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
     return {"path": project, "cold": cold, "warm": warm, "hashes": _out_hashes(project)}
 
@@ -153,25 +97,25 @@ def test_repro_runs_every_stage_then_has_nothing_to_do(repo):
     for stage in ("ingest", "pretrain", "embed", "train", "evaluate"):
         assert f"Running stage '{stage}'" in repo["cold"]
     assert "Running stage" not in repo["warm"]
-    assert json.loads(_dvc(repo["path"], "status", "--json")) == {}
+    assert json.loads(dvc(repo["path"], "status", "--json")) == {}
 
 
 def test_push_then_pull_in_a_second_clone_restores_everything(repo, tmp_path):
     source = repo["path"]
-    _dvc(source, "push")
+    dvc(source, "push")
     assert (source / ".dvc-storage").is_dir()  # the default remote, git-ignored
-    assert ".dvc-storage" not in _git(source, "status", "--porcelain", "--ignored=no")
+    assert ".dvc-storage" not in git(source, "status", "--porcelain", "--ignored=no")
     clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(source), str(clone))
-    _dvc(clone, "remote", "modify", "--local", "storage", "url", str(source / ".dvc-storage"))
-    _dvc(clone, "pull")
+    git(tmp_path, "clone", "-q", str(source), str(clone))
+    dvc(clone, "remote", "modify", "--local", "storage", "url", str(source / ".dvc-storage"))
+    dvc(clone, "pull")
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     checkpoint = lock["stages"]["pretrain"]["outs"]
     assert all((clone / out["path"]).exists() for out in checkpoint)
     for path in ("data/04_feature/cache", "data/01_raw/emojishift", "data/06_models/clip"):
         assert any((clone / path).rglob("*")), f"{path} was not restored"
-    assert json.loads(_dvc(clone, "status", "--json")) == {}
-    again = _dvc(clone, "repro")
+    assert json.loads(dvc(clone, "status", "--json")) == {}
+    again = dvc(clone, "repro")
     assert "Running stage" not in again
     assert not (clone / "mlflow.db").exists()  # no Kedro run happened
 
@@ -179,7 +123,7 @@ def test_push_then_pull_in_a_second_clone_restores_everything(repo, tmp_path):
 def test_forced_rerun_gives_identical_hashes(repo):
     """Every output is byte-identical after ``dvc repro --force`` except the run records, which
     say what one run did (dvc_stages.RUN_RECORDS: the reason for each)."""
-    _dvc(repo["path"], "repro", "--force")
+    dvc(repo["path"], "repro", "--force")
     after = _out_hashes(repo["path"])
     catalog = config_loader(ROOT)["catalog"]
     records = {entry_storage(catalog[name])["filepath"] for name in RUN_RECORDS}
@@ -187,7 +131,7 @@ def test_forced_rerun_gives_identical_hashes(repo):
     differ = {path for path, md5 in after.items() if repo["hashes"].get(path) != md5}
     assert not differ - records, f"outputs whose hash changed on a forced rerun: {differ}"
     assert {"data/06_models/training_runs.json", "data/08_reporting/report.html"} <= differ
-    _git(repo["path"], "checkout", "-q", "--", "dvc.lock")
+    git(repo["path"], "checkout", "-q", "--", "dvc.lock")
 
 
 def _plot_specs(page: Path) -> list[dict]:
@@ -228,7 +172,7 @@ def _assert_renders(page: Path) -> None:
 
 
 def test_plots_show_renders_the_three_curves(repo, tmp_path):
-    _dvc(repo["path"], "plots", "show", "-o", str(tmp_path / "plots"))
+    dvc(repo["path"], "plots", "show", "-o", str(tmp_path / "plots"))
     page = tmp_path / "plots" / "index.html"
     specs = _plot_specs(page)
     assert len(specs) == len(PLOT_NAMES)
@@ -239,8 +183,8 @@ def test_plots_show_renders_the_three_curves(repo, tmp_path):
 
 def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
     project = repo["path"]
-    _dvc(project, "exp", "run", "--temp", "-n", "ratio-0.3", "-S", EXPERIMENT_PARAM)
-    table = json.loads(_dvc(project, "exp", "show", "--json"))
+    dvc(project, "exp", "run", "--temp", "-n", "ratio-0.3", "-S", EXPERIMENT_PARAM)
+    table = json.loads(dvc(project, "exp", "show", "--json"))
     names = [exp.get("name") for rev in table for exp in rev.get("experiments") or []]
     assert "ratio-0.3" in names
     baseline_metrics = repo["hashes"]  # the experiment must not touch the workspace
@@ -251,9 +195,9 @@ def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
         [experiment.experiment_id], filter_string="tags.`croft.dvc_experiment` = 'ratio-0.3'"
     )
     assert runs, "the experiment's Kedro runs are not in the repository's MLflow store"
-    head = _git(project, "rev-parse", "HEAD").strip()
+    head = git(project, "rev-parse", "HEAD").strip()
     assert {run.data.tags.get("croft.git_commit") for run in runs} == {head}
-    _dvc(project, "plots", "diff", "HEAD", "ratio-0.3", "-o", str(tmp_path / "diff"))
+    dvc(project, "plots", "diff", "HEAD", "ratio-0.3", "-o", str(tmp_path / "diff"))
     specs = _plot_specs(tmp_path / "diff" / "index.html")
     revisions = {row["rev"] for spec in specs for row in spec["data"]["values"]}
     assert len(revisions) == 2, revisions

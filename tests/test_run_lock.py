@@ -1,13 +1,17 @@
-"""The project run lock and the rule that ends the MLflow runs of dead runs, without Kedro."""
+"""The project run lock, DVC's locks a run holds with it, and the rule that ends the MLflow runs
+of dead runs, without Kedro."""
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import mlflow
 import pytest
 
+from croft_pipeline.hooks import dvc_lock
+from croft_pipeline.hooks.dvc_lock import DvcRunning
 from croft_pipeline.hooks.run_lock import RunLock, RunLockHeld
 from croft_pipeline.tracking import PARENT, ownership
 
@@ -34,6 +38,36 @@ def test_a_lock_whose_holder_has_not_written_its_record_yet_still_fails_clearly(
     with pytest.raises(RunLockHeld, match="holder not recorded yet"):
         RunLock(path).acquire("evaluate")
     holder.release()
+
+
+@pytest.fixture
+def dvc_project(tmp_path) -> Path:
+    from dvc.repo import Repo
+
+    Repo.init(tmp_path, no_scm=True).close()
+    return tmp_path
+
+
+def test_dvc_locks_stop_the_next_holder_naming_the_first_and_free_on_close(dvc_project):
+    data = dvc_project / "data"
+    with (
+        dvc_lock.hold(dvc_project, data, "the first run's message"),
+        pytest.raises(DvcRunning, match=r"(?s)DVC is running in .*\(PID \d+\): the first run's"),
+    ):
+        dvc_lock.hold(dvc_project, data, "a second run")
+    dvc_lock.hold(dvc_project, data, "a second run").close()
+
+
+def test_a_run_dvc_launched_takes_no_dvc_lock_and_names_its_stage(dvc_project, monkeypatch):
+    data = dvc_project / "data"
+    with dvc_lock.hold(dvc_project, data, "the locks its DVC holds"):
+        monkeypatch.setenv(dvc_lock.STAGE_VARIABLE, "ingest")
+        dvc_lock.hold(dvc_project, data, "the stage's run").close()  # no DvcRunning
+        holder = RunLock(data / ".run.lock")
+        holder.acquire("ingest")
+        with pytest.raises(RunLockHeld, match=r"since .*, run by DVC as its stage ingest\)"):
+            RunLock(data / ".run.lock").acquire("evaluate")
+        holder.release()
 
 
 def test_stale_runs_are_the_running_runs_other_processes_owned_under_this_lock(

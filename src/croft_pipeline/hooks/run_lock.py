@@ -9,6 +9,8 @@ second would only redo or overwrite the first's work; its user decides whether t
 kedro-mlflow opens its run), ends the MLflow runs of killed runs (``tracking.ownership.end_stale_runs``),
 settles the registrations they left unfinished (``publishing.interrupted.settle_project``),
 tags the new run as this process's, and releases the lock after every other end-of-run hook.
+In a DVC repository it also holds DVC's locks for the run (:mod:`croft_pipeline.hooks.dvc_lock`):
+one lock for both tools.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import json
 import logging
 import os
 import socket
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 from kedro.framework.hooks import hook_impl
+
+from croft_pipeline.hooks import dvc_lock
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +67,15 @@ class RunLock:
 
 
 def holder_record(pipeline: str) -> dict[str, Any]:
-    return {
+    record = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "pipeline": pipeline,
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if (stage := dvc_lock.dvc_stage()) is not None:
+        record["dvc_stage"] = stage
+    return record
 
 
 def held_message(path: Path, holder: str) -> str:
@@ -75,6 +83,8 @@ def held_message(path: Path, holder: str) -> str:
         record = json.loads(holder)
         who = f"pid {record['pid']} on {record['host']}, pipeline {record['pipeline']}, "
         who += f"since {record['since']}"
+        if "dvc_stage" in record:
+            who += f", run by DVC as its stage {record['dvc_stage']}"
     except (ValueError, KeyError, TypeError):
         who = "holder not recorded yet"
     return f"another run holds {path} ({who}); wait for it or stop it"
@@ -94,6 +104,7 @@ class RunLockHook:
 
     def __init__(self) -> None:
         self._lock: RunLock | None = None
+        self._dvc_locks = ExitStack()
 
     @hook_impl(wrapper=True)
     def before_pipeline_run(self, run_params: dict[str, Any], catalog):
@@ -104,10 +115,13 @@ class RunLockHook:
         if self._lock is not None:  # a run of this process that never reached its end hooks
             logger.warning("releasing %s left held by an interrupted run", self._lock.path)
             self._release()
-        lock = RunLock(Path(run_params["project_path"]) / LOCK_FILE)
+        project = Path(run_params["project_path"])
+        lock = RunLock(project / LOCK_FILE)
         lock.acquire(pipeline_label(run_params))
         self._lock = lock
         try:
+            holder = held_message(lock.path, lock.path.read_text())  # what DVC prints if stopped
+            self._dvc_locks = dvc_lock.hold(project, lock.path.parent, holder)
             ownership.end_stale_runs(lock.path)
             settle_project(catalog.load("params:evaluate")["register"], run_params["project_path"])
             result = yield  # kedro-mlflow opens the pipeline's run here
@@ -132,6 +146,10 @@ class RunLockHook:
             self._release()
 
     def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        dvc_locks, self._dvc_locks = self._dvc_locks, ExitStack()
+        try:
+            dvc_locks.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
