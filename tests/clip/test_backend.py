@@ -172,3 +172,21 @@ def test_a_model_other_than_the_described_one_names_both(tiny_checkpoint, tmp_pa
     assert str(other) in message and "clip_model_spec.json describes" in message
     assert sha256_file(other)[:12] in message and described[:12] in message
     assert load_configured_clip(clip, tmp_path, sha256_file(other)).identity["pretrained"]
+
+
+def test_a_sealed_checkpoint_whose_bytes_changed_is_refused_naming_it(tmp_path):
+    """The project's own checkpoints are sealed; one with a flipped bit is never loaded (nor
+    reused by pretrain: pretraining.default_model calls the same check)."""
+    from safetensors.torch import load_file
+
+    from croft_pipeline.common.files import CorruptFileError, save_safetensors
+
+    plain = write_checkpoint(tmp_path / "plain.safetensors")
+    sealed = save_safetensors(tmp_path / "sealed.safetensors", load_file(str(plain)))
+    load_clip(TINY, sealed, device="cpu")  # loads as it is
+    data = bytearray(sealed.read_bytes())
+    data[-1] ^= 0x40
+    sealed.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=rf"{sealed}: its bytes changed.*pretrain"):
+        load_clip(TINY, sealed, device="cpu")
+    load_clip(TINY, plain, device="cpu")  # an unsealed file (a hub download, a user's) loads

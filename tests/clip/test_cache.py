@@ -19,10 +19,10 @@ def _chunks(root):
 
 
 def test_chunk_round_trip_and_half_written_files_are_ignored(tmp_path):
+    """Chunks are renamed into place whole, so only a ``.tmp`` file can be half written."""
     cache = FeatureCache(tmp_path)
     cache.write_chunk(["a:0", "b:0"], torch.arange(6.0).view(2, 3))
     (tmp_path / ".chunk-x.safetensors.123.tmp").write_bytes(b"partial")
-    (tmp_path / "chunk-broken.safetensors").write_bytes(b"\x00" * 5)
     index = cache.index()
     assert set(index) == {"a:0", "b:0"}
     torch.testing.assert_close(
@@ -144,3 +144,12 @@ def test_a_chunk_written_before_sealing_is_recomputed_with_a_warning(tmp_path, c
     )
     assert FeatureCache(tmp_path).index() == {}
     assert "written before chunks were sealed" in caplog.text
+
+
+def test_a_chunk_whose_header_is_broken_is_an_error_naming_it(tmp_path):
+    cache = FeatureCache(tmp_path)
+    cache.write_chunk(["a:0"], torch.ones(1, 3))
+    broken = tmp_path / "chunk-broken.safetensors"
+    broken.write_bytes(b"\x00" * 5)
+    with pytest.raises(ValueError, match=rf"{broken}: unreadable cache chunk.*delete it"):
+        cache.index()

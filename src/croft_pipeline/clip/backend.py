@@ -32,7 +32,7 @@ from croft_pipeline.clip.errors import ClipLoadError, MissingCheckpointError
 from croft_pipeline.clip.params import PRECISION, PRECISIONS, TEMPLATES
 from croft_pipeline.clip.views import CENTER, ViewRecipe, preprocess_signature
 from croft_pipeline.common.compute import resolve_device
-from croft_pipeline.common.files import sha256_file
+from croft_pipeline.common.files import read_safetensors, recorded_digest, sha256_file
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 RANDOM_INIT_SEED = 0
@@ -255,6 +255,7 @@ def _create_model(
         )
         logger.info(describe_weights(model_name, source, text_weights=tag is None))
         return created
+    check_sealed_checkpoint(checkpoint)
     created = create_model_and_transforms(model_name, pretrained_text=False)
     try:
         open_clip.load_checkpoint(created[0], str(checkpoint), strict=True, weights_only=True)
@@ -268,6 +269,16 @@ def _create_model(
         ) from error
     logger.info(describe_weights(model_name, f"weights from {checkpoint}", text_weights=False))
     return created
+
+
+RETRAIN_CHECKPOINT = "delete it: `kedro run --pipeline=pretrain` trains it again"
+
+
+def check_sealed_checkpoint(checkpoint: Path) -> None:
+    """A checkpoint this project wrote (sealed) must still have its bytes; others are not sealed
+    (a hub download, a user's file) and are loaded as they are."""
+    if checkpoint.suffix == ".safetensors" and recorded_digest(checkpoint) is not None:
+        read_safetensors(checkpoint, RETRAIN_CHECKPOINT)
 
 
 def _tag_overrides(model_name: str, tag: str | None) -> dict[str, Any]:

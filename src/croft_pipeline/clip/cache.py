@@ -7,8 +7,9 @@ run killed part-way leaves only whole chunks (plus ignorable ``.tmp`` files); th
 computes just the rows no chunk holds. Every chunk is sealed with the digest of its bytes
 (:func:`croft_pipeline.common.files.read_safetensors`): a chunk whose bytes changed is an error
 naming it when its rows are read, never rows used or recomputed silently; non-finite rows are
-refused when written and when read. A chunk without a digest (an older version's) is ignored
-with a warning and its rows are recomputed.
+refused when written and when read; a chunk whose header cannot be read is an error too. A
+chunk without a digest (an older version's) is ignored with a warning and its rows are
+recomputed.
 """
 
 from __future__ import annotations
@@ -21,15 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import safe_open
 
 from croft_pipeline.common.features import check_finite
-from croft_pipeline.common.files import DIGEST_KEY, atomic_write, load_safetensors, save_safetensors
+from croft_pipeline.common.files import (
+    DIGEST_KEY,
+    CorruptFileError,
+    atomic_write,
+    load_safetensors,
+    safetensors_metadata,
+    save_safetensors,
+)
 
 logger = logging.getLogger(__name__)
 
 CHUNK_GLOB = "chunk-*.safetensors"
+DELETE_CHUNK = "delete it: the next `kedro run --pipeline=embed` recomputes its rows"
 
 
 def row_key(image_sha256: str, view: int) -> str:
@@ -79,10 +86,9 @@ class FeatureCache:
             raise KeyError(f"{len(missing)} rows not in cache {self.folder}, first: {missing[0]!r}")
         rows: dict[str, torch.Tensor] = {}
         for path in sorted({index[key] for key in keys}):
-            fix = "delete it: the next `kedro run --pipeline=embed` recomputes its rows"
-            tensors, metadata = load_safetensors(path, fix)
+            tensors, metadata = load_safetensors(path, DELETE_CHUNK)
             chunk, chunk_keys = tensors["features"], json.loads(metadata["keys"])
-            check_finite(chunk, chunk_keys, f"cache chunk {path} ({fix})")
+            check_finite(chunk, chunk_keys, f"cache chunk {path} ({DELETE_CHUNK})")
             for row, key in enumerate(chunk_keys):
                 if index.get(key) == path:
                     rows[key] = chunk[row]
@@ -97,14 +103,19 @@ class FeatureCache:
 
 
 def _chunk_keys(path: Path) -> list[str] | None:
+    """The row keys a chunk holds; ``None`` for an older version's chunk (no digest: recomputed).
+    A chunk whose header is not readable is a :class:`CorruptFileError` naming it."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        metadata = safetensors_metadata(path)
         if DIGEST_KEY not in metadata:
-            raise ValueError(f"no {DIGEST_KEY}: written before chunks were sealed")
+            logger.warning(
+                "ignoring cache chunk %s: written before chunks were sealed; its rows are "
+                "recomputed",
+                path,
+            )
+            return None
         return json.loads(metadata["keys"])
-    except (SafetensorError, OSError, KeyError, ValueError) as error:
-        logger.warning(
-            "ignoring unreadable cache chunk %s (%s); its rows are recomputed", path, error
-        )
-        return None
+    except (CorruptFileError, OSError, KeyError, ValueError) as error:
+        raise CorruptFileError(
+            f"{path}: unreadable cache chunk ({error}); {DELETE_CHUNK}"
+        ) from None

@@ -127,13 +127,19 @@ def tensors_digest(tensors: dict[str, Any], metadata: dict[str, str] | None = No
     return header["__metadata__"][DIGEST_KEY]
 
 
-def recorded_digest(path: str | os.PathLike) -> str | None:
-    """The digest a safetensors file's header records (``None``: an unsealed file); header only."""
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The header metadata of a safetensors file, unchecked (reads the header only); a file that
+    is not one is a :class:`CorruptFileError`."""
     with open(path, "rb") as handle:
         head = handle.read(8)
         size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
         header, _ = _split_safetensors(head + handle.read(size), path)
-    return (header.get("__metadata__") or {}).get(DIGEST_KEY)
+    return dict(header.get("__metadata__") or {})
+
+
+def recorded_digest(path: str | os.PathLike) -> str | None:
+    """The digest a safetensors file's header records (``None``: an unsealed file); header only."""
+    return safetensors_metadata(path).get(DIGEST_KEY)
 
 
 def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
@@ -143,7 +149,10 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
     :class:`CorruptFileError` naming the file and ``fix`` (what to do: delete it, rerun a stage).
     """
     data = Path(path).read_bytes()
-    header, body = _split_safetensors(data, path)
+    try:
+        header, body = _split_safetensors(data, path)
+    except CorruptFileError as error:
+        raise CorruptFileError(f"{error}; {fix}") from None
     recorded = (header.get("__metadata__") or {}).get(DIGEST_KEY)
     if recorded is None:
         raise CorruptFileError(

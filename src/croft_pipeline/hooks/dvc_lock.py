@@ -58,9 +58,11 @@ def hold(project_root: Path, data_dir: Path, holder: str) -> ExitStack:
         try:
             for tmp_dir, path in path_locks(repo, data_dir.relative_to(project_root)):
                 locks.enter_context(_path_lock(repo, tmp_dir, path, holder))
-        except LockError as error:
-            locks.close()
-            raise DvcRunning(running_message(project_root, str(error))) from None
+        except BaseException as error:
+            locks.close()  # none of the path locks stays behind
+            if isinstance(error, LockError):
+                raise DvcRunning(running_message(project_root, str(error))) from None
+            raise
         finally:
             repo.lock.unlock()
     return locks

@@ -18,7 +18,7 @@ import open_clip
 import pandas as pd
 import torch
 
-from croft_pipeline.clip.backend import checkpoint_sha256
+from croft_pipeline.clip.backend import check_sealed_checkpoint, checkpoint_sha256
 from croft_pipeline.clip.configs import register_project_configs
 from croft_pipeline.common.compute import resolve_device
 from croft_pipeline.data.emojishift import (
@@ -113,6 +113,7 @@ def ensure_checkpoint(
         "precision": precision,
     }
     if not force and target.is_file() and checkpoint_metadata(target).get(STAMP_KEY) == stamp:
+        check_sealed_checkpoint(target)  # reused only with the bytes it was written with
         return {
             **report,
             "trained": False,

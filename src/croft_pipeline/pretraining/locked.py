@@ -35,6 +35,7 @@ from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.common.features import check_finite
 from croft_pipeline.common.files import (
     DIGEST_KEY,
+    CorruptFileError,
     load_safetensors,
     recorded_digest,
     save_safetensors,
@@ -50,6 +51,7 @@ from croft_pipeline.pretraining.contrastive import (
 )
 
 logger = logging.getLogger(__name__)
+RECOMPUTE = "delete it: the next pretrain recomputes it"
 
 PRECISION = "fp32"  # always: the checkpoint must not depend on the CPU's bf16 support
 FEATURE_VERSION = 1  # bump when the trunk features of the same inputs change
@@ -112,9 +114,8 @@ def trunk_features(
         else Path(cache_dir) / f"{feature_key(model_name, data, config)}.safetensors"
     )
     if path is not None and path.is_file() and _sealed(path):
-        fix = "delete it: the next pretrain recomputes it"
-        features = load_safetensors(path, fix)[0]["features"]
-        check_finite(features, [f"view {v}" for v in range(len(features))], f"{path} ({fix})")
+        features = load_safetensors(path, RECOMPUTE)[0]["features"]
+        check_finite(features, [f"view {v}" for v in range(len(features))], f"{path} ({RECOMPUTE})")
         return TrunkFeatures(features, time.perf_counter() - started, True)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = list(preprocess["mean"]), list(preprocess["std"])
@@ -145,8 +146,11 @@ def trunk_features(
 
 def _sealed(path: Path) -> bool:
     """Whether a cached trunk-feature file carries its digest (an older version's is recomputed)."""
-    if recorded_digest(path) is not None:
-        return True
+    try:
+        if recorded_digest(path) is not None:
+            return True
+    except CorruptFileError as error:
+        raise CorruptFileError(f"{error}; {RECOMPUTE}") from None
     logger.warning("recomputing %s: it was written before files carried a %s", path, DIGEST_KEY)
     return False
 

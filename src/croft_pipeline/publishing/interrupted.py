@@ -45,7 +45,7 @@ def settle_interrupted(
         return settled  # no such model: nothing registered yet
     for found in sorted(versions, key=lambda v: int(v.version)):
         version = str(found.version)
-        if found.run_id and client.get_run(found.run_id).info.status == "RUNNING":
+        if _running(client, found.run_id):
             continue
         if committed(found):
             client.set_model_version_tag(model_name, version, REGISTRATION, COMPLETE)
@@ -63,6 +63,14 @@ def settle_interrupted(
             model_name,
         )
     return settled
+
+
+def _running(client: MlflowClient, run_id: str | None) -> bool:
+    """Whether the run that registered a version is still RUNNING (a deleted run is not)."""
+    try:
+        return bool(run_id) and client.get_run(run_id).info.status == "RUNNING"
+    except mlflow.exceptions.MlflowException:
+        return False
 
 
 def settle_project(

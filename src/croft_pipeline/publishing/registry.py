@@ -10,6 +10,7 @@ settles (:func:`publishing.interrupted.settle_interrupted`) before it does anyth
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +32,8 @@ from croft_pipeline.publishing.interrupted import (
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
 from croft_pipeline.tools.code_deps import PACKAGE, import_closure, module_code
+
+logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_CODE = PACKAGE_DIR / "serving" / "model_code.py"
@@ -109,7 +112,7 @@ def registration(
     policy = InputPolicy.from_model_config(model_config)  # refused before anything is logged
     before = {alias: alias_version(model_name, alias) for alias in aliases}
     started = mlflow.active_run() is None
-    if started:
+    if started:  # open until the unit ends: settle_interrupted leaves a RUNNING run's versions
         mlflow.start_run(run_name="register")
     try:
         with tempfile.TemporaryDirectory() as staging:
@@ -118,31 +121,46 @@ def registration(
             check(info.model_uri)
         marks = {REGISTRATION: INCOMPLETE}
         marks.update({ALIAS_BEFORE + alias: version or "" for alias, version in before.items()})
-        created = mlflow.register_model(
-            info.model_uri, model_name, tags={**(tags or {}), **(version_tags or {}), **marks}
-        )
+        version_tags = {**(tags or {}), **(version_tags or {}), **marks}
+        created = mlflow.register_model(info.model_uri, model_name, tags=version_tags)
+        number = str(created.version)
+        client = MlflowClient()
+        try:
+            if description:
+                client.update_model_version(model_name, number, description=description)
+            for alias in aliases:
+                set_alias(model_name, alias, number)
+            yield {
+                "model_name": model_name,
+                "version": number,
+                "model_uri": f"models:/{model_name}/{number}",
+                "run_id": info.run_id,
+                "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
+                "aliases": list(aliases),
+            }
+        except BaseException:
+            restore_aliases(model_name, before)
+            client.delete_model_version(model_name, number)
+            raise
+        _mark_complete(client, model_name, number)
     finally:
         if started:
             mlflow.end_run()
-    registered = {
-        "model_name": model_name,
-        "version": str(created.version),
-        "model_uri": f"models:/{model_name}/{created.version}",
-        "run_id": info.run_id,
-        "registry_uri": absolute_sqlite_uri(mlflow.get_registry_uri()),
-    }
-    client = MlflowClient()
+
+
+def _mark_complete(client: MlflowClient, model_name: str, number: str) -> None:
+    """The unit's last step, after its commit point (the caller's record): if it fails, the
+    version stays incomplete and the next start completes it (``settle_interrupted``)."""
     try:
-        if description:
-            client.update_model_version(model_name, registered["version"], description=description)
-        for alias in aliases:
-            set_alias(model_name, alias, registered["version"])
-        yield {**registered, "aliases": list(aliases)}
-        client.set_model_version_tag(model_name, registered["version"], REGISTRATION, COMPLETE)
-    except BaseException:
-        restore_aliases(model_name, before)
-        client.delete_model_version(model_name, registered["version"])
-        raise
+        client.set_model_version_tag(model_name, number, REGISTRATION, COMPLETE)
+    except mlflow.exceptions.MlflowException as error:
+        logger.warning(
+            "version %s of %s is registered, but not yet tagged complete (%s): the next run "
+            "completes it",
+            number,
+            model_name,
+            error,
+        )
 
 
 def _log_model(

@@ -1,5 +1,10 @@
-"""Before a version exists: the logged model, loaded as a server loads it, must predict what
-evaluation scored on a sample of the evaluated rows (exactly, on the CPU)."""
+"""Before a version exists: the logged model, loaded back from the tracking store, must predict
+what evaluation scored on a sample of the evaluated rows (exactly, on the CPU).
+
+It is loaded in this process (``mlflow.pyfunc.load_model``: the logged config, weights, text
+features, KNN bank and threshold; the code already imported), so it checks what was logged, not
+whether the bundled ``code/`` stands alone (``tests/serving/test_standalone.py`` does).
+``is_unknown`` is expected at the calibration's threshold, so it checks the bundled threshold."""
 
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ def served_sample(
 
 
 def check_served(model_uri: str, model_input: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Load ``model_uri`` as ``mlflow models serve`` does and compare its predictions with
+    """Load ``model_uri`` with ``mlflow.pyfunc.load_model`` and compare its predictions with
     ``expected``, column by column and bit for bit; a difference is a :class:`ServedModelMismatch`."""
     predicted = mlflow.pyfunc.load_model(model_uri).predict(model_input)
     differing = {
