@@ -112,6 +112,7 @@ def _refused_run(project: Path, log: Path) -> str:
     finally:
         kill_run(run)
     assert run.returncode != 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()  # one `Error:` line (hooks.errors.RunRefused)
     return log.read_text()
 
 

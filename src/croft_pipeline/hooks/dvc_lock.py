@@ -26,12 +26,14 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+from croft_pipeline.hooks.errors import RunRefused
+
 STAGE_VARIABLE = "DVC_STAGE"  # dvc.env.DVC_STAGE, set for every stage command DVC runs
 # the path `dvc exp run` locks while it stashes the workspace (dvc's WorkspaceQueue.put)
 EXP_WORKSPACE = "workspace"
 
 
-class DvcRunning(RuntimeError):
+class DvcRunning(RunRefused):
     """DVC holds a lock of the project that a Kedro run needs."""
 
 

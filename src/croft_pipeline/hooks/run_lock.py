@@ -28,13 +28,14 @@ from filelock import FileLock, Timeout
 from kedro.framework.hooks import hook_impl
 
 from croft_pipeline.hooks import dvc_lock
+from croft_pipeline.hooks.errors import RunRefused
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "data/.run.lock"  # relative to the project root
 
 
-class RunLockHeld(RuntimeError):
+class RunLockHeld(RunRefused):
     """Another process holds the project's run lock."""
 
 

@@ -17,9 +17,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
-from safetensors.torch import load_file
 
-from croft_pipeline.serving.bundle import load_predictor
+from croft_pipeline.serving.bundle import bundle_tensors, load_predictor, read_config
 from croft_pipeline.serving.inputs import InputPolicy, InvalidInputError
 from croft_pipeline.serving.predictor import KNN_COLUMN
 
@@ -85,5 +84,5 @@ def model_signature() -> ModelSignature:
 
 def input_example(artifacts: Mapping[str, str]) -> pd.DataFrame:
     """An embedding-input example (the first class text feature: the right dimension)."""
-    text_features = load_file(artifacts["text_features"])["text_features"]
-    return pd.DataFrame({"embedding": [text_features[0].double().tolist()]})
+    tensors = bundle_tensors(artifacts, read_config(artifacts), "text_features")
+    return pd.DataFrame({"embedding": [tensors["text_features"][0].double().tolist()]})
