@@ -142,18 +142,15 @@ def recorded_digest(path: str | os.PathLike) -> str | None:
     return safetensors_metadata(path).get(DIGEST_KEY)
 
 
-def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
-    """The bytes of a sealed safetensors file, checked against the digest in its header.
-
-    A file whose bytes changed since they were written, or one that is not sealed, is a
-    :class:`CorruptFileError` naming the file and ``fix`` (what to do: delete it, rerun a stage).
-    """
+def _checked(path: str | os.PathLike, fix: str) -> tuple[bytes, dict[str, str]]:
+    """(bytes, header metadata) of a sealed safetensors file whose digest holds."""
     data = Path(path).read_bytes()
     try:
         header, body = _split_safetensors(data, path)
     except CorruptFileError as error:
         raise CorruptFileError(f"{error}; {fix}") from None
-    recorded = (header.get("__metadata__") or {}).get(DIGEST_KEY)
+    metadata = dict(header.get("__metadata__") or {})
+    recorded = metadata.get(DIGEST_KEY)
     if recorded is None:
         raise CorruptFileError(
             f"{path}: carries no {DIGEST_KEY} (it was not written by this version of "
@@ -165,16 +162,24 @@ def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
             f"{path}: its bytes changed after it was written (sha256 {actual[:12]}..., its "
             f"header records {recorded[:12]}...); {fix}"
         )
-    return data
+    return data, metadata
+
+
+def read_safetensors(path: str | os.PathLike, fix: str) -> bytes:
+    """The bytes of a sealed safetensors file, checked against the digest in its header.
+
+    A file whose bytes changed since they were written, or one that is not sealed, is a
+    :class:`CorruptFileError` naming the file and ``fix`` (what to do: delete it, rerun a stage).
+    """
+    return _checked(path, fix)[0]
 
 
 def load_safetensors(path: str | os.PathLike, fix: str) -> tuple[dict[str, Any], dict[str, str]]:
     """``(tensors, header metadata)`` of a sealed safetensors file (:func:`read_safetensors`)."""
     from safetensors.torch import load
 
-    data = read_safetensors(path, fix)
-    header, _ = _split_safetensors(data, path)
-    return load(data), dict(header.get("__metadata__") or {})
+    data, metadata = _checked(path, fix)
+    return load(data), metadata
 
 
 def sha256_bytes(data: bytes) -> str:
