@@ -276,9 +276,16 @@ RETRAIN_CHECKPOINT = "delete it: `kedro run --pipeline=pretrain` trains it again
 
 def check_sealed_checkpoint(checkpoint: Path) -> None:
     """A checkpoint this project wrote (sealed) must still have its bytes; others are not sealed
-    (a hub download, a user's file) and are loaded as they are."""
+    (a hub download, a user's file) and are loaded as they are. Checked once per process and
+    file version (path, size, mtime), as :func:`checkpoint_sha256` hashes."""
     if checkpoint.suffix == ".safetensors" and recorded_digest(checkpoint) is not None:
-        read_safetensors(checkpoint, RETRAIN_CHECKPOINT)
+        stat = checkpoint.stat()
+        _checked_once(str(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _checked_once(path: str, size: int, mtime_ns: int) -> None:
+    read_safetensors(path, RETRAIN_CHECKPOINT)  # raises: a failed check is never cached
 
 
 def _tag_overrides(model_name: str, tag: str | None) -> dict[str, Any]:
