@@ -77,13 +77,13 @@ def missing_domains(domains_of: dict[str, set[str]]) -> dict[str, list[str]]:
     return {name: sorted(every - domains) for name, domains in sorted(domains_of.items())}
 
 
-def infer_id_classes(candidates: list[Candidate], openset: list[str]) -> list[str]:
+def infer_id_classes(missing: dict[str, list[str]]) -> list[str]:
     """Without a configured list: the classes with images in every domain of the ``auto``
-    sources, the held-out one included (so the list does not change with ``heldout_domain``).
+    sources (``missing``: :func:`missing_domains`), the held-out one included (so the list does
+    not change with ``heldout_domain``).
 
     Raises ValueError naming each class's missing domains when no class is in all of them.
     """
-    missing = missing_domains(class_domains(candidates, openset))
     classes = [name for name, domains in missing.items() if not domains]
     if missing and not classes:
         shown = "; ".join(f"{name!r} from {', '.join(d)}" for name, d in list(missing.items())[:8])
@@ -165,8 +165,8 @@ def build_manifest(
 
     openset = list(dataset.get("openset_classes") or [])
     inferred = not dataset.get("id_classes")
-    id_classes = list(dataset.get("id_classes") or infer_id_classes(candidates, openset))
     missing = missing_domains(class_domains(candidates, openset)) if inferred else {}
+    id_classes = list(dataset.get("id_classes") or infer_id_classes(missing))
     overlap = sorted(set(id_classes) & set(openset))
     if overlap:
         raise ValueError(f"classes {overlap} are configured as both ID and open-set")
