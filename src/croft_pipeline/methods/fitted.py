@@ -54,13 +54,13 @@ RETRAIN = "rerun `kedro run --pipeline=train` (it writes both)"
 def recorded_weights(weights: Weights, partition: str, digest: str) -> Mapping[str, Tensor]:
     """The state dict of ``partition``, refused unless its digest is the one ``train_summary``
     recorded (``digest``) when it trained it."""
-    state = weights(partition)
-    actual = tensors_digest(dict(state))
     if not digest:
         raise CorruptFileError(
             f"train_summary.json records no adapter_sha256 for {partition!r} (an older "
             f"version wrote it), so its weights cannot be checked; {RETRAIN}"
         )
+    state = weights(partition)
+    actual = tensors_digest(dict(state))
     if actual != digest:
         raise CorruptFileError(
             f"adapter weights {partition!r} (digest {actual[:12]}...) are not the ones "

@@ -115,7 +115,7 @@ def trunk_features(
     )
     if path is not None and path.is_file() and _sealed(path):
         features = load_safetensors(path, RECOMPUTE)[0]["features"]
-        check_finite(features, [f"view {v}" for v in range(len(features))], f"{path} ({RECOMPUTE})")
+        _check_views(features, f"{path} ({RECOMPUTE})")
         return TrunkFeatures(features, time.perf_counter() - started, True)
     preprocess = open_clip.get_model_preprocess_cfg(model)
     mean, std = list(preprocess["mean"]), list(preprocess["std"])
@@ -138,7 +138,7 @@ def trunk_features(
             views.append(torch.cat(rows))
     bar.close()
     features = torch.stack(views)
-    check_finite(features, [f"view {v}" for v in range(len(features))], "image trunk features")
+    _check_views(features, "image trunk features")
     if path is not None:
         save_safetensors(path, {"features": features.contiguous()}, {"key": path.stem})
     return TrunkFeatures(features, time.perf_counter() - started, False)
@@ -153,6 +153,11 @@ def _sealed(path: Path) -> bool:
         raise CorruptFileError(f"{error}; {RECOMPUTE}") from None
     logger.warning("recomputing %s: it was written before files carried a %s", path, DIGEST_KEY)
     return False
+
+
+def _check_views(features: torch.Tensor, what: str) -> None:
+    """Trunk features ``[views, N, D]`` must be finite (named by view)."""
+    check_finite(features, [f"view {v}" for v in range(len(features))], what)
 
 
 def pretrain_locked(
