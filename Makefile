@@ -21,16 +21,27 @@ $(TEST_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
 	touch $(TEST_STAMP)
 
+# NegLabel's vocabulary (embed.negative_labels.wordnet_dir): Debian's wordnet-base, installed
+# where it is missing (root, or passwordless sudo); otherwise install it, or point the parameter
+# at a folder holding WordNet 3.0's data.noun and data.adj.
+WORDNET ?= /usr/share/wordnet/data.noun
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+
+$(WORDNET):
+	@echo "installing Debian's wordnet-base (NegLabel's vocabulary)"
+	@($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wordnet-base >/dev/null) \
+		|| (echo "could not install wordnet-base: run 'apt-get install wordnet-base', or set embed.negative_labels.wordnet_dir" >&2; exit 1)
+
 install: $(TEST_STAMP)
 
-run: $(RUN_STAMP)
+run: $(RUN_STAMP) $(WORDNET)
 	$(BIN)/kedro run
 
 # Two pytest workers, each test file whole in one of them (its module fixtures are built once):
 # the tests run torch on one thread and wait on subprocesses, so two cores serve two workers.
 TEST_WORKERS ?= 2
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(WORDNET)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(TEST_STAMP)

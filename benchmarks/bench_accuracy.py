@@ -32,7 +32,8 @@ import croft_pipeline  # noqa: E402, F401  (offline defaults first)
 from benchmarks.common import ROOT, commit, cpu_model  # noqa: E402
 from benchmarks.protocol import run_benchmark
 from croft_pipeline.common.files import atomic_write_bytes
-from croft_pipeline.ood.evaluation import OPENSET_SHIFTS
+from croft_pipeline.ood.comparisons import score_role
+from croft_pipeline.ood.evaluation import DETECTION_SHIFTS, OPENSET_SHIFTS
 from croft_pipeline.reporting.tables import format_mean_std
 from croft_pipeline.reporting.verdict import (
     VERDICT_NOTE,
@@ -57,7 +58,8 @@ METHOD_COLUMNS = [
     ("id", "accuracy"),
     ("covariate", "accuracy"),
     ("covariate_novel", "accuracy"),
-    *((shift, f"energy_{m}") for shift in OPENSET_SHIFTS for m in ("auroc", "fpr95")),
+    ("fsood_id", "accuracy"),
+    *((shift, f"energy_{m}") for shift in OPENSET_SHIFTS for m in ("auroc", "fpr95_id_positive")),
     ("openset", "energy_aupr_in"),
     ("openset", "energy_aupr_out"),
     *((shift, "knn_auroc") for shift in OPENSET_SHIFTS),
@@ -78,6 +80,27 @@ def method_table(summary: pd.DataFrame) -> pd.DataFrame:
         cells[f"{shift} {metric}"] = {
             r.method: format_mean_std(r.mean, r.std, r.n_seeds) for r in rows.itertuples()
         }
+    return pd.DataFrame(cells).fillna("–")
+
+
+DETECTION_SCORES = ("energy", "mcm", "neglabel")  # the score table's scores, side by side
+SCORE_ROLES = {
+    score_role(score, baseline): f"Does NegLabel help? {score} against {baseline}, per method"
+    for score, baseline in (("neglabel", "energy"), ("neglabel", "mcm"))
+}
+
+
+def score_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Method × (shift, score) AUROC, classic then full-spectrum, mean ± std."""
+    cells = {}
+    for shift in DETECTION_SHIFTS:
+        for score in DETECTION_SCORES:
+            metric = f"{score}_auroc"
+            rows = summary[(summary["shift"] == shift) & (summary["metric"] == metric)]
+            if not rows.empty:
+                cells[f"{shift} {score}"] = {
+                    r.method: format_mean_std(r.mean, r.std, r.n_seeds) for r in rows.itertuples()
+                }
     return pd.DataFrame(cells).fillna("–")
 
 
@@ -116,8 +139,11 @@ def fold_times(fold_seconds: dict[int, dict[str, float]]) -> str:
 
 
 def write_results(results: dict[str, Any], out: Path, command: str, seconds: float) -> None:
-    summary, comparisons = results["summary"], results["comparisons"]
-    per_backbone, backbones = results["backbone_comparisons"], results["backbones"]
+    summary, backbones = results["summary"], results["backbones"]
+    comparisons = pd.concat([results["comparisons"], results["score_comparisons"]])
+    per_backbone = pd.concat(
+        [results["backbone_comparisons"], results["backbone_score_comparisons"]]
+    )
     records = [
         record
         for seed, folds in results["selection"].items()
@@ -178,6 +204,16 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         "",
         markdown(method_table(summary)),
         "",
+        "## Open-set detection by score: AUROC, classic and full-spectrum",
+        "",
+        "openset*: ID test against the unseen classes (classic OOD); fsood*: ID test ∪ the "
+        "held-out style (covariate-shifted ID counts as ID, OpenOOD's full-spectrum) against "
+        "them; near / far: the unseen classes that share a CLDR group with an ID class, or not. "
+        "NegLabel's share of negative labels and group count are chosen per method and unit on "
+        "ID validation against the OOD validation classes (score_choices.json).",
+        "",
+        markdown(score_table(summary)),
+        "",
         "## Paired differences with 95% intervals (backbones, folds × seeds within them, and "
         "test images resampled)",
         "",
@@ -185,7 +221,7 @@ def write_results(results: dict[str, Any], out: Path, command: str, seconds: flo
         "",
     ]
     seeds = ", ".join(str(backbone["seed"]) for backbone in backbones)
-    for role, heading in ROLES.items():
+    for role, heading in {**ROLES, **SCORE_ROLES}.items():
         lines += [f"### {heading}", "", markdown(verdict_table(comparisons, role)), ""]
         if len(backbones) > 1:
             lines += [

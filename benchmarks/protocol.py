@@ -39,7 +39,7 @@ from kedro.runner import SequentialRunner
 from croft_pipeline import tracking
 from croft_pipeline.config.loader import CONFIG_LOADER_ARGS, config_loader
 from croft_pipeline.datasets import ProvenanceDataset
-from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods
+from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods, compare_scores
 from croft_pipeline.ood.evaluation import EvaluationConfig, summarise
 from croft_pipeline.pipeline_registry import register_pipelines
 from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
@@ -60,6 +60,7 @@ PUBLISHED = ("manifest", "clip_model_spec", "dataset_roots", "id_classes", "open
 BACKBONE_INPUTS = ("pretrain_pairs", "splits")  # what pretraining another backbone reads
 PRETRAIN_REPORT = "clip_pretrain_report"  # the default checkpoint's recipe (read, never written)
 FOLD_PIPELINES = ("embed", "train", "evaluate")
+SCORE_PAIRS = (("neglabel", "energy"), ("neglabel", "mcm"))  # score comparisons (paired AUROC)
 SKIPPED_NODES = {"register_model"}  # a benchmark fold moves no registry alias
 KEPT = (
     "evaluation_scores",
@@ -458,11 +459,26 @@ def aggregate(
     comparison = ComparisonConfig.from_params(evaluate.get("comparisons"))
     comparisons = compare_methods(scores, summary, evaluation, comparison)
     order = list(dict.fromkeys(fold.backbone for fold in folds))
+    pairs = [pair for pair in SCORE_PAIRS if set(pair) <= set(evaluation.scores)]
+    score_comparisons = compare_scores(scores, evaluation, comparison, pairs)
     return {
         "summary": summary,
         "comparisons": comparisons,
         "backbone_comparisons": backbone_comparisons(
             scores, summary, evaluation, comparison, comparisons, order
+        ),
+        "score_comparisons": score_comparisons,
+        "backbone_score_comparisons": pd.concat(
+            [
+                compare_scores(
+                    scores[scores["backbone"] == seed].drop(columns="backbone"),
+                    evaluation,
+                    comparison,
+                    pairs,
+                ).assign(backbone=seed)
+                for seed in order
+            ],
+            ignore_index=True,
         ),
         "backbones": [backbone.summary() for backbone in backbones],
         "domain_results": _stack(folds, "evaluation_domain_results"),

@@ -163,7 +163,7 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
                 ("id", "accuracy"),
                 ("covariate", "accuracy"),
                 ("openset", "energy_auroc"),
-                ("openset", "energy_fpr95"),
+                ("openset", "energy_fpr95_id_positive"),
             ):
                 value = mine[(mine["shift"] == shift) & (mine["metric"] == metric)]["value"]
                 assert run.data.metrics[f"{shift}/{metric}"] == pytest.approx(value.iloc[0])

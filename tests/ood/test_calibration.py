@@ -35,7 +35,7 @@ def test_threshold_is_set_on_validation_with_the_configured_temperature():
             assert 0.95 <= entry["val_tpr"] < 0.95 + 1.0 / len(val) + 1e-9
 
     config = EvaluationConfig(scores=scores)
-    scored = score_predictions(predictions, LOGIT_SCALE, config)
+    scored = score_predictions(predictions, LOGIT_SCALE, config).samples
     results, _ = evaluate_scores(scored, calibration, config)
     assert (results["metric"] == "deploy_tpr").any()
 
@@ -46,7 +46,7 @@ def test_a_threshold_is_not_applied_to_the_score_under_other_parameters():
         predictions, LOGIT_SCALE, "energy", 0.95, {"energy": {"temperature": 1.0}}, "train"
     )
     config = EvaluationConfig(scores={"energy": {"temperature": TEMPERATURE}})
-    scored = score_predictions(predictions, LOGIT_SCALE, config)
+    scored = score_predictions(predictions, LOGIT_SCALE, config).samples
     with pytest.raises(
         ValueError, match=r"calibrated on energy with parameters \{'temperature': 1.0\}"
     ):

@@ -56,7 +56,7 @@ def _scored(folds=("a", "b"), croft_signal=0.9, n_per_split=30) -> pd.DataFrame:
         predictions = synthetic_predictions(
             {"zero_shot": 0.4, "croft_clean": croft_signal}, seeds=(1, 2), n_per_split=n_per_split
         )
-        parts.append(score_predictions(predictions, LOGIT_SCALE, CONFIG).assign(fold=fold))
+        parts.append(score_predictions(predictions, LOGIT_SCALE, CONFIG).samples.assign(fold=fold))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -101,3 +101,30 @@ def test_backbones_are_units_resampled_as_clusters():
     assert clustered["units"] == flat["units"] == 8
     assert clustered["difference"] == pytest.approx(flat["difference"])
     assert clustered["high"] - clustered["low"] > 1.5 * (flat["high"] - flat["low"])
+
+
+def test_two_scores_of_one_method_are_compared_on_the_same_samples():
+    """compare_scores pairs a method's two score columns: energy − msp's difference is the mean
+    over units of their AUROC difference; a score against itself is exactly 0."""
+    from sklearn.metrics import roc_auc_score
+
+    from croft_pipeline.ood.comparisons import compare_scores
+
+    config = EvaluationConfig(scores={"energy": {}, "msp": {}})
+    predictions = synthetic_predictions(seeds=(1, 2))
+    scores = score_predictions(predictions, LOGIT_SCALE, config).samples
+    table = compare_scores(scores, config, FAST, [("energy", "msp"), ("msp", "msp")], ["openset"])
+    assert set(table["shift"]) == {"openset"} and len(table) == 4
+    assert set(table["role"]) == {"energy vs msp", "msp vs msp"}
+    assert (table["method"] == table["baseline"]).all() and set(table["metric"]) == {"auroc"}
+    row = table.query("method == 'zero_shot' and role == 'energy vs msp'").iloc[0]
+    expected = []
+    for _, unit in scores[scores["method"] == "zero_shot"].groupby("seed"):
+        part = unit[unit["split"].isin(["test_id", "test_openset"])]
+        labels = part["split"] == "test_id"
+        expected.append(
+            roc_auc_score(labels, part["score_energy"]) - roc_auc_score(labels, part["score_msp"])
+        )
+    assert row["difference"] == pytest.approx(sum(expected) / 2) and row["units"] == 2
+    same = table.query("role == 'msp vs msp'")
+    assert (same["difference"] == 0).all() and (same["low"] == 0).all()

@@ -26,7 +26,7 @@ CONFIG = EvaluationConfig(
 def evaluated():
     predictions = synthetic_predictions()
     calibration = synthetic_calibration(predictions)
-    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG)
+    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG).samples
     results, domains = evaluate_scores(scores, calibration, CONFIG)
     return predictions, calibration, scores, results, domains
 
@@ -109,7 +109,7 @@ def test_paper_protocol_uses_correct_covariate_samples(evaluated):
     reference = logsumexp(logits, axis=1)[correct]
     ood_energy = logsumexp(_rows(predictions, "zero_shot", 1, "test_openset")[0], axis=1)
     threshold = np.percentile(reference, 5)
-    assert _value(results, "zero_shot", 1, "openset", "paper_fpr95") == pytest.approx(
+    assert _value(results, "zero_shot", 1, "openset", "paper_fpr95_id_positive") == pytest.approx(
         np.mean(ood_energy > threshold)
     )
 
@@ -120,8 +120,8 @@ def test_the_stronger_method_wins_where_the_data_says_so(evaluated):
     for key in [("covariate", "accuracy"), ("openset", "energy_auroc"), ("openset", "knn_auroc")]:
         assert summary[("croft_clean", *key)] > summary[("zero_shot", *key)]
     assert (
-        summary[("croft_clean", "openset", "energy_fpr95")]
-        < summary[("zero_shot", "openset", "energy_fpr95")]
+        summary[("croft_clean", "openset", "energy_fpr95_id_positive")]
+        < summary[("zero_shot", "openset", "energy_fpr95_id_positive")]
     )
 
 
@@ -197,3 +197,26 @@ def test_config_from_params():
     )
     assert config.scores == {"energy": {}, "knn": {"k": 3}}
     assert config.tpr == 0.9 and config.paper_reference == "id"
+
+
+def test_full_spectrum_counts_the_covariate_shift_as_id(evaluated):
+    """fsood: ID test ∪ covariate (positive) against the open-set classes; fsood_id accuracy
+    pools both; the classic openset metrics keep ID test alone."""
+    _, _, scores, results, _ = evaluated
+    part = scores.query("method == 'zero_shot' and seed == 1")
+    is_id = part["split"].isin(["test_id", "test_covariate"])
+    both = part[is_id | (part["split"] == "test_openset")]
+    expected = roc_auc_score(both["split"] != "test_openset", both["score_energy"])
+    assert _value(results, "zero_shot", 1, "fsood", "energy_auroc") == pytest.approx(expected)
+    assert _value(results, "zero_shot", 1, "fsood_id", "accuracy") == pytest.approx(
+        part[is_id]["correct"].mean()
+    )
+    classic = part[part["split"].isin(["test_id", "test_openset"])]
+    assert _value(results, "zero_shot", 1, "openset", "energy_auroc") == pytest.approx(
+        roc_auc_score(classic["split"] == "test_id", classic["score_energy"])
+    )
+    assert expected != pytest.approx(_value(results, "zero_shot", 1, "openset", "energy_auroc"))
+    correct = classic[(classic["split"] == "test_openset") | classic["correct"]]
+    assert _value(results, "zero_shot", 1, "openset", "energy_auroc_correct_id") == pytest.approx(
+        roc_auc_score(correct["split"] == "test_id", correct["score_energy"])
+    )

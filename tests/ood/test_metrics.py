@@ -77,9 +77,16 @@ def _ap(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def test_ood_metrics_bundle_and_sign_convention():
     metrics = ood.ood_metrics([5.0, 6.0, 7.0], [1.0, 2.0])
-    assert metrics == {"fpr95": 0.0, "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0}
+    assert metrics == {
+        "fpr95_id_positive": 0.0,
+        "fpr95_ood_positive": 0.0,
+        "auroc": 1.0,
+        "aupr_in": 1.0,
+        "aupr_out": 1.0,
+    }
     flipped = ood.ood_metrics([1.0, 2.0], [5.0, 6.0, 7.0])
-    assert flipped["auroc"] == 0.0 and flipped["fpr95"] == 1.0
+    assert flipped["auroc"] == 0.0
+    assert flipped["fpr95_id_positive"] == flipped["fpr95_ood_positive"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -94,3 +101,28 @@ def test_bad_scores_raise_clear_errors(id_scores, ood_scores, message):
 def test_bad_tpr_raises():
     with pytest.raises(ValueError, match="tpr must be in"):
         ood.fpr_at_tpr([1.0], [0.0], tpr=0.0)
+
+
+def test_the_two_fpr_conventions_on_a_hand_case():
+    """ID [1, 2, 3, 4], OOD [0, 1.5, 3.5, 5] at 75 % TPR.
+    ID positive (CRoFT, NegLabel): the threshold keeping 3 of 4 ID is 2; OOD at or above it:
+    3.5 and 5 -> 0.5. OOD positive (OpenOOD): the threshold catching 3 of 4 OOD (score <= t)
+    is 3.5; ID at or below it: 1, 2, 3 -> 0.75."""
+    id_scores, ood_scores = [1.0, 2.0, 3.0, 4.0], [0.0, 1.5, 3.5, 5.0]
+    metrics = ood.ood_metrics(id_scores, ood_scores, tpr=0.75)
+    assert metrics["fpr95_id_positive"] == 0.5
+    assert metrics["fpr95_ood_positive"] == 0.75
+
+
+def test_correct_only_metrics_drop_the_misclassified_id_samples():
+    """CRoFT's evaluation: ID 1 is misclassified; AUROC of [2, 3, 4] vs the OOD set is
+    (2 + 2 + 3) / 12, against 8 / 16 with every ID sample."""
+    from croft_pipeline.ood.metrics import correct_id_metrics
+
+    id_scores, ood_scores = [1.0, 2.0, 3.0, 4.0], [0.0, 1.5, 3.5, 5.0]
+    correct = [False, True, True, True]
+    metrics = correct_id_metrics(id_scores, correct, ood_scores, tpr=0.75)
+    assert metrics["auroc_correct_id"] == pytest.approx(7 / 12)
+    assert ood.ood_metrics(id_scores, ood_scores)["auroc"] == pytest.approx(0.5)
+    assert metrics["fpr95_id_positive_correct_id"] == 0.5  # threshold 2 keeps all 3 correct
+    assert correct_id_metrics(id_scores, [False] * 4, ood_scores) == {}

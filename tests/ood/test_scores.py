@@ -9,13 +9,13 @@ from croft_pipeline import ood
 from croft_pipeline.ood import ScoreInputs, compute_score
 from croft_pipeline.ood import scores as scores_module
 from croft_pipeline.ood.params import SCORE_PARAMS
-from croft_pipeline.ood.scores import score_parameters
+from croft_pipeline.ood.scores import Negatives, score_parameters
 
 LOGITS = np.array([[2.0, 0.0], [1.0, 1.0]])
 
 
 def test_registry_names():
-    assert ood.score_names() == ["energy", "knn", "max_logit", "mcm", "msp"]
+    assert ood.score_names() == ["energy", "knn", "max_logit", "mcm", "msp", "neglabel"]
 
 
 def test_each_score_takes_the_parameters_and_defaults_its_model_declares():
@@ -64,7 +64,9 @@ def test_every_score_ranks_a_confident_id_sample_above_an_ambiguous_one(name):
     logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     embeddings = np.array([[1.0, 0.0], [-1.0, 0.1]])
     bank = np.array([[1.0, 0.05], [0.9, -0.1]])
-    scores = compute_score(name, ScoreInputs(logits, 10.0, embeddings, bank))
+    # 1,000 negative labels at 0.5 cosine: the default share (0.15) fills the 100 default groups
+    negatives = Negatives(np.full((2, 1000), 5.0), (np.arange(1000) + 1) / 1000)
+    scores = compute_score(name, ScoreInputs(logits, 10.0, embeddings, bank, negatives))
     assert scores[0] > scores[1]
 
 

@@ -17,12 +17,15 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.ood.metrics import DETECTION_METRICS
 from croft_pipeline.reporting.classes import class_accuracy, class_accuracy_table
 from croft_pipeline.reporting.report import build_plots, build_report
 from croft_pipeline.reporting.tables import (
+    MEASURES,
     detection_table,
     domain_table,
     format_mean_std,
+    shift_rank,
     summary_table,
 )
 from croft_pipeline.tracking.provenance import MlflowRun, Provenance
@@ -41,7 +44,7 @@ CONFIG = EvaluationConfig(scores={"energy": {}, "msp": {}, "knn": {"k": 2}})
 def evaluation():
     predictions = synthetic_predictions(n_per_split=20)
     calibration = synthetic_calibration(predictions)
-    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG)
+    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG).samples
     results, domains = evaluate_scores(scores, calibration, CONFIG)
     summary = summarise(results)
     domain_summary = summarise(
@@ -139,17 +142,17 @@ def test_tables_have_one_row_per_method_and_the_expected_columns(evaluation):
     assert ("covariate", "accuracy") in table.columns
     assert ("openset", "energy_auroc") in table.columns and (
         "openset",
-        "paper_fpr95",
+        "paper_fpr95_id_positive",
     ) in table.columns
     assert ("openset", "msp_auroc") not in table.columns  # other scores go to the detection table
-    assert [c[0] for c in table.columns] == sorted(
-        [c[0] for c in table.columns], key=["id", "covariate", "openset"].index
-    )
+    shifts = [c[0] for c in table.columns]
+    assert shifts == sorted(shifts, key=shift_rank)
+    assert shifts.index("fsood_id") > shifts.index("openset")  # full-spectrum after classic
     detection = detection_table(summary)
     assert set(detection.index) == {(m, s) for m in table.index for s in ("energy", "msp", "knn")}
-    assert list(detection.columns) == [
-        ("openset", m) for m in ("fpr95", "auroc", "aupr_in", "aupr_out")
-    ]
+    assert list(detection.columns) == [("openset", m) for m in MEASURES] + [
+        ("fsood", m) for m in DETECTION_METRICS
+    ]  # the classic column group, then the full-spectrum one (no correct-only ID there)
     assert all(
         re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell) for cell in detection.to_numpy().ravel()
     )

@@ -19,8 +19,10 @@ from croft_pipeline.config.rules import (
     at_least,
     interval,
     one_of,
+    optional,
 )
 from croft_pipeline.methods.params import Params
+from croft_pipeline.ood.wordnet import PARTS as WORDNET_PARTS
 
 PRECISIONS = ("fp32", "bf16")
 PRECISION = one_of(PRECISIONS)
@@ -31,6 +33,10 @@ TEMPLATES = Rule(
         and bool(t)
         and all(isinstance(x, str) and "{}" in x for x in ([t] if isinstance(t, str) else t))
     ),
+)
+NEGATIVE_PARTS = Rule(
+    f"be a non-empty list of WordNet parts of speech among {sorted(WORDNET_PARTS)}",
+    lambda v: isinstance(v, list) and bool(v) and set(v) <= set(WORDNET_PARTS),
 )
 ACTORS = Rule(
     "be auto or an integer >= 1",
@@ -62,6 +68,17 @@ class RayActors(Params):
     decode_cpus: Annotated[float, POSITIVE] = 0.5
 
 
+class NegativeLabelParams(Params):
+    """``embed.negative_labels``: NegLabel's vocabulary and NegMining (ood.wordnet, ood.neglabel)."""
+
+    wordnet_dir: Annotated[str, TEXT] = "/usr/share/wordnet"
+    parts: Annotated[list[str], NEGATIVE_PARTS] = ["noun", "adj"]
+    adjective_templates: Annotated[list[str], TEMPLATES] = ["a {} emoji"]
+    quantile: Annotated[float, UNIT] = 0.95
+    max_candidates: Annotated[int | None, optional(at_least(1))] = None
+    seed: Annotated[int, at_least(0)] = 0
+
+
 class EmbedParams(Params):
     cache_dir: Annotated[str, TEXT]
     n_views: Annotated[int, at_least(1)] = 10
@@ -71,6 +88,7 @@ class EmbedParams(Params):
     num_workers: Annotated[int, at_least(0)] = 2
     runner: Annotated[str, RUNNER] = "local"
     ray: RayActors = RayActors()
+    negative_labels: NegativeLabelParams = NegativeLabelParams()
 
 
 class ZeroShotCheck(Params):

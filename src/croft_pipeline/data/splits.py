@@ -22,7 +22,7 @@ import pandas as pd
 
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS
 
-SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
+SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset", "val_openset")
 SOURCE_SPLITS = ("train", "val", "test_id")  # no group is in two of these
 SPLIT_COLUMNS = ["seed", "split", *MANIFEST_COLUMNS]
 

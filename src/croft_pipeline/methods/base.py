@@ -166,6 +166,19 @@ class Method(ABC):
         """``[N, D]`` raw features -> adapted, L2-normalized features (for KNN scores)."""
         return self._apply(self._embed, features)
 
+    def _text_side(self, text_features: Tensor) -> Tensor:
+        """``[M, D]`` raw text features of further class names -> their class embeddings, as the
+        method treats its own class names; ``logit_scale · embed(f) · text_side(t)ᵀ`` are their
+        logits. Default: L2-normalized (zero-shot CLIP's; a head's untrained row, bias 0)."""
+        return l2_normalize(text_features)
+
+    def negative_logits(self, features: Tensor, text_features: Tensor) -> Tensor:
+        """``[N, D]`` raw center features -> ``[N, M]`` logits of ``M`` class names the method
+        has no training data for (NegLabel's negative labels), through its own text side."""
+        with torch.no_grad():
+            side = self._text_side(text_features.to(self.device, torch.float32))
+        return self._apply(lambda f: self.logit_scale * self._embed(f) @ side.T, features)
+
     def _apply(self, fn: Callable[[Tensor], Tensor], features: Tensor) -> Tensor:
         self.module.eval()
         chunks = features.split(EVAL_CHUNK) if len(features) else [features]

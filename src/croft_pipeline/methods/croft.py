@@ -144,6 +144,9 @@ class Croft(TrainableMethod):
     def _embed(self, features: Tensor) -> Tensor:
         return self.forward(features).z
 
+    def _text_side(self, text_features: Tensor) -> Tensor:
+        return adapt(text_features, self.module.adapter_text, self.ratio_text)
+
     def _generator_loss(
         self, zc: Tensor, z: Tensor, u: Tensor, y: Tensor, same: Tensor
     ) -> dict[str, Tensor]:

@@ -61,6 +61,11 @@ class Blend:
         mix = (1.0 - a) * self.zero_shot.embed(features) + a * self.fine_tuned.embed(features)
         return l2_normalize(mix)
 
+    def negative_logits(self, features: Tensor, text_features: Tensor) -> Tensor:
+        a, models = self.alpha, (self.zero_shot, self.fine_tuned)
+        zero_shot, fine_tuned = (m.negative_logits(features, text_features) for m in models)
+        return (1.0 - a) * zero_shot + a * fine_tuned
+
 
 def interpolated_state(method: Method, alpha: float) -> dict[str, Tensor]:
     """``(1 − α)·θ_0 + α·θ`` for a method that starts at zero-shot (θ_0: its untrained state)."""

@@ -1,7 +1,8 @@
 """OOD scores and metrics with one convention: higher score = more in-distribution.
 
-ID is the positive class in every metric. Two protocols (docs/algorithm.md §10): ``paper`` (threshold
-from correctly classified reference samples) and ``deploy`` (threshold fixed on ID validation
+Every FPR key names its positive class (``fpr95_id_positive``, ``fpr95_ood_positive``). Two
+protocols (docs/algorithm.md §10): ``paper`` (threshold from correctly classified reference
+samples) and ``deploy`` (threshold fixed on ID validation
 data by :func:`deploy_threshold`, then applied unchanged to every test set).
 
 Lazy (PEP 562): ``croft_pipeline.ood.params`` imports without torch.

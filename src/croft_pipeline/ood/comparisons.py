@@ -25,7 +25,8 @@ import pandas as pd
 from croft_pipeline.methods.wise import is_wise, wise_base, wise_name
 from croft_pipeline.ood.evaluation import (
     ACCURACY_SHIFTS,
-    OPENSET_SHIFTS,
+    DETECTION_REFERENCE,
+    DETECTION_SHIFTS,
     EvaluationConfig,
     score_column,
     shift_frames,
@@ -58,7 +59,7 @@ class ComparisonConfig:
     level: float = DEFAULTS.level
     seed: int = DEFAULTS.seed
     accuracy_shifts: tuple[str, ...] = ACCURACY_SHIFTS
-    detection_shifts: tuple[str, ...] = OPENSET_SHIFTS
+    detection_shifts: tuple[str, ...] = DETECTION_SHIFTS
 
     @classmethod
     def from_params(cls, params: dict | None) -> ComparisonConfig:
@@ -103,12 +104,13 @@ def _ordered(frame: pd.DataFrame, shift: str) -> pd.DataFrame:
 
 def _strata(frames: dict[str, pd.DataFrame], shift: str, metric: str, column: str):
     """(values per stratum, sha256 keys per stratum) of one metric, or None if a part is missing."""
-    if shift not in frames or (metric != "accuracy" and "id" not in frames):
+    reference = DETECTION_REFERENCE.get(shift, "id")
+    if shift not in frames or (metric != "accuracy" and reference not in frames):
         return None
     part = _ordered(frames[shift], shift)
     if metric == "accuracy":
         return (part["correct"].to_numpy(float),), (part["sha256"].to_numpy(),)
-    ident = _ordered(frames["id"], "id")
+    ident = _ordered(frames[reference], reference)
     values = (ident[column].to_numpy(float), part[column].to_numpy(float))
     return values, (ident["sha256"].to_numpy(), part["sha256"].to_numpy())
 
@@ -144,25 +146,35 @@ def compare(
     """One row of the comparisons table; None when no unit has the data (e.g. no near/far
     classes configured), and None with a warning when only some units have it."""
     column = score_column(comparison.score)
+    interval = _paired(frames, (method, column), (baseline, column), shift, metric, comparison)
+    if interval is None:
+        return None
+    return {"method": method, "baseline": baseline, "shift": shift, "metric": metric, **interval}
+
+
+def _paired(
+    frames: UnitFrames,
+    ours: tuple[str, str],
+    theirs: tuple[str, str],
+    shift: str,
+    metric: str,
+    comparison: ComparisonConfig,
+) -> dict | None:
+    """The paired interval of (method, score column) ``ours`` − ``theirs`` on one shift."""
     units, missing = [], []
     for unit in frames.units:
-        ours, theirs = frames.of(method, unit), frames.of(baseline, unit)
-        a = None if ours is None else _strata(ours, shift, metric, column)
-        b = None if theirs is None else _strata(theirs, shift, metric, column)
+        mine, other = frames.of(ours[0], unit), frames.of(theirs[0], unit)
+        a = None if mine is None else _strata(mine, shift, metric, ours[1])
+        b = None if other is None else _strata(other, shift, metric, theirs[1])
         if a is None or b is None:
             missing.append(unit)
             continue
         if any(len(x) != len(y) or (x != y).any() for x, y in zip(a[1], b[1], strict=True)):
-            raise ValueError(f"{method} and {baseline} were scored on different {shift} samples")
+            raise ValueError(f"{ours[0]} and {theirs[0]} were scored on different {shift} samples")
         units.append(PairedUnit(a[0], b[0], a[1]))
     if missing and units:
         logger.warning(
-            "no %s/%s interval for %s vs %s: units %s lack it",
-            shift,
-            metric,
-            method,
-            baseline,
-            missing,
+            "no %s/%s interval for %s vs %s: units %s lack it", shift, metric, ours, theirs, missing
         )
     if missing or not units:
         return None
@@ -170,13 +182,48 @@ def compare(
     interval = paired_bootstrap(
         units, statistic, comparison.draws, comparison.level, comparison.seed, frames.clusters()
     )
-    return {
-        "method": method,
-        "baseline": baseline,
-        "shift": shift,
-        "metric": metric,
-        **{k: v for k, v in interval.as_dict().items() if k != "draws"},
-    }
+    return {k: v for k, v in interval.as_dict().items() if k != "draws"}
+
+
+def compare_scores(
+    samples: pd.DataFrame,
+    config: EvaluationConfig,
+    comparison: ComparisonConfig,
+    pairs: Iterable[tuple[str, str]],
+    shifts: Sequence[str] = DETECTION_SHIFTS,
+) -> pd.DataFrame:
+    """Per method, the paired AUROC difference of two of its scores on the same samples, with
+    its interval: comparisons rows (COMPARISON_COLUMNS) with role ``"<score> vs <baseline>"``,
+    the method as its own baseline and metric ``auroc``; e.g. NegLabel against energy."""
+    frames = UnitFrames(samples, config)
+    rows = []
+    for method in sorted(samples["method"].unique()):
+        for score, baseline in pairs:
+            for shift in shifts:
+                interval = _paired(
+                    frames,
+                    (method, score_column(score)),
+                    (method, score_column(baseline)),
+                    shift,
+                    "auroc",
+                    comparison,
+                )
+                if interval is not None:
+                    rows.append(
+                        {
+                            "method": method,
+                            "baseline": method,
+                            "role": score_role(score, baseline),
+                            "shift": shift,
+                            "metric": "auroc",
+                            **interval,
+                        }
+                    )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def score_role(score: str, baseline: str) -> str:
+    return f"{score} vs {baseline}"
 
 
 def _best_baseline(summary_means: pd.DataFrame, shift: str, metric: str) -> str | None:

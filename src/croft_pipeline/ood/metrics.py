@@ -1,4 +1,11 @@
-"""Detection and classification metrics; ID is the positive class, higher score = more ID.
+"""Detection and classification metrics; higher score = more ID (docs/algorithm.md §10.6).
+
+Every FPR key names its positive class: ``fpr95_id_positive`` is the share of OOD samples
+accepted at the threshold that keeps 95 % of the ID samples (CRoFT's and NegLabel's FPR95);
+``fpr95_ood_positive`` the share of ID samples rejected at the threshold that catches 95 % of
+the OOD samples (OpenOOD's ``fpr@95``, OOD the positive class). AUROC and AUPR-In take ID as
+the positive class, AUPR-Out OOD. ``*_correct_id`` (CRoFT's evaluation) keep only the correctly
+classified ID samples.
 
 AUROC and average precision are scikit-learn's (``roc_auc_score``, ``average_precision_score``);
 the threshold at a TPR is the project's rule (:func:`threshold_at_tpr`: the largest threshold that
@@ -15,7 +22,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from croft_pipeline.config.rules import SHARE
 
 TPR = SHARE  # a target true-positive rate: in (0, 1]
-DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # what ood_metrics returns
+# what ood_metrics returns, and what correct_id_metrics returns
+DETECTION_METRICS = ("fpr95_id_positive", "fpr95_ood_positive", "auroc", "aupr_in", "aupr_out")
+CORRECT_ID_METRICS = ("auroc_correct_id", "fpr95_id_positive_correct_id")
 
 
 def finite_scores(values, what: str) -> np.ndarray:
@@ -73,15 +82,35 @@ def aupr_out(id_scores, ood_scores) -> float:
     return average_precision(-np.asarray(ood_scores, float), -np.asarray(id_scores, float))
 
 
+def fpr_ood_positive(id_scores, ood_scores, tpr: float = 0.95) -> float:
+    """OpenOOD's FPR: OOD is the positive class (lower score = more OOD); the share of ID samples
+    flagged as OOD at the threshold that flags ``tpr`` of the OOD samples."""
+    return fpr_at_tpr(-np.asarray(ood_scores, float), -np.asarray(id_scores, float), tpr)
+
+
 def ood_metrics(id_scores, ood_scores, tpr: float = 0.95) -> dict[str, float]:
-    """FPR at ``tpr`` TPR, AUROC, AUPR-In and AUPR-Out of one ID/OOD pair of score sets."""
+    """Both FPRs at ``tpr`` TPR, AUROC, AUPR-In and AUPR-Out of one ID/OOD pair of score sets."""
     values = (
         fpr_at_tpr(id_scores, ood_scores, tpr),
+        fpr_ood_positive(id_scores, ood_scores, tpr),
         auroc(id_scores, ood_scores),
         aupr_in(id_scores, ood_scores),
         aupr_out(id_scores, ood_scores),
     )
     return dict(zip(DETECTION_METRICS, values, strict=True))
+
+
+def correct_id_metrics(id_scores, id_correct, ood_scores, tpr: float = 0.95) -> dict[str, float]:
+    """AUROC and FPR (ID positive) with only the correctly classified ID samples (CRoFT's
+    evaluation); empty when no ID sample is classified correctly."""
+    correct = np.asarray(id_correct, dtype=bool).reshape(-1)
+    kept = finite_scores(id_scores, "ID scores")
+    if correct.size != kept.size:
+        raise ValueError(f"{correct.size} correctness flags for {kept.size} ID scores")
+    if not correct.any():
+        return {}
+    values = (auroc(kept[correct], ood_scores), fpr_at_tpr(kept[correct], ood_scores, tpr))
+    return dict(zip(CORRECT_ID_METRICS, values, strict=True))
 
 
 def accuracy(logits, labels) -> float:

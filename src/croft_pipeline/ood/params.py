@@ -4,6 +4,7 @@ Torch-free."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -38,12 +39,27 @@ class KnnScore(Params):
     k: Annotated[int, KNN_K] = 1  # the k-th nearest ID training feature (<= the bank size)
 
 
+class NegLabelScore(Params):
+    share: Annotated[float, SHARE] = 0.15  # of each part of speech's mined candidates kept
+    groups: Annotated[int, at_least(1)] = 100
+    temperature: Annotated[float, POSITIVE] = 0.01  # on cosine similarities
+    seed: Annotated[int, at_least(0)] = 0  # of the grouping's permutation
+
+
+def score_grid(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every point of a score's parameters: a list value is a grid axis (key order), a scalar
+    is fixed; ``{}`` is one point (ood.evaluation chooses a grid's point on validation data)."""
+    axes = [value if isinstance(value, list) else [value] for value in params.values()]
+    return [dict(zip(params, point, strict=True)) for point in itertools.product(*axes)]
+
+
 SCORE_PARAMS: dict[str, type[Params]] = {
     "energy": TemperatureScore,
     "msp": TemperatureScore,
     "max_logit": NoParameters,
     "mcm": TemperatureScore,
     "knn": KnnScore,
+    "neglabel": NegLabelScore,
 }  # the parameters of every score of croft_pipeline.ood.scores.SCORES
 
 
@@ -71,6 +87,8 @@ class EvaluateParams(Params):
     splits: dict[str, Annotated[str, SPLIT_NAME]]  # shift type -> split of the predictions
     scores: dict[str, dict[str, Any] | None]  # score name -> its parameters
     knn_bank_split: Annotated[str, SPLIT_NAME] = "train"
+    # where a score parameter given as a list (a grid) is chosen: ID validation vs OOD validation
+    validation: dict[str, Annotated[str, SPLIT_NAME]] = {"id": "val", "openset": "val_openset"}
     paper: PaperParams
     comparisons: ComparisonsParams = ComparisonsParams()
     report: ReportParams
@@ -88,5 +106,11 @@ class EvaluateParams(Params):
                     f"be valid (unknown OOD score {name!r}; known: {sorted(SCORE_PARAMS)})",
                     values,
                 )
-            SCORE_PARAMS[name].checked(values, key)
+            grid = score_grid(dict(values or {}))
+            if not grid:
+                raise ParameterError(
+                    key, "give every grid axis (a list) at least one value", values
+                )
+            for point in grid:
+                SCORE_PARAMS[name].checked(point, key)
         return {name: dict(values or {}) for name, values in scores.items()}

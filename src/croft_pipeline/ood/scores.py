@@ -14,10 +14,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from croft_pipeline.config.rules import POSITIVE, ParameterError, at_least
+from croft_pipeline.config.rules import POSITIVE, SHARE, ParameterError, at_least
+from croft_pipeline.ood.neglabel import grouped_id_mass, kept_columns
 
 # the allowed values of every score parameter (by name; the same name means the same rule)
-PARAMETER_RULES = {"temperature": POSITIVE, "k": at_least(1)}
+PARAMETER_RULES = {
+    "temperature": POSITIVE,
+    "k": at_least(1),
+    "share": SHARE,
+    "groups": at_least(1),
+    "seed": at_least(0),
+}
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """A model's logits ``[N, M]`` for the mined negative labels (through its own text side, as
+    its ID class names) and each label's mining share ``[M]`` (:mod:`croft_pipeline.ood.neglabel`)."""
+
+    logits: np.ndarray
+    shares: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -26,13 +42,25 @@ class ScoreInputs:
 
     ``logits`` ``[N, K]`` include the model's logit scale (``logit_scale * cos`` for CLIP-style
     heads); ``embeddings`` ``[N, D]`` are the method's adapted image features and ``bank``
-    ``[M, D]`` the ID training features (both only needed by KNN).
+    ``[M, D]`` the ID training features (both only needed by KNN); ``negatives`` the logits of
+    the negative labels (only needed by NegLabel).
     """
 
     logits: np.ndarray
     logit_scale: float = 1.0
     embeddings: np.ndarray | None = None
     bank: np.ndarray | None = None
+    negatives: Negatives | None = None
+
+    def subset(self, rows: np.ndarray) -> ScoreInputs:
+        """The same inputs for ``rows`` only (the KNN bank unchanged)."""
+        negatives = self.negatives
+        if negatives is not None:
+            negatives = Negatives(np.asarray(negatives.logits)[rows], negatives.shares)
+        embeddings = None if self.embeddings is None else np.asarray(self.embeddings)[rows]
+        return ScoreInputs(
+            np.asarray(self.logits)[rows], self.logit_scale, embeddings, self.bank, negatives
+        )
 
     def __post_init__(self) -> None:
         logits = np.asarray(self.logits)
@@ -100,13 +128,43 @@ def knn(inputs: ScoreInputs, k: int = 1) -> np.ndarray:
     return (-torch.cat(kth)).numpy() if kth else np.zeros(0)
 
 
+def neglabel(
+    inputs: ScoreInputs,
+    share: float = 0.15,
+    groups: int = 100,
+    temperature: float = 0.01,
+    seed: int = 0,
+) -> np.ndarray:
+    """NegLabel: the softmax mass on the ID labels against ``groups`` random groups of the
+    negative labels kept at ``share`` (cosines = logits / logit_scale, divided by ``T``).
+
+    The paper's defaults: 15 % of each part of speech kept, 100 groups, T = 0.01.
+    """
+    for name, value in (("share", share), ("groups", groups), ("temperature", temperature)):
+        PARAMETER_RULES[name].check(name, value)
+    if inputs.negatives is None:
+        raise ValueError("the neglabel score needs the negative labels' logits")
+    negatives = np.asarray(inputs.negatives.logits)
+    if negatives.shape[0] != np.asarray(inputs.logits).shape[0]:
+        raise ValueError("negative-label logits and logits have a different number of rows")
+    columns = kept_columns(inputs.negatives.shares, share)
+    scale = inputs.logit_scale
+    return grouped_id_mass(
+        np.asarray(inputs.logits) / scale, negatives[:, columns] / scale, groups, temperature, seed
+    )
+
+
 SCORES: dict[str, Callable[..., np.ndarray]] = {
     "energy": energy,
     "msp": max_softmax,
     "max_logit": max_logit,
     "mcm": mcm,
     "knn": knn,
+    "neglabel": neglabel,
 }
+
+
+NEGATIVE_SCORES = frozenset({"neglabel"})  # the scores that need ScoreInputs.negatives
 
 
 def score_names() -> list[str]:

@@ -39,13 +39,18 @@ from croft_pipeline.reporting.verdict import (
 from croft_pipeline.tracking.provenance import Provenance
 
 CONVENTION = (
-    "Convention: every OOD score is higher for more in-distribution samples; ID is the positive "
-    "class. fpr95 = share of open-set samples accepted at the threshold that keeps 95% of ID test "
-    "samples; auroc, aupr_in (ID positive), aupr_out (open-set positive) use ID test vs open-set. "
+    "Convention: every OOD score is higher for more in-distribution samples. "
+    "fpr95_id_positive = share of open-set samples accepted at the threshold that keeps 95% of "
+    "the ID samples (CRoFT's, NegLabel's FPR95); fpr95_ood_positive = share of ID samples "
+    "rejected at the threshold that catches 95% of the open-set samples (OpenOOD's); auroc and "
+    "aupr_in take ID as the positive class, aupr_out open-set; *_correct_id keep only the "
+    "correctly classified ID test samples (CRoFT's evaluation). openset*: ID test vs open-set "
+    "(classic); fsood*: ID test ∪ the covariate-shifted test (full-spectrum: covariate shift "
+    "counts as ID) vs open-set; fsood_id accuracy pools both. "
     "deploy_*: the energy threshold calibrated at 95% TPR on ID validation data, applied unchanged "
     "to every test set. paper_*: the official rule (5th percentile of correctly classified "
     "covariate-shift samples; AUROC correct covariate vs open-set). Cells: mean ± std over seeds "
-    "(numpy std, ddof 0)."
+    "(numpy std, ddof 0). docs/algorithm.md §10 gives each formula."
 )
 
 SHORT_CONVENTION = "higher score = more ID; ID is the positive class; mean ± std over seeds"
@@ -136,7 +141,7 @@ def build_report(
         ),
         Table(
             "detection-table",
-            f"Open-set detection by OOD score, ID test vs each open-set part ({SHORT_CONVENTION})",
+            f"Open-set detection by OOD score: classic (openset*) and full-spectrum (fsood*) ({SHORT_CONVENTION})",
             detection_table(summary),
         ),
         Table(

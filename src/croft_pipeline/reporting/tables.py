@@ -7,13 +7,14 @@ import re
 
 import pandas as pd
 
+from croft_pipeline.ood.metrics import CORRECT_ID_METRICS, DETECTION_METRICS
 from croft_pipeline.ood.scores import SCORES
 
-SHIFT_ORDER = {"id": 0, "covariate": 1, "openset": 2}
-DETECTION_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
+SHIFT_ORDER = {"id": 0, "covariate": 1, "openset": 2, "fsood_id": 3, "fsood": 4}
+MEASURES = (*DETECTION_METRICS, *CORRECT_ID_METRICS)  # the detection table's column order
 HEADLINE_SCORE = "energy"  # the score whose detection metrics the results table shows
 _DETECTION = re.compile(
-    rf"^(?P<score>{'|'.join(map(re.escape, SCORES))})_(?P<metric>{'|'.join(DETECTION_METRICS)})$"
+    rf"^(?P<score>{'|'.join(map(re.escape, SCORES))})_(?P<metric>{'|'.join(MEASURES)})$"
 )
 
 
@@ -51,8 +52,14 @@ def _wide(summary: pd.DataFrame, index: list[str], columns: list[str]) -> pd.Dat
     return wide.fillna("–")
 
 
+def shift_rank(shift: str) -> int:
+    """A shift's place in the tables: its own, or its family's (``openset_near``: openset's)."""
+    family = SHIFT_ORDER.get(shift.split("_")[0], len(SHIFT_ORDER))
+    return SHIFT_ORDER.get(shift, family)
+
+
 def _sorted_by_shift(frame: pd.DataFrame, *keys: str) -> pd.DataFrame:
-    rank = frame["shift"].map(SHIFT_ORDER).fillna(len(SHIFT_ORDER))
+    rank = frame["shift"].map(shift_rank)
     return frame.assign(_rank=rank).sort_values(["_rank", *keys]).drop(columns="_rank")
 
 
@@ -81,12 +88,15 @@ def summary_table(summary: pd.DataFrame, headline_score: str = HEADLINE_SCORE) -
 
 
 def detection_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """(Method, score) × (open-set part, detection metric) against the ID test set."""
+    """(Method, score) × (open-set part, detection metric): classic (ID test against each
+    open-set part), then full-spectrum (``fsood*``: ID test ∪ covariate against them)."""
     if summary.empty:
         return pd.DataFrame()
     _, detection = _split_detection(summary)
-    measure_rank = detection["measure"].map({m: i for i, m in enumerate(DETECTION_METRICS)})
-    detection = detection.assign(_r=measure_rank).sort_values(["shift", "_r", "method", "score"])
+    measure_rank = detection["measure"].map({m: i for i, m in enumerate(MEASURES)})
+    detection = _sorted_by_shift(
+        detection.assign(_r=measure_rank), "shift", "_r", "method", "score"
+    )
     return _wide(detection.drop(columns="_r"), ["method", "score"], ["shift", "measure"])
 
 

@@ -100,7 +100,7 @@ def _wide(rows: pd.DataFrame, cells: list[str], role: str) -> pd.DataFrame:
     cells = rows.assign(
         cell=cells,
         label=[
-            f"{m} − {b}" if role != "vs zero-shot" else m
+            f"{m} − {b}" if role != "vs zero-shot" and m != b else m  # m == b: two scores
             for m, b in zip(rows["method"], rows["baseline"], strict=True)
         ],
         rank=rows["shift"].map(_shift_rank),

@@ -6,14 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from croft_pipeline.clip.backend import LoadedClip, encode_class_prompts, load_configured_clip
 from croft_pipeline.clip.embedding import EmbedSettings, ImageRef, embed_views
+from croft_pipeline.clip.texts import embed_class_names
 from croft_pipeline.clip.views import AUGMENT, CENTER
 from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.data.discovery import image_file
 from croft_pipeline.distributed.embed import chunk_runner
+from croft_pipeline.ood.neglabel import mined_order
+from croft_pipeline.ood.wordnet import files_sha256, read_vocabulary
 
 
 def embed_center_views(
@@ -63,6 +67,53 @@ def embed_class_prompts(
         "view": "text",
     }
     return FeatureTable(keys=list(id_classes), features=features[:, None, :], meta=meta)
+
+
+def read_negative_vocabulary(embed: dict[str, Any]) -> pd.DataFrame:
+    """NegLabel's candidate negative labels: WordNet nouns and adjectives (ood.wordnet)."""
+    settings = embed["negative_labels"]
+    return read_vocabulary(
+        settings["wordnet_dir"],
+        list(settings["parts"]),
+        settings.get("max_candidates"),
+        int(settings.get("seed", 0)),
+    )
+
+
+def embed_negative_labels(
+    negative_vocabulary: pd.DataFrame,
+    text_features: FeatureTable,
+    clip_model_spec: dict[str, Any],
+    project_dir: str,
+    clip: dict[str, Any],
+    embed: dict[str, Any],
+) -> FeatureTable:
+    """The candidates' text features, ranked by NegMining against the ID class features (most
+    distant first); ``meta["shares"]`` the smallest kept share of each row (ood.neglabel)."""
+    settings = embed["negative_labels"]
+    loaded = _load(clip_model_spec, project_dir, clip)
+    templates = {"noun": _templates(clip), "adj": list(settings["adjective_templates"])}
+    cache_root = Path(project_dir) / embed["cache_dir"]
+    vocabulary = negative_vocabulary.reset_index(drop=True)
+    features = torch.zeros(len(vocabulary), loaded.embed_dim)
+    with torch_threads(clip.get("num_threads")):
+        for pos, rows in vocabulary.groupby("pos", sort=False).groups.items():
+            names = vocabulary.loc[rows, "word"].tolist()
+            features[rows.to_numpy()] = embed_class_names(loaded, names, templates[pos], cache_root)
+    pos = vocabulary["pos"].tolist()
+    quantile = float(settings["quantile"])
+    order, shares = mined_order(features, text_features.features[:, 0], pos, quantile)
+    keys = [f"{pos[row]}:{vocabulary.at[row, 'word']}" for row in order]
+    meta = {
+        **loaded.identity,
+        "view": "negative_labels",
+        "templates": templates,
+        "quantile": quantile,
+        "id_classes": list(text_features.keys),
+        "wordnet_sha256": files_sha256(settings["wordnet_dir"], sorted(set(pos))),
+        "shares": shares.tolist(),
+    }
+    return FeatureTable(keys=keys, features=features[order][:, None, :], meta=meta)
 
 
 def _embed(rows, kind, n_views, spec, dataset_roots, project_dir, clip, embed) -> FeatureTable:

@@ -1,4 +1,5 @@
-"""embed: center-view features for every split image, A views per train image, class prompts."""
+"""embed: center-view features for every split image, A views per train image, class prompts,
+NegLabel's negative labels (WordNet vocabulary, mined against the class prompts)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -34,6 +35,25 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["id_classes", "clip_model_spec", "project_dir", "params:clip"],
                 "text_features",
                 name="embed_class_prompts",
+            ),
+            Node(
+                nodes.read_negative_vocabulary,
+                "params:embed",
+                "negative_vocabulary",
+                name="read_negative_vocabulary",
+            ),
+            Node(
+                nodes.embed_negative_labels,
+                [
+                    "negative_vocabulary",
+                    "text_features",
+                    "clip_model_spec",
+                    "project_dir",
+                    "params:clip",
+                    "params:embed",
+                ],
+                "negative_labels",
+                name="embed_negative_labels",
             ),
         ]
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from croft_pipeline import tracking
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import atomic_write_json
 from croft_pipeline.datasets import partition_reader, partition_value
-from croft_pipeline.methods.feature_sets import class_text_features, eval_set
+from croft_pipeline.methods.feature_sets import center_features, class_text_features, eval_set
 from croft_pipeline.methods.fitted import fitted_model, zero_shot_model
 from croft_pipeline.methods.train_summary import TrainSummary
 from croft_pipeline.methods.wise import curve, wise_name
@@ -23,6 +25,8 @@ from croft_pipeline.ood.evaluation import (
     score_predictions,
     summarise,
 )
+from croft_pipeline.ood.neglabel import kept_columns
+from croft_pipeline.ood.scores import Negatives
 from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
@@ -34,11 +38,39 @@ EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged it
 
 
 def score_samples(
-    predictions: pd.DataFrame, train_summary: TrainSummary, openset_kinds: dict, params: dict
-) -> pd.DataFrame:
-    """Every OOD score of every evaluated sample (higher = more in-distribution)."""
+    predictions: pd.DataFrame,
+    train_summary: TrainSummary,
+    openset_kinds: dict,
+    negative_labels: FeatureTable,
+    image_features_center: FeatureTable,
+    text_features: FeatureTable,
+    adapter_weights: dict[str, Any],
+    params: dict,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every OOD score of every evaluated sample (higher = more in-distribution), and the
+    parameters chosen on validation data for each score given a grid."""
     config = EvaluationConfig.from_params(params, openset_kinds)
-    return score_predictions(predictions, float(train_summary.logit_scale), config)
+    text, logit_scale = class_text_features(text_features, train_summary.id_classes)
+    if negative_labels.meta.get("id_classes") != list(train_summary.id_classes):
+        raise ValueError(
+            "negative_labels were mined against other ID classes than train_summary.json's: "
+            "rerun `kedro run --pipeline=embed`"
+        )
+    weights = partition_reader(adapter_weights)
+    shares = np.asarray(negative_labels.meta["shares"], dtype=np.float64)
+    candidates = negative_labels.features[:, 0]
+
+    @functools.cache
+    def model(method: str, seed: int):
+        return fitted_model(method, train_summary.methods[method], seed, weights, text, logit_scale)
+
+    def negatives(method: str, seed: int, rows: pd.DataFrame, largest: float) -> Negatives:
+        kept = kept_columns(shares, largest)
+        features = center_features(rows, image_features_center)
+        logits = model(method, seed).negative_logits(features, candidates[kept])
+        return Negatives(logits.numpy(), shares[kept])
+
+    return tuple(score_predictions(predictions, logit_scale, config, negatives))
 
 
 def compute_metrics(

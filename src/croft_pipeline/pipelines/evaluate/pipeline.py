@@ -11,8 +11,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.score_samples,
-                ["predictions", "train_summary", "openset_kinds", "params:evaluate"],
-                "evaluation_scores",
+                [
+                    "predictions",
+                    "train_summary",
+                    "openset_kinds",
+                    "negative_labels",
+                    "image_features_center",
+                    "text_features",
+                    "adapter_weights",
+                    "params:evaluate",
+                ],
+                ["evaluation_scores", "score_choices"],
                 name="score_samples",
             ),
             Node(

@@ -11,6 +11,7 @@ import torch
 from croft_pipeline import tracking
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import tensors_digest
+from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.datasets import partition_reader
 from croft_pipeline.distributed.jobs import Runner, worker_count
 from croft_pipeline.methods import METHODS, partition_id
@@ -30,7 +31,7 @@ from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 
-PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
+PREDICTED_SPLITS = SPLITS  # every split: the OOD validation split too
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
 ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
