@@ -30,7 +30,6 @@ from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 
-PREDICTED_SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset")
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
 ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
@@ -224,8 +223,7 @@ def predict_splits(
     for name, entry in train_summary.methods.items():
         for seed in entry.seeds:
             model = fitted_model(name, entry, seed, weights, text, logit_scale)
-            rows = seed_rows(splits, seed)
-            rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
+            rows = seed_rows(splits, seed)  # every split, val_openset too
             features = center_features(rows, image_features_center)
             frame = rows[ROW_COLUMNS].reset_index(drop=True)
             frame.insert(0, "seed", seed)
