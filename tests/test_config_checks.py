@@ -38,7 +38,7 @@ def _set(params: dict, path: str, value) -> dict:
     return params
 
 
-@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs", "fashion_mnist", "local"])
+@pytest.mark.parametrize("env", [None, "test", "pacs", "vlcs", "fashion_mnist", "local", "setup1"])
 def test_every_shipped_environment_passes(env):
     check_parameters(load_params(env))
 
@@ -132,6 +132,18 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
         "ingest.dataset.group_pattern must have a named group",
     ),
     ("seeds", [], "seeds must be a non-empty list"),
+    (
+        "ingest.emojishift.class_split",
+        {"id_share": 0.8, "openset_val_share": 0.2},
+        "ingest.emojishift.class_split.openset_val_share must leave open-set test classes",
+    ),
+    ("ingest.corruptions.kinds", ["fog"], "ingest.corruptions.kinds[0] must be one of"),
+    ("ingest.corruptions.severities", [6], "ingest.corruptions.severities[0] must be one of"),
+    (
+        "ingest.corruptions",
+        {"kinds": ["contrast"], "root": "nowhere"},
+        "ingest.corruptions.root must be one of ['main', 'pretrain']",
+    ),
 ]
 
 

@@ -16,7 +16,7 @@ from croft_pipeline.config.loader import (
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_ENVS = ["base", "fashion_mnist", "local", "pacs", "test", "vlcs"]
+SHIPPED_ENVS = ["base", "fashion_mnist", "local", "pacs", "setup1", "test", "vlcs"]
 
 
 def test_telemetry_is_off_in_what_we_ship():
@@ -89,7 +89,7 @@ def _at(tree, path):
     return tree
 
 
-@pytest.mark.parametrize("env", ["test", "pacs", "vlcs", "fashion_mnist"])
+@pytest.mark.parametrize("env", ["test", "pacs", "vlcs", "fashion_mnist", "setup1"])
 def test_environments_hold_only_the_keys_they_change(env):
     """Parameters merge key by key over base, so an environment that repeats a base value is a
     copy that silently goes stale; every key it sets must change something."""
@@ -100,6 +100,36 @@ def test_environments_hold_only_the_keys_they_change(env):
             where = f"{path.relative_to(ROOT)}: {'.'.join(map(str, key))}"
             assert _at(merged, key) == value, f"{where} is not what the environment resolves to"
             assert _at(base, key) != value, f"{where} repeats the base value {value!r}"
+
+
+def _data_paths(entry: dict) -> list[str]:
+    """The ``data/`` paths a catalog entry (or the dataset it wraps) writes."""
+    inner = [entry, entry.get("dataset") if isinstance(entry.get("dataset"), dict) else {}]
+    return [
+        part[key]
+        for part in inner
+        for key in ("filepath", "path")
+        if isinstance(part.get(key), str) and part[key].startswith("data/")
+    ]
+
+
+def test_setup1_writes_its_own_outputs_and_reuses_the_default_clip():
+    """Setup I moves every output of the catalog and every rendered root under data/setup1 (an
+    entry added to the base catalog without its move here fails), and reads the default run's
+    CLIP checkpoint without training it or registering a model."""
+    base, setup1 = config_loader(ROOT)["catalog"], config_loader(ROOT, "setup1")["catalog"]
+    for name, entry in base.items():
+        if isinstance(entry, dict):
+            for old, new in zip(_data_paths(entry), _data_paths(setup1[name]), strict=True):
+                assert new == "data/setup1/" + old.removeprefix("data/"), name
+    default, params = parameters(ROOT), parameters(ROOT, "setup1")
+    for name, root in params["ingest"]["roots"].items():
+        assert root.startswith("data/setup1/"), name
+    assert params["clip"]["pretrained"] == default["clip"]["pretrained"]
+    assert params["pretrain"]["checkpoint"] == default["pretrain"]["checkpoint"]
+    assert params["evaluate"]["register"]["enabled"] is False
+    split = params["ingest"]["emojishift"]["class_split"]
+    assert split["id_share"] == 0.4 and params["ingest"]["corruptions"]["kinds"]
 
 
 def test_values_two_files_share_come_from_globals():

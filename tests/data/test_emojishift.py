@@ -13,7 +13,11 @@ from croft_pipeline.data.emojishift import (
     STAMP_FILE,
     build_pretrain_pairs,
     class_kinds,
+    class_roles,
     codepoint_of,
+    downstream_emoji,
+    draw_roles,
+    plan_jobs,
     render_emojishift,
 )
 from croft_pipeline.data.fonts import SHIPPED_FONTS, font_codepoints, font_path
@@ -86,15 +90,13 @@ def test_pretrain_split_is_disjoint_deterministic_and_stable():
 def test_near_and_far_open_set_classes():
     config = copy.deepcopy(CONFIG)
     config["openset_classes"].append({"name": "sport", "subgroups": ["sport"]})
-    class_map = build_class_map(
-        {c["name"]: c for c in config["id_classes"] + config["openset_classes"]}
-    )
-    assert class_kinds(config, class_map) == {"dessert": "far", "sport": "far"}
-    config["openset_classes"].append({"name": "plant", "subgroups": ["plant-other"]})
-    class_map = build_class_map(
-        {c["name"]: c for c in config["id_classes"] + config["openset_classes"]}
-    )
-    assert class_kinds(config, class_map)["plant"] == "near"  # animals-nature, like bird
+    assert class_kinds(class_roles(config), downstream_emoji(config)) == {
+        "dessert": "far",
+        "sport": "far",
+    }
+    config["openset_val_classes"] = [{"name": "plant", "subgroups": ["plant-other"]}]
+    kinds = class_kinds(class_roles(config), downstream_emoji(config))
+    assert kinds["plant"] == "near"  # animals-nature, like bird
 
 
 def test_rendered_layout_sizes_and_styles(rendered):
@@ -181,3 +183,69 @@ def test_captions_from_emoji_names_for_pretraining_images_only(rendered):
     names = {e.name for e in load_catalog().values()}
     assert set(pairs["caption"]) & names
     assert "an emoji of a sea animal" in set(pairs["caption"])
+
+
+def _jobs(config, root_key):
+    return sorted(
+        (j.relpath, j.emoji.codepoint) for j in plan_jobs(config)[0] if j.root_key == root_key
+    )
+
+
+def test_openset_val_classes_go_downstream_whole_and_change_nothing_else():
+    """Adding OOD validation classes keeps the pretraining images (so the CLIP checkpoint) and
+    every other class's downstream images as they were; all their emoji go downstream."""
+    config = copy.deepcopy(CONFIG)
+    config["openset_val_classes"] = [{"name": "boat", "subgroups": ["transport-water"]}]
+    assert _jobs(config, "pretrain") == _jobs(CONFIG, "pretrain")
+    before, after = set(_jobs(CONFIG, "downstream")), set(_jobs(config, "downstream"))
+    added = after - before
+    assert before < after and {rel.split("/")[1] for rel, _ in added} == {"boat"}
+    boat = {e.codepoint for e in build_class_map({"b": {"subgroups": ["transport-water"]}})["b"]}
+    assert {codepoint for _, codepoint in added} <= boat
+    assert len({codepoint for _, codepoint in added}) > len(boat) / 2  # not halved
+    assert class_roles(config)["boat"] == "openset_val"
+
+
+@pytest.mark.parametrize("key", ["openset_classes", "openset_val_classes"])
+def test_a_class_in_two_emojishift_lists_is_an_error_naming_both(key):
+    config = copy.deepcopy(CONFIG)
+    config["openset_val_classes"] = [{"name": "bird", "subgroups": ["transport-water"]}]
+    if key == "openset_classes":
+        config["openset_val_classes"] = [{"name": "dessert", "subgroups": ["transport-water"]}]
+    with pytest.raises(ValueError, match=r"openset_val_classes: class '\w+' is also in"):
+        class_roles(config)
+
+
+def test_draw_roles_is_seeded_with_the_shares_and_disjoint():
+    names = [f"c{i:02d}" for i in range(40)]
+    roles = draw_roles(names, 0.4, 0.15, seed=1)
+    assert roles == draw_roles(names, 0.4, 0.15, seed=1)
+    assert roles != draw_roles(names, 0.4, 0.15, seed=2)
+    counts = {r: sum(v == r for v in roles.values()) for r in ("id", "openset_val", "openset")}
+    assert counts == {"id": 16, "openset_val": 6, "openset": 18}
+    assert set(roles) == set(names)  # each class has exactly one role
+    ident = [n for n, r in roles.items() if r == "id"]
+    assert list(roles)[: len(ident)] == sorted(ident)  # ID first, in label order
+
+
+def test_class_split_draws_subgroup_classes_without_the_pretraining_emoji():
+    config = copy.deepcopy(CONFIG)
+    config["class_split"] = {
+        "pool": ["animal-bird", "animal-marine", "food-sweet", "animal-mammal", "tool"],
+        "min_emoji": 3,
+        "id_share": 0.4,
+        "openset_val_share": 0.2,
+        "seed": 1,
+    }
+    roles = class_roles(config)
+    assert set(roles) == {"animal bird", "animal marine", "food sweet", "animal mammal", "tool"}
+    assert sorted(roles.values()) == ["id", "id", "openset", "openset", "openset_val"]
+    assert _jobs(config, "pretrain") == _jobs(CONFIG, "pretrain")  # the same CLIP pairs
+    kept = {c for _, c in _jobs(CONFIG, "pretrain")}
+    downstream = {c for _, c in _jobs(config, "downstream")}
+    assert downstream and not downstream & kept
+    birds = {e.codepoint for e in build_class_map({"b": {"subgroups": ["animal-bird"]}})["b"]}
+    assert birds & kept and birds & downstream  # class bird's kept half stays aside
+    config["class_split"]["min_emoji"] = 1000
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        class_roles(config)

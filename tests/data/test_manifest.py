@@ -79,7 +79,8 @@ def test_id_classes_null_keeps_the_classes_in_every_domain_and_names_what_others
     manifest, skipped, _ = build_manifest(MAIN, {"main": tmp_path}, configured)
     assert set(manifest["class_name"]) == {"dog", "horse"}  # a listed class needs no domain
     assert skipped["reason"].tolist() == [
-        "class 'giraffe' is in neither ingest.dataset.id_classes nor openset_classes"
+        "class 'giraffe' is in none of ingest.dataset.id_classes, openset_classes and "
+        "openset_val_classes"
     ]
 
 
@@ -172,11 +173,37 @@ def test_group_pattern_gives_one_concept_in_every_style_and_pretrain_role(tmp_pa
     assert set(manifest["label"]) == {-1}
 
 
-def test_class_both_id_and_openset_is_an_error(tmp_path):
-    build_domain_tree(tmp_path, ["art"], ["dog"], per_class=1)
-    dataset = {**DATASET, "id_classes": ["dog"], "openset_classes": ["dog"]}
-    with pytest.raises(ValueError, match="both ID and open-set"):
-        build_manifest(MAIN, {"main": tmp_path}, dataset)
+@pytest.mark.parametrize(
+    ("lists", "message"),
+    [
+        (
+            {"id_classes": ["dog"], "openset_classes": ["dog"]},
+            "id_classes and ingest.dataset.openset_classes",
+        ),
+        (
+            {"id_classes": ["dog"], "openset_val_classes": ["dog"]},
+            "id_classes and ingest.dataset.openset_val_classes",
+        ),
+        (
+            {"id_classes": ["cat"], "openset_classes": ["dog"], "openset_val_classes": ["dog"]},
+            "openset_classes and ingest.dataset.openset_val_classes",
+        ),
+    ],
+)
+def test_a_class_in_two_role_lists_is_an_error_naming_both(tmp_path, lists, message):
+    build_domain_tree(tmp_path, ["art"], ["dog", "cat"], per_class=1)
+    with pytest.raises(ValueError, match=f"class 'dog' is in both ingest.dataset.{message}"):
+        build_manifest(MAIN, {"main": tmp_path}, {**DATASET, **lists})
+
+
+def test_openset_val_classes_get_their_own_role_and_no_label(tmp_path):
+    build_domain_tree(tmp_path, ["art", "photo"], ["dog", "cat", "fox"], per_class=2)
+    dataset = {**DATASET, "openset_classes": ["cat"], "openset_val_classes": ["fox"]}
+    manifest, skipped, id_classes = build_manifest(MAIN, {"main": tmp_path}, dataset)
+    assert id_classes == ["dog"] and skipped.empty  # fox is not an inferred ID class
+    roles = manifest.groupby("class_name")["role"].unique().map(list).to_dict()
+    assert roles == {"cat": ["openset"], "dog": ["id"], "fox": ["openset_val"]}
+    assert set(manifest.loc[manifest["role"] == "openset_val", "label"]) == {-1}
 
 
 MANIFEST_DIGEST = """

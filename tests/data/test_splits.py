@@ -165,3 +165,23 @@ def test_novel_glyphs_need_the_training_rows():
     splits = run(synthetic_manifest(), seeds=(1,))
     with pytest.raises(ValueError, match="need the seed's train rows"):
         novel_groups(splits[splits["split"] != "train"])
+
+
+def test_openset_val_images_are_val_openset_in_every_seed_and_move_no_other_row():
+    manifest = synthetic_manifest()
+    openset = manifest[manifest["role"] == "openset"]
+    val = openset.assign(
+        class_name="w",
+        role="openset_val",
+        sha256=lambda f: "v" + f["sha256"],
+        group=lambda f: "v" + f["group"],
+        path=lambda f: "a" + f["path"],  # sorts before every other path
+    )
+    before = run(manifest, seeds=(1, 2, 3))
+    after = run(pd.concat([manifest, val], ignore_index=True), seeds=(1, 2, 3))
+    kept = after[after["split"] != "val_openset"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before)
+    for _, rows in after[after["split"] == "val_openset"].groupby("seed"):
+        assert sorted(rows["sha256"]) == sorted(val["sha256"])
+    assert set(after.loc[after["split"] == "val_openset", "class_name"]) == {"w"}
+    assert before[before["split"] == "val_openset"].empty

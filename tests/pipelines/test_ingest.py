@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS, SKIPPED_COLUMNS
-from croft_pipeline.data.splits import SPLIT_COLUMNS
+from croft_pipeline.data.splits import SPLIT_COLUMNS, SPLITS
 from croft_pipeline.validation import DataValidationError
 from tests.data.image_factory import (
     build_domain_tree,
@@ -69,14 +69,19 @@ def test_emojishift_outputs_follow_the_contracts(emojishift_project):
     assert list(out["skipped"].columns) == SKIPPED_COLUMNS
     assert out["report"]["success"]
     assert set(manifest["domain"]) == {"openmoji", "noto", "symbola"}
-    assert set(manifest["role"]) == {"id", "openset", "pretrain"}
+    assert set(manifest["role"]) == {"id", "openset", "openset_val", "pretrain"}
     configured = load_params("test")["ingest"]
     id_names = [c["name"] for c in configured["emojishift"]["id_classes"]]
     assert out["id_classes"] == id_names
     ident = manifest[manifest["role"] == "id"]
     assert (ident["label"] == ident["class_name"].map(id_names.index)).all()
     assert set(splits["seed"]) == {1, 2}
-    assert set(splits["split"]) == {"train", "val", "test_id", "test_covariate", "test_openset"}
+    assert set(splits["split"]) == set(SPLITS)
+    val_names = [c["name"] for c in configured["emojishift"]["openset_val_classes"]]
+    for _, rows in splits.groupby("seed"):  # every OOD validation image, in every seed
+        val = rows[rows["split"] == "val_openset"]
+        assert set(val["class_name"]) == set(val_names) and (val["label"] == -1).all()
+        assert len(val) == (manifest["role"] == "openset_val").sum()
     # no image used to measure accuracy was seen in pretraining (not even another render of it)
     pretrain = manifest[manifest["role"] == "pretrain"]
     assert not set(pretrain["sha256"]) & set(splits["sha256"])
@@ -100,6 +105,60 @@ def test_rerun_renders_nothing_and_reproduces_the_tables(emojishift_project):
     assert receipt["reused"]
     pd.testing.assert_frame_equal(before["manifest"], after["manifest"])
     pd.testing.assert_frame_equal(before["splits"], after["splits"])
+
+
+SETUP1_LIKE = {  # conf/setup1 in small: a class split of 5 subgroups, 2 corruptions x 2 severities
+    "ingest": {
+        "roots": {"corrupted": "data/01_raw/emojishift_corrupted"},
+        "emojishift": {
+            "openset_val_classes": [],
+            "class_split": {
+                "pool": [
+                    "animal-mammal",
+                    "animal-bird",
+                    "food-fruit",
+                    "food-sweet",
+                    "transport-water",
+                ],
+                "min_emoji": 3,
+                "id_share": 0.4,
+                "openset_val_share": 0.2,
+                "seed": 1,
+            },
+        },
+        "corruptions": {"kinds": ["contrast", "gaussian_noise"], "severities": [1, 5]},
+    }
+}
+
+
+@pytest.mark.slow
+def test_a_setup1_like_ingest_splits_classes_and_adds_corrupted_covariate_sets(
+    emojishift_project, tmp_path
+):
+    project = copy_project(emojishift_project, tmp_path / "project")
+    before = outputs(project)
+    run_ingest(project, "test", SETUP1_LIKE)
+    out = outputs(project)
+    splits = out["splits"]
+    assert out["report"]["success"]
+    pd.testing.assert_frame_equal(out["pairs"], before["pairs"])  # the same CLIP pretraining
+    assert len(out["id_classes"]) == 2
+    roles = splits.groupby("class_name")["split"].agg(
+        lambda s: set(s) & {"val_openset", "test_openset"}
+    )
+    assert sorted(map(sorted, roles[roles.map(len) > 0])) == [["test_openset"]] * 2 + [
+        ["val_openset"]
+    ]
+    covariate = splits[splits["split"] == "test_covariate"]
+    sets = ["contrast-1", "contrast-5", "gaussian_noise-1", "gaussian_noise-5"]
+    assert sorted(covariate["domain"].unique()) == sorted(sets + ["symbola"])
+    for _, rows in splits.groupby("seed"):
+        tested = rows[rows["split"] == "test_id"]
+        copies = rows[(rows["split"] == "test_covariate") & rows["domain"].isin(sets)]
+        assert len(copies) == 4 * len(tested) and set(copies["group"]) == set(tested["group"])
+        assert (copies["root"] == "corrupted").all()
+    run_ingest(project, "test", SETUP1_LIKE)
+    pd.testing.assert_frame_equal(outputs(project)["splits"], splits)  # the same bytes again
 
 
 def build_pacs_tree(base: Path) -> tuple[Path, Path]:
@@ -139,7 +198,8 @@ def test_pacs_shaped_folder_goes_through_unchanged_and_bad_data_stops_the_run(tm
     assert reasons["sketch/dog/escape.png"] == "symlink points outside the dataset root"
     assert reasons["sketch/person_empty/"] == "empty class folder"
     assert reasons["photo/zebra/z.png"] == (
-        "class 'zebra' is in neither ingest.dataset.id_classes nor openset_classes"
+        "class 'zebra' is in none of ingest.dataset.id_classes, openset_classes and "
+        "openset_val_classes"
     )
     modes = manifest.set_index("path")["mode"]
     assert modes["cartoon/horse/grey.png"] == "L" and modes["cartoon/horse/cmyk.jpg"] == "CMYK"

@@ -226,7 +226,7 @@ def test_report_renders_in_headless_chromium(report_file, evaluation):
     assert seen["loaded"] == seen["images"], seen["widths"]
     tables = {table["id"]: table for table in seen["tables"]}
     rows = {name: table["rows"] for name, table in tables.items()}
-    assert rows["summary-table"] == 2 and rows["domain-table"] == 2
+    assert rows["summary-table"] == 2 and rows["domain-table"] == 3  # photo, sketch, cartoon
     assert rows["verdict-table"] == 1 and rows["selection-table"] == 3
     assert rows["detection-table"] == 6
     assert seen["title"] == "Synthetic <run>"

@@ -33,8 +33,9 @@ def store_root() -> str:
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # an environment overrides single keys of a parameter block, not the whole block
-    "merge_strategy": {"parameters": "soft"},
+    # an environment overrides single keys of a parameter block (or a catalog entry: e.g. only
+    # its filepath), not the whole block
+    "merge_strategy": {"parameters": "soft", "catalog": "soft"},
     # kedro-mlflow adds this pattern inside a session; stated here, code outside one reads it too
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
     "custom_resolvers": {"store_root": store_root},

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
@@ -74,6 +75,13 @@ def codepoint_of(path: str) -> int | None:
     return int(match.group("group")[2:], 16) if match else None
 
 
+CLASS_KEYS = {
+    "id": "id_classes",
+    "openset": "openset_classes",
+    "openset_val": "openset_val_classes",
+}
+
+
 def class_specs(config: dict, key: str) -> dict[str, dict]:
     """``config[key]`` (a list of ``{name, subgroups, codepoints, exclude}``) as name -> spec."""
     specs: dict[str, dict] = {}
@@ -87,56 +95,168 @@ def class_specs(config: dict, key: str) -> dict[str, dict]:
 
 
 def class_names(config: dict, key: str) -> list[str]:
-    """The class names of ``id_classes`` or ``openset_classes`` in configuration order."""
+    """The class names of ``id_classes``, ``openset_classes`` or ``openset_val_classes`` in
+    configuration order."""
     return list(class_specs(config, key))
 
 
-def class_roles(config: dict) -> dict[str, str]:
-    """Class name -> ``id`` or ``openset``, in configuration order (ID order = label order)."""
-    roles = {name: "id" for name in class_names(config, "id_classes")}
-    for name in class_names(config, "openset_classes"):
-        if name in roles:
-            raise ValueError(f"class {name!r} is both an ID and an open-set class")
-        roles[name] = "openset"
+def listed_roles(config: dict) -> dict[str, str]:
+    """Class name -> ``id``, ``openset`` or ``openset_val`` of the listed classes, in
+    configuration order (ID order = label order); a class in two lists is an error."""
+    roles: dict[str, str] = {}
+    for role, key in CLASS_KEYS.items():
+        for name in class_names(config, key):
+            if name in roles:
+                raise ValueError(
+                    f"ingest.emojishift.{key}: class {name!r} is also in "
+                    f"{CLASS_KEYS[roles[name]]} (a class has one role)"
+                )
+            roles[name] = role
     return roles
 
 
-def class_kinds(config: dict, class_map: dict[str, list[Emoji]]) -> dict[str, str]:
-    """Open-set class -> ``near`` (shares a CLDR group with an ID class) or ``far``."""
-    id_groups = {e.group for name in class_names(config, "id_classes") for e in class_map[name]}
+def class_roles(config: dict) -> dict[str, str]:
+    """Class name -> ``id``, ``openset`` or ``openset_val`` of the downstream classes: the
+    listed ones, or those ``class_split`` draws (ID in label order first)."""
+    if config.get("class_split"):
+        return split_roles(config)
+    return listed_roles(config)
+
+
+def split_roles(config: dict) -> dict[str, str]:
+    """``class_split``'s classes (one per usable CLDR subgroup) split at random into roles."""
+    split = config["class_split"]
+    if config.get("openset_val_classes"):
+        raise ValueError(
+            "ingest.emojishift.openset_val_classes must be empty with class_split "
+            "(class_split.openset_val_share draws the OOD validation classes)"
+        )
+    return draw_roles(
+        sorted(pool_classes(config)),
+        float(split["id_share"]),
+        float(split.get("openset_val_share", 0.0)),
+        int(split.get("seed", 0)),
+    )
+
+
+def subgroup_class(subgroup: str) -> str:
+    """The class name of a CLDR subgroup under ``class_split``: ``animal-mammal`` -> ``animal mammal``."""
+    return subgroup.replace("-", " ")
+
+
+def pretrain_emoji(config: dict) -> dict[str, list[Emoji]]:
+    """Per listed ID / open-set class, the emoji kept aside for pretraining (``pretrain_fraction``)."""
+    specs = {**class_specs(config, "id_classes"), **class_specs(config, "openset_classes")}
+    return {
+        name: split_pretrain(members, config["pretrain_fraction"], PRETRAIN_SPLIT_SEED)[0]
+        for name, members in build_class_map(specs).items()
+    }
+
+
+def covered_everywhere(config: dict) -> set[int]:
+    """The code points every style's font draws."""
+    fonts = [font_codepoints(str(font_path(s["font"]))) for s in config["styles"].values()]
+    return set.intersection(*(set(f) for f in fonts)) if fonts else set()
+
+
+def pool_classes(config: dict) -> dict[str, list[Emoji]]:
+    """``class_split``'s downstream classes: per CLDR subgroup of ``pool`` (null: every subgroup
+    of the catalog), its emoji not kept aside for pretraining (so the default CLIP's pairs stay
+    the same), when at least ``min_emoji`` of them are drawn by every style."""
+    split = config["class_split"]
+    catalog = load_catalog()
+    known = sorted({e.subgroup for e in catalog.values()})
+    pool = split.get("pool") or known
+    unknown = sorted(set(pool) - set(known))
+    if unknown:
+        raise ValueError(f"ingest.emojishift.class_split.pool: unknown CLDR subgroup(s) {unknown}")
+    reserved = {e.codepoint for members in pretrain_emoji(config).values() for e in members}
+    covered = covered_everywhere(config)
+    classes: dict[str, list[Emoji]] = {}
+    for subgroup in pool:
+        members = [
+            e for c, e in sorted(catalog.items()) if e.subgroup == subgroup and c not in reserved
+        ]
+        if sum(e.codepoint in covered for e in members) >= int(split.get("min_emoji", 1)):
+            classes[subgroup_class(subgroup)] = members
+    return classes
+
+
+def draw_roles(
+    names: list[str], id_share: float, openset_val_share: float, seed: int
+) -> dict[str, str]:
+    """A seeded random split of ``names`` into ID (``id_share`` of them, at least one),
+    open-set validation (``openset_val_share``) and open-set test (the rest, at least one).
+
+    The result is ordered ID first (sorted: the label order), then the others, sorted.
+    """
+    if len(names) < 2:
+        raise ValueError(f"class_split needs at least 2 classes, got {len(names)}")
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n_id = min(len(names) - 1, max(1, round(len(names) * id_share)))
+    n_val = min(len(names) - n_id - 1, round(len(names) * openset_val_share))
+    roles = {name: "id" for name in sorted(order[:n_id])}
+    roles |= {name: "openset_val" for name in sorted(order[n_id : n_id + n_val])}
+    roles |= {name: "openset" for name in sorted(order[n_id + n_val :])}
+    return dict(sorted(roles.items(), key=lambda item: item[1] != "id"))
+
+
+def downstream_emoji(config: dict) -> dict[str, list[Emoji]]:
+    """Per downstream class, its emoji rendered under the downstream root."""
+    if config.get("class_split"):
+        return pool_classes(config)
+    roles = listed_roles(config)
+    specs = {name: class_specs(config, CLASS_KEYS[role])[name] for name, role in roles.items()}
+    kept = pretrain_emoji(config)
+    return {
+        name: [e for e in members if e not in kept.get(name, [])]
+        for name, members in build_class_map(specs).items()
+    }
+
+
+def class_kinds(roles: dict[str, str], class_map: dict[str, list[Emoji]]) -> dict[str, str]:
+    """Open-set class (test or validation) -> ``near`` (shares a CLDR group with an ID class)
+    or ``far``."""
+    id_groups = {e.group for name, role in roles.items() if role == "id" for e in class_map[name]}
     return {
         name: "near" if {e.group for e in class_map[name]} & id_groups else "far"
-        for name in class_names(config, "openset_classes")
+        for name, role in roles.items()
+        if role != "id"
     }
 
 
 def plan_jobs(config: dict) -> tuple[list[RenderJob], dict[str, Any]]:
-    """Every image to render, and a summary of the class map (for the receipt)."""
+    """Every image to render, and a summary of the classes (for the receipt): the downstream
+    classes under the downstream root, the emoji kept aside (``id_classes`` and
+    ``openset_classes`` only) under the pretraining root."""
     roles = class_roles(config)
-    class_map = build_class_map(
-        {**class_specs(config, "id_classes"), **class_specs(config, "openset_classes")}
-    )
-    kinds = class_kinds(config, class_map)
-    jobs: list[RenderJob] = []
+    downstream = downstream_emoji(config)
+    pretrain = pretrain_emoji(config)
+    kinds = class_kinds(roles, downstream)
     classes: dict[str, Any] = {}
-    for name in roles:
-        pretrain, downstream = split_pretrain(
-            class_map[name], config["pretrain_fraction"], PRETRAIN_SPLIT_SEED
-        )
+    for name, role in roles.items():
         classes[name] = {
-            "role": roles[name],
+            "role": role,
             "kind": kinds.get(name),
             "folder": class_folder(name),
-            "cldr_groups": sorted({e.group for e in class_map[name]}),
-            "pretrain": [e.label for e in pretrain],
-            "downstream": [e.label for e in downstream],
+            "cldr_groups": sorted({e.group for e in downstream[name]}),
+            "pretrain": [e.label for e in pretrain.get(name, [])],
+            "downstream": [e.label for e in downstream[name]],
         }
+    for name in pretrain.keys() - roles.keys():  # class_split: the pretraining classes
+        classes[name] = {
+            "role": "pretrain",
+            "folder": class_folder(name),
+            "pretrain": [e.label for e in pretrain[name]],
+        }
+    jobs: list[RenderJob] = []
+    for name in classes:
         for domain, style in config["styles"].items():
             covered = font_codepoints(str(font_path(style["font"])))
-            for root_key, members in (("downstream", downstream), ("pretrain", pretrain)):
+            for root_key, members_of in (("downstream", downstream), ("pretrain", pretrain)):
                 jobs += [
                     RenderJob(root_key, domain, name, emoji, variant)
-                    for emoji in members
+                    for emoji in members_of.get(name, [])
                     if emoji.codepoint in covered
                     for variant in range(len(config["variants"]))
                 ]

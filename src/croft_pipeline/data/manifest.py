@@ -34,8 +34,15 @@ MANIFEST_COLUMNS = [
     "mode",
 ]
 SKIPPED_COLUMNS = ["root", "path", "reason"]
-ROLES = ("id", "openset", "pretrain")
-SOURCE_ROLES = ("auto", "id", "openset", "pretrain")
+ROLES = ("id", "openset", "openset_val", "pretrain")
+SOURCE_ROLES = ("auto", *ROLES)
+LABELLED_ROLES = ("id", "openset", "openset_val")  # pretraining images carry no class label
+# the ``ingest.dataset`` list naming each role's classes (``auto`` sources)
+ROLE_CLASS_KEYS = {
+    "id": "id_classes",
+    "openset": "openset_classes",
+    "openset_val": "openset_val_classes",
+}
 
 
 @dataclass
@@ -63,7 +70,8 @@ class Candidate:
 
 
 def class_domains(candidates: list[Candidate], openset: list[str]) -> dict[str, set[str]]:
-    """Per class of the ``auto`` sources (open-set classes left out), the domains it is in."""
+    """Per class of the ``auto`` sources (``openset``: the open-set classes, test and
+    validation, left out), the domains it is in."""
     domains_of: dict[str, set[str]] = defaultdict(set)
     for c in candidates:
         if c.role == "auto" and c.class_name not in openset:
@@ -95,14 +103,29 @@ def infer_id_classes(missing: dict[str, list[str]]) -> list[str]:
     return classes
 
 
-def _assign_role(candidate: Candidate, id_classes: list[str], openset: list[str]) -> str | None:
+def _assign_role(candidate: Candidate, classes: dict[str, list[str]]) -> str | None:
+    """The source's role, or for an ``auto`` source the role whose class list names the class."""
     if candidate.role != "auto":
         return candidate.role
-    if candidate.class_name in id_classes:
-        return "id"
-    if candidate.class_name in openset:
-        return "openset"
-    return None
+    return next((role for role, names in classes.items() if candidate.class_name in names), None)
+
+
+def role_classes(dataset: dict, id_classes: list[str]) -> dict[str, list[str]]:
+    """Role -> its classes (``ingest.dataset`` lists); a class in two lists is an error naming
+    both parameters."""
+    classes = {"id": list(id_classes)}
+    for role in ("openset", "openset_val"):
+        classes[role] = list(dataset.get(ROLE_CLASS_KEYS[role]) or [])
+    owner: dict[str, str] = {}
+    for role, names in classes.items():
+        for name in names:
+            if name in owner:
+                raise ValueError(
+                    f"class {name!r} is in both ingest.dataset.{ROLE_CLASS_KEYS[owner[name]]} "
+                    f"and ingest.dataset.{ROLE_CLASS_KEYS[role]} (a class has one role)"
+                )
+            owner[name] = role
+    return classes
 
 
 def _unassigned_reason(name: str, missing: list[str] | None) -> str:
@@ -113,7 +136,10 @@ def _unassigned_reason(name: str, missing: list[str] | None) -> str:
             f"class {name!r} has no image in domain(s) {', '.join(missing)}; id_classes: null "
             "keeps the classes in every domain (name it in ingest.dataset.id_classes to use it)"
         )
-    return f"class {name!r} is in neither ingest.dataset.id_classes nor openset_classes"
+    return (
+        f"class {name!r} is in none of ingest.dataset.id_classes, openset_classes and "
+        "openset_val_classes"
+    )
 
 
 def group_of(path: str, sha256: str, pattern: re.Pattern | None) -> str:
@@ -163,20 +189,18 @@ def build_manifest(
         skipped += skips
         candidates += [Candidate(f, naming(f.domain, f.folder), role) for f in found]
 
-    openset = list(dataset.get("openset_classes") or [])
+    not_id = [*(dataset.get("openset_classes") or []), *(dataset.get("openset_val_classes") or [])]
     inferred = not dataset.get("id_classes")
-    missing = missing_domains(class_domains(candidates, openset)) if inferred else {}
+    missing = missing_domains(class_domains(candidates, not_id)) if inferred else {}
     id_classes = list(dataset.get("id_classes") or infer_id_classes(missing))
-    overlap = sorted(set(id_classes) & set(openset))
-    if overlap:
-        raise ValueError(f"classes {overlap} are configured as both ID and open-set")
+    classes = role_classes(dataset, id_classes)
 
     pattern = re.compile(dataset["group_pattern"]) if dataset.get("group_pattern") else None
     max_pixels = int(decode.get("max_pixels", DEFAULT_MAX_PIXELS))
     rows = []
     for candidate in tqdm(candidates, desc="decode images", unit="img", mininterval=2):
         f = candidate.found
-        role = _assign_role(candidate, id_classes, openset)
+        role = _assign_role(candidate, classes)
         if role is None:
             reason = _unassigned_reason(candidate.class_name, missing.get(candidate.class_name))
             skipped.append(Skipped(f.root, f.path, reason))
@@ -214,9 +238,10 @@ def build_manifest(
 
 
 def label_conflicts(manifest: pd.DataFrame) -> list[str]:
-    """One line per sha256 whose ID/open-set copies disagree on class or role, naming every copy
-    (``root:path``, role, class); pretraining copies carry no label and are never a conflict."""
-    labelled = manifest[manifest["role"].isin(["id", "openset"])]
+    """One line per sha256 whose labelled (ID / open-set) copies disagree on class or role, naming
+    every copy (``root:path``, role, class); pretraining copies carry no label and are never a
+    conflict."""
+    labelled = manifest[manifest["role"].isin(LABELLED_ROLES)]
     names = labelled.groupby("sha256")[["role", "class_name"]].nunique().max(axis=1)
     lines = []
     for sha in sorted(names[names > 1].index):
@@ -229,7 +254,8 @@ def label_conflicts(manifest: pd.DataFrame) -> list[str]:
 
 
 def drop_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one row per sha256 (ID before open-set before pretraining); list the others.
+    """Keep one row per sha256 (in :data:`ROLES` order: ID first, pretraining last); list the
+    others.
 
     Raises DataValidationError instead when copies of one file carry different labels.
     """

@@ -18,6 +18,7 @@ from croft_pipeline.config.rules import (
     one_of,
     optional,
 )
+from croft_pipeline.data.corruptions import CORRUPTIONS, SEVERITIES
 from croft_pipeline.data.discovery import DATASET_SOURCES, LAYOUT_DEPTH
 from croft_pipeline.data.images import DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE
 from croft_pipeline.data.manifest import SOURCE_ROLES
@@ -38,6 +39,7 @@ class SourceParams(Params):
 class DatasetParams(Params):
     id_classes: list[str] | None = None
     openset_classes: list[str] | None = None
+    openset_val_classes: list[str] | None = None  # OOD validation classes (split val_openset)
     openset_kinds: dict[str, str] = {}
     domains: list[str] | None = None
     source_domains: list[str] | None = None
@@ -87,6 +89,26 @@ class ValidationParams(Params):
         return self
 
 
+class ClassSplitParams(Params):
+    """``ingest.emojishift.class_split``: the downstream classes drawn at random (Setup I)."""
+
+    pool: list[str] | None = None  # CLDR subgroups (null: every subgroup of the catalog)
+    min_emoji: Annotated[int, at_least(1)] = 1  # a subgroup is a class with this many emoji
+    id_share: Annotated[float, UNIT]
+    openset_val_share: Annotated[float, UNIT] = 0.0
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> ClassSplitParams:
+        if self.id_share + self.openset_val_share >= 1:
+            raise ParameterError(
+                "ingest.emojishift.class_split.openset_val_share",
+                "leave open-set test classes (id_share + openset_val_share < 1)",
+                self.openset_val_share,
+            )
+        return self
+
+
 class EmojiShiftParams(Params):
     """``ingest.emojishift`` (the fixed parts of the benchmark, how a glyph is drawn and the
     split's seed, are constants of :mod:`croft_pipeline.data.emojishift`)."""
@@ -98,6 +120,16 @@ class EmojiShiftParams(Params):
     caption_templates: list[str]
     id_classes: list[dict[str, Any]]
     openset_classes: list[dict[str, Any]]
+    openset_val_classes: list[dict[str, Any]] = []  # rendered downstream only, never pretrained on
+    class_split: ClassSplitParams | None = None
+
+
+class CorruptionParams(Params):
+    """``ingest.corruptions``: corrupted copies of the ID test images as covariate test sets."""
+
+    kinds: list[Annotated[str, one_of(CORRUPTIONS)]] = []
+    severities: list[Annotated[int, one_of(SEVERITIES)]] = [1, 3, 5]
+    root: Annotated[str, TEXT] = "corrupted"  # a name of ingest.roots (where the copies go)
 
 
 class IngestParams(Params):
@@ -109,9 +141,12 @@ class IngestParams(Params):
     splits: SplitsParams = SplitsParams()
     validation: ValidationParams = ValidationParams()
     emojishift: EmojiShiftParams
+    corruptions: CorruptionParams = CorruptionParams()
 
     @model_validator(mode="after")
     def _known_roots(self) -> IngestParams:
         for i, source in enumerate(self.sources):
             one_of(sorted(self.roots)).check(f"ingest.sources[{i}].root", source.root)
+        if self.corruptions.kinds:
+            one_of(sorted(self.roots)).check("ingest.corruptions.root", self.corruptions.root)
         return self

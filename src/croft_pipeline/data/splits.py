@@ -1,5 +1,7 @@
 """Splits as data, per seed: train, ID validation and ID test by concept, the held-out domain
-(covariate shift) and the open-set classes (semantic shift).
+(covariate shift), the open-set classes (semantic shift) and the open-set validation classes
+(``val_openset``: OOD classes disjoint from the open-set test ones, for tuning OOD scores on
+validation data only; every image of theirs, in every seed).
 
 DomainBed's training-domain validation: per ID class, the *groups* (concepts: an emoji code
 point shared by all its styles and render variants; one image elsewhere) that have source-domain
@@ -22,6 +24,7 @@ import pandas as pd
 
 from croft_pipeline.data.manifest import MANIFEST_COLUMNS
 
+# val_openset last: adding it leaves every other split's rows, and their order, as they were
 SPLITS = ("train", "val", "test_id", "test_covariate", "test_openset", "val_openset")
 SOURCE_SPLITS = ("train", "val", "test_id")  # no group is in two of these
 SPLIT_COLUMNS = ["seed", "split", *MANIFEST_COLUMNS]
@@ -164,6 +167,7 @@ def make_splits(
     covariate = ident[ident["domain"] == heldout_domain]
     source_rows = ident[ident["domain"].isin(sources)]
     openset = table[table["role"] == "openset"]
+    openset_val = table[table["role"] == "openset_val"]
 
     frames = []
     for seed in seeds:
@@ -176,6 +180,7 @@ def make_splits(
                 chosen[split] += idx
         chosen["test_covariate"] = covariate.index.tolist()
         chosen["test_openset"] = _cap_per_class(openset, openset_max_per_class, seed)
+        chosen["val_openset"] = openset_val.index.tolist()
         for split in SPLITS:
             part = table.loc[sorted(chosen[split])]
             frames.append(part.assign(seed=int(seed), split=split))

@@ -146,8 +146,8 @@ def build_report(
         ),
         Table(
             "domain-table",
-            "Accuracy per domain (mean ± std over seeds)",
-            domain_table(domain_summary),
+            "Accuracy per domain: a row per ID domain and covariate test set (mean ± std over seeds)",
+            domain_table(domain_summary).T,
         ),
     ]
     rest = sorted(

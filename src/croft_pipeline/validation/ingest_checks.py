@@ -20,7 +20,7 @@ from croft_pipeline.data.images import (
     inspect_image,
     side_limits,
 )
-from croft_pipeline.data.manifest import MANIFEST_COLUMNS, ROLES
+from croft_pipeline.data.manifest import LABELLED_ROLES, MANIFEST_COLUMNS, ROLE_CLASS_KEYS, ROLES
 from croft_pipeline.data.splits import (
     SOURCE_SPLITS,
     SPLIT_COLUMNS,
@@ -129,17 +129,20 @@ def manifest_suite(
 
     least, most = side_limits(params.get("validation"))  # the bounds the manifest skips by
     id_rows = {"row_condition": 'role=="id"', "condition_parser": "pandas"}
-    openset_rows = {"row_condition": 'role=="openset"', "condition_parser": "pandas"}
-    openset_classes = list(dataset.get("openset_classes") or [])
     class_checks = [
         gxe.ExpectColumnValuesToBeInSet(column="class_name", value_set=id_classes, **id_rows)
     ]
-    if openset_classes:  # open-set sources with role `openset` may bring any class
-        class_checks.append(
-            gxe.ExpectColumnValuesToBeInSet(
-                column="class_name", value_set=openset_classes, **openset_rows
+    for role in ("openset", "openset_val"):  # open-set sources (role openset) may bring any class
+        listed = list(dataset.get(ROLE_CLASS_KEYS[role]) or [])
+        if listed:
+            class_checks.append(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="class_name",
+                    value_set=listed,
+                    row_condition=f'role=="{role}"',
+                    condition_parser="pandas",
+                )
             )
-        )
     expectations = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=MANIFEST_COLUMNS + ["file_check"], exact_match=False
@@ -170,7 +173,7 @@ def splits_suite(id_classes: list[str]) -> Suite:
     expectations = [
         gxe.ExpectTableColumnsToMatchSet(column_set=SPLIT_COLUMNS, exact_match=False),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
-        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=["id", "openset"]),
+        gxe.ExpectColumnValuesToBeInSet(column="role", value_set=list(LABELLED_ROLES)),
         gxe.ExpectColumnValuesToBeBetween(
             column="label", min_value=-1, max_value=len(id_classes) - 1
         ),

@@ -8,15 +8,16 @@ from typing import Any
 import pandas as pd
 
 from croft_pipeline.config.rules import one_of
+from croft_pipeline.data.corruptions import corrupt_test_images
 from croft_pipeline.data.discovery import DATASET_SOURCES, resolve_root
 from croft_pipeline.data.emojishift import (
     FILE_PATTERN,
     build_pretrain_pairs,
     caption_templates,
-    class_names,
+    class_roles,
     render_emojishift,
 )
-from croft_pipeline.data.manifest import build_manifest
+from croft_pipeline.data.manifest import ROLE_CLASS_KEYS, build_manifest
 from croft_pipeline.data.splits import make_splits
 from croft_pipeline.validation import DataValidationError, validate_ingest
 
@@ -26,11 +27,13 @@ def _root_dirs(params: dict, project_dir: str) -> dict[str, Path]:
 
 
 def _dataset(params: dict) -> dict:
-    """The dataset block, with EmojiShift's class lists and file pattern when it leaves them unset."""
+    """The dataset block, with EmojiShift's class lists (listed, or drawn by its class_split)
+    and file pattern when it leaves them unset."""
     dataset = dict(params["dataset"])
     if params["source"] == "emojishift":
-        for key in ("id_classes", "openset_classes"):
-            dataset[key] = dataset.get(key) or class_names(params["emojishift"], key)
+        roles = class_roles(params["emojishift"])
+        for role, key in ROLE_CLASS_KEYS.items():
+            dataset[key] = dataset.get(key) or [n for n, r in roles.items() if r == role]
         dataset["group_pattern"] = dataset.get("group_pattern") or FILE_PATTERN.pattern
     return dataset
 
@@ -67,9 +70,13 @@ def build_manifest_table(
     )
 
 
-def build_splits(manifest: pd.DataFrame, params: dict, seeds: list[int]) -> pd.DataFrame:
+def build_splits(
+    manifest: pd.DataFrame, params: dict, seeds: list[int], project_dir: str
+) -> pd.DataFrame:
+    """Every seed's splits, plus in ``test_covariate`` the corrupted copies of its ID test images
+    (``ingest.corruptions``; written under their root here, like the rendered images)."""
     dataset, splits = params["dataset"], params["splits"]
-    return make_splits(
+    table = make_splits(
         manifest,
         seeds,
         heldout_domain=dataset["heldout_domain"],
@@ -80,6 +87,17 @@ def build_splits(manifest: pd.DataFrame, params: dict, seeds: list[int]) -> pd.D
         source_domains=dataset.get("source_domains"),
         openset_max_per_class=splits.get("openset_max_per_class"),
     )
+    corruptions = params.get("corruptions") or {}
+    if not corruptions.get("kinds"):
+        return table
+    copies = corrupt_test_images(
+        table,
+        _root_dirs(params, project_dir),
+        corruptions["root"],
+        list(corruptions["kinds"]),
+        [int(s) for s in corruptions["severities"]],
+    )
+    return pd.concat([table, copies], ignore_index=True)
 
 
 def build_pretrain_pairs_table(manifest: pd.DataFrame, params: dict) -> pd.DataFrame:

@@ -38,7 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.build_splits,
-                ["manifest_candidate", "params:ingest", "params:seeds"],
+                ["manifest_candidate", "params:ingest", "params:seeds", "project_dir"],
                 "splits_candidate",
                 name="build_splits",
             ),

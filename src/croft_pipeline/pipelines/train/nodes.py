@@ -11,7 +11,6 @@ import torch
 from croft_pipeline import tracking
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import tensors_digest
-from croft_pipeline.data.splits import SPLITS
 from croft_pipeline.datasets import partition_reader
 from croft_pipeline.distributed.jobs import Runner, worker_count
 from croft_pipeline.methods import METHODS, partition_id
@@ -31,7 +30,6 @@ from croft_pipeline.methods.wise import wise_name
 from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 
-PREDICTED_SPLITS = SPLITS  # every split: the OOD validation split too
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
 ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
@@ -225,8 +223,7 @@ def predict_splits(
     for name, entry in train_summary.methods.items():
         for seed in entry.seeds:
             model = fitted_model(name, entry, seed, weights, text, logit_scale)
-            rows = seed_rows(splits, seed)
-            rows = rows[rows["split"].isin(PREDICTED_SPLITS)]
+            rows = seed_rows(splits, seed)  # every split, val_openset too
             features = center_features(rows, image_features_center)
             frame = rows[ROW_COLUMNS].reset_index(drop=True)
             frame.insert(0, "seed", seed)
