@@ -66,10 +66,11 @@ def test_grouped_score_equals_the_direct_computation(groups):
     rng = np.random.default_rng(0)
     ids, negatives = rng.uniform(-1, 1, (5, 4)), rng.uniform(-1, 1, (5, 23))
     ours = grouped_id_mass(ids, negatives, groups, 0.05, seed=3)
-    assert ours == pytest.approx(_direct_grouped(ids, negatives, groups, 0.05, 3), rel=1e-12)
+    # float32 exponentials of the negatives (negative_exps): agreement to float32 rounding
+    assert ours == pytest.approx(_direct_grouped(ids, negatives, groups, 0.05, 3), rel=1e-6)
     if groups == 1:  # ungrouped: ID mass over everything
         z = np.exp(np.concatenate([ids, negatives], axis=1) / 0.05)
-        assert ours == pytest.approx(z[:, :4].sum(1) / z.sum(1))
+        assert ours == pytest.approx(z[:, :4].sum(1) / z.sum(1), rel=1e-6)
 
 
 def test_grouped_score_is_stable_at_the_papers_temperature():

@@ -48,6 +48,39 @@ def kept_columns(shares: np.ndarray, share: float) -> np.ndarray:
     return np.flatnonzero(np.asarray(shares) <= share * (1 + 1e-12))
 
 
+def permutation(n: int, seed: int) -> np.ndarray:
+    """The seeded order in which ``n`` kept negative labels are dealt into groups."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def negative_exps(
+    negative_cosines: np.ndarray, temperature: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(cos / T − top)`` of the negative labels and each row's ``top``, its largest
+    ``cos / T``: the stabiliser every grid point of one row set shares. Float32 (each term is at
+    most 1; those below float32's range are < e⁻⁸⁷ of the largest and vanish), computed by torch:
+    the grid's cost is these exponentials."""
+    z = torch.as_tensor(np.asarray(negative_cosines), dtype=torch.float32) / temperature
+    top = z.max(dim=1).values if z.shape[1] else torch.zeros(len(z))
+    return torch.exp(z - top[:, None]).numpy(), top.double().numpy()
+
+
+def grouped_from_exps(
+    id_cosines: np.ndarray, dealt: np.ndarray, top: np.ndarray, groups: int, temperature: float
+) -> np.ndarray:
+    """NegLabel's score from :func:`negative_exps` of the kept negatives, columns already in
+    dealing order (:func:`permutation`): ``groups`` equal groups, the remainder dropped."""
+    size = dealt.shape[1] // groups
+    if size == 0:
+        raise ValueError(f"neglabel: {dealt.shape[1]} negative labels cannot fill {groups} groups")
+    ids = np.asarray(id_cosines, dtype=np.float64) / temperature
+    id_mass = np.exp(ids - top[:, None]).sum(axis=1)[:, None]
+    negative_mass = (
+        dealt[:, : size * groups].reshape(len(ids), groups, size).sum(axis=2, dtype=np.float64)
+    )
+    return (id_mass / (id_mass + negative_mass)).mean(axis=1)
+
+
 def grouped_id_mass(
     id_cosines: np.ndarray,
     negative_cosines: np.ndarray,
@@ -60,20 +93,12 @@ def grouped_id_mass(
 
     The negatives are permuted (``seed``) and split into ``groups`` equal groups; the remainder
     ``M mod groups`` is dropped, as in the official code. ``groups = 1`` is the ungrouped score.
+    Every term is divided by ``exp`` of the row's largest negative ``cos / T`` (cosines lie in
+    [−1, 1], so at T = 0.01 no term under- or overflows float64).
     """
-    ids = np.asarray(id_cosines, dtype=np.float64) / temperature
-    negatives = np.asarray(negative_cosines, dtype=np.float64) / temperature
-    size = negatives.shape[1] // groups
-    if size == 0:
-        raise ValueError(
-            f"neglabel: {negatives.shape[1]} negative labels cannot fill {groups} groups"
-        )
-    order = torch.randperm(negatives.shape[1], generator=torch.Generator().manual_seed(seed))
-    grouped = negatives[:, order.numpy()[: size * groups]].reshape(len(ids), groups, size)
-    top = np.maximum(ids.max(axis=1), grouped.max(axis=(1, 2)))[:, None]
-    id_mass = np.exp(ids - top).sum(axis=1)[:, None]
-    negative_mass = np.exp(grouped - top[:, :, None]).sum(axis=2)
-    return (id_mass / (id_mass + negative_mass)).mean(axis=1)
+    exps, top = negative_exps(negative_cosines, temperature)
+    dealt = exps[:, permutation(exps.shape[1], seed)]
+    return grouped_from_exps(id_cosines, dealt, top, groups, temperature)
 
 
 def mined_order(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,12 @@ import pandas as pd
 import torch
 
 from croft_pipeline.config.rules import POSITIVE, SHARE, ParameterError, at_least
-from croft_pipeline.ood.neglabel import grouped_id_mass, kept_columns
+from croft_pipeline.ood.neglabel import (
+    grouped_from_exps,
+    kept_columns,
+    negative_exps,
+    permutation,
+)
 
 # the allowed values of every score parameter (by name; the same name means the same rule)
 PARAMETER_RULES = {
@@ -30,10 +35,27 @@ PARAMETER_RULES = {
 @dataclass(frozen=True)
 class Negatives:
     """A model's logits ``[N, M]`` for the mined negative labels (through its own text side, as
-    its ID class names) and each label's mining share ``[M]`` (:mod:`croft_pipeline.ood.neglabel`)."""
+    its ID class names) and each label's mining share ``[M]`` (:mod:`croft_pipeline.ood.neglabel`).
+
+    :meth:`dealt` keeps the exponentials every grid point of these rows shares (memory only).
+    """
 
     logits: np.ndarray
     shares: np.ndarray
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def dealt(self, scale: float, temperature: float, share: float, seed: int):
+        """``(exps in dealing order, top)`` of the labels kept at ``share`` (neglabel's inputs)."""
+        key = (scale, temperature, share, seed)
+        if key not in self._memo:
+            if (scale, temperature) not in self._memo:
+                cosines = np.asarray(self.logits, dtype=np.float32) / np.float32(scale)
+                self._memo[(scale, temperature)] = negative_exps(cosines, temperature)
+            exps, top = self._memo[(scale, temperature)]
+            columns = kept_columns(self.shares, share)
+            order = torch.as_tensor(columns[permutation(len(columns), seed)])
+            self._memo[key] = (torch.from_numpy(exps).index_select(1, order).numpy(), top)
+        return self._memo[key]
 
 
 @dataclass(frozen=True)
@@ -147,11 +169,9 @@ def neglabel(
     negatives = np.asarray(inputs.negatives.logits)
     if negatives.shape[0] != np.asarray(inputs.logits).shape[0]:
         raise ValueError("negative-label logits and logits have a different number of rows")
-    columns = kept_columns(inputs.negatives.shares, share)
     scale = inputs.logit_scale
-    return grouped_id_mass(
-        np.asarray(inputs.logits) / scale, negatives[:, columns] / scale, groups, temperature, seed
-    )
+    dealt, top = inputs.negatives.dealt(scale, temperature, share, seed)
+    return grouped_from_exps(np.asarray(inputs.logits) / scale, dealt, top, groups, temperature)
 
 
 SCORES: dict[str, Callable[..., np.ndarray]] = {
