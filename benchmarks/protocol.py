@@ -257,7 +257,7 @@ def run_fold(
     catalog_paths = config_loader(project, env)["catalog"]
     manifest = pd.read_parquet(project / catalog_paths["manifest"]["filepath"])
     id_classes = json.loads((project / catalog_paths["id_classes"]["filepath"]).read_text())
-    splits = build_splits(manifest, fold_params["ingest"], params["seeds"])
+    splits = build_splits(manifest, fold_params["ingest"], params["seeds"], str(project))
     report = validate_data(manifest, splits, id_classes, fold_params["ingest"], str(project))
     if not report["success"]:  # the same data checks as the default run's splits
         raise DataValidationError(f"held-out {heldout}: {report['failure_message']}")

@@ -160,7 +160,6 @@ def test_backbones_are_a_random_factor_pretrained_beside_the_default_run(tiny_pr
     assert {row["backbones"] for row in document["backbone_agreement"]} == {2}
     page = (tmp_path / "accuracy.md").read_text()
     assert "## Backbones" in page
-    assert page.count(f"Per backbone (pretraining seeds {configured}, {other})") == len(
-        set(results["comparisons"]["role"])
-    )
+    roles = set(results["comparisons"]["role"]) | set(results["score_comparisons"]["role"])
+    assert page.count(f"Per backbone (pretraining seeds {configured}, {other})") == len(roles)
     assert "/2: " in page

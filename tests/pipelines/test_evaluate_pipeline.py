@@ -11,6 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
@@ -35,6 +36,8 @@ PROVENANCE = Provenance("1234567", "false", "test", "evaluate", {"manifest": "f"
 def _params() -> dict:
     params = load_params(None)["evaluate"]
     params["scores"]["knn"]["k"] = 2
+    # NegLabel needs a model's text side for every row: the tiny end-to-end run scores it
+    params["scores"].pop("neglabel")
     params["register"].update(method="clip_adapter", model_name=MODEL, device="cpu")
     return params
 
@@ -59,6 +62,17 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
             "logit_scale": LOGIT_SCALE,
             "id_classes": CLASSES,
             "methods": {
+                "zero_shot": {
+                    "seeds": {
+                        str(seed): {
+                            "best_val_accuracy": 0.4,
+                            "adapter": f"data/06_models/adapters/zero_shot/seed_{seed}.safetensors",
+                            "adapter_sha256": tensors_digest({}),
+                            "config": {"device": "cpu"},
+                        }
+                        for seed in (1, 2)
+                    }
+                },
                 "clip_adapter": {
                     "seeds": {
                         str(seed): {
@@ -69,11 +83,20 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
                         }
                         for seed in (1, 2)
                     }
-                }
+                },
             },
         }
     )
     text_features = FeatureTable(CLASSES, tiny.text_features[:, None, :], {"logit_scale": 1.0})
+    rows = predictions.drop_duplicates("sha256")
+    center = torch.tensor(np.stack(rows["embedding"].to_numpy()), dtype=torch.float32)
+    image_features = FeatureTable(list(rows["sha256"]), center[:, None, :])
+    n_negatives = 2000  # 15 % of them fill NegLabel's 100 groups (no OOD validation: fallback)
+    negative_labels = FeatureTable(
+        [f"noun:word{i}" for i in range(n_negatives)],
+        torch.randn(n_negatives, 1, dim, generator=torch.Generator().manual_seed(0)),
+        {"id_classes": CLASSES, "shares": ((np.arange(n_negatives) + 1) / n_negatives).tolist()},
+    )
     catalog = _catalog(
         project,
         {
@@ -88,7 +111,8 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
                 "checkpoint_sha256": sha256_file(tiny.checkpoint),
             },
             "adapter_weights": {
-                f"clip_adapter/seed_{seed}": tiny.method.state_dict() for seed in (1, 2)
+                **{f"clip_adapter/seed_{seed}": tiny.method.state_dict() for seed in (1, 2)},
+                **{f"zero_shot/seed_{seed}": {} for seed in (1, 2)},
             },
             "project_dir": str(project),
             "provenance": PROVENANCE,
@@ -96,7 +120,8 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
             "params:evaluate": _params(),
             # no WiSE-FT entries in this summary: the curves node has nothing to trace
             "splits": pd.DataFrame(),
-            "image_features_center": text_features,
+            "image_features_center": image_features,
+            "negative_labels": negative_labels,
             "openset_kinds": {"unknown": "far"},
             "params:train.wise": {"alphas": [0.0, 1.0]},
         },
