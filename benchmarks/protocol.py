@@ -468,17 +468,8 @@ def aggregate(
             scores, summary, evaluation, comparison, comparisons, order
         ),
         "score_comparisons": score_comparisons,
-        "backbone_score_comparisons": pd.concat(
-            [
-                compare_scores(
-                    scores[scores["backbone"] == seed].drop(columns="backbone"),
-                    evaluation,
-                    comparison,
-                    pairs,
-                ).assign(backbone=seed)
-                for seed in order
-            ],
-            ignore_index=True,
+        "backbone_score_comparisons": per_backbone(
+            scores, order, lambda part: compare_scores(part, evaluation, comparison, pairs)
         ),
         "backbones": [backbone.summary() for backbone in backbones],
         "domain_results": _stack(folds, "evaluation_domain_results"),
@@ -502,13 +493,15 @@ def backbone_comparisons(
     One backbone: ``pooled`` itself (its one cluster is the same resampling)."""
     if len(order) == 1:
         return pooled.assign(backbone=order[0])
+    return per_backbone(
+        scores, order, lambda part: compare_methods(part, summary, evaluation, comparison)
+    )
+
+
+def per_backbone(scores: pd.DataFrame, order: Sequence[int], compare) -> pd.DataFrame:
+    """``compare`` run on each backbone's scored samples alone, with a ``backbone`` column."""
     parts = [
-        compare_methods(
-            scores[scores["backbone"] == seed].drop(columns="backbone"),
-            summary,
-            evaluation,
-            comparison,
-        ).assign(backbone=seed)
+        compare(scores[scores["backbone"] == seed].drop(columns="backbone")).assign(backbone=seed)
         for seed in order
     ]
     return pd.concat(parts, ignore_index=True)
