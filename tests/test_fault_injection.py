@@ -25,6 +25,7 @@ from mlflow.entities import ViewType
 from safetensors import safe_open
 
 from croft_pipeline.pipeline_registry import register_pipelines
+from croft_pipeline.serving.pyfunc import load_in_process
 from tests.kedro_harness import (
     clear_outputs,
     copy_project,
@@ -229,7 +230,7 @@ def _served_prediction(project: Path) -> pd.DataFrame:
     register = _register_params()
     image = next((project / "data/01_raw/emojishift").rglob("*.png"))
     with _store(project):
-        model = mlflow.pyfunc.load_model(
+        model = load_in_process(
             f"models:/{register['model_name']}@{register['candidate_alias']}",
             model_config={"allowed_roots": [str(image.parent)]},
         )

@@ -22,6 +22,7 @@ from croft_pipeline.pipelines.evaluate import create_pipeline
 from croft_pipeline.publishing import publish
 from croft_pipeline.publishing.registry import alias_version
 from croft_pipeline.serving.predict_folder import predict_folder
+from croft_pipeline.serving.pyfunc import load_in_process
 from croft_pipeline.tracking.provenance import Provenance
 from tests.fixtures.served_model import CLASSES, METHOD_CONFIG, MODEL_NAME
 from tests.kedro_harness import load_params, pipeline_catalog
@@ -205,7 +206,7 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert registration["champion_version"] == "1"
 
     folder = str(tiny_model.images[0].parent)  # path input needs an allowed root
-    champion = mlflow.pyfunc.load_model(
+    champion = load_in_process(
         f"models:/{MODEL}@champion", model_config={"allowed_roots": [folder]}
     )
     predicted = champion.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]}))

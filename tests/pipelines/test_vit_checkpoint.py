@@ -138,9 +138,13 @@ def test_vit_b16_safetensors_checkpoint_runs_every_pipeline(tmp_path, vit_checkp
     for table in (center, views):
         assert _side(table.meta["preprocessing"]) == 224
     infos = [json.loads(p.read_text()) for p in (features / "cache").rglob("info.json")]
-    assert len(infos) == 2  # the center and the augmented views' folders
+    image_infos = [info for info in infos if info["recipe"] != "text-v1"]
+    assert len(image_infos) == 2  # the center and the augmented views' folders
+    assert len(infos) == 3  # and the negative labels' prompt features
     for info in infos:
-        assert _side(info["recipe"]) == 224 and info["model"]["checkpoint_sha256"] == digest
+        assert info["model"]["checkpoint_sha256"] == digest
+    for info in image_infos:
+        assert _side(info["recipe"]) == 224
 
     # train fitted every method on those features
     summary = _json(project, "data/06_models/train_summary.json")

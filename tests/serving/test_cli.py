@@ -18,6 +18,7 @@ import pytest
 import croft_pipeline
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.publishing.registry import log_and_register
+from croft_pipeline.serving.pyfunc import load_in_process
 from tests.fixtures.served_model import CLASSES, MODEL_NAME
 
 MODEL = "croft-clip-cli"
@@ -79,7 +80,7 @@ def test_predict_writes_the_csv_in_batches_and_prints_one_summary_line(
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(out)
     assert table["path"].tolist() == [p.name for p in sorted(tiny_model.images)]
-    expected = mlflow.pyfunc.load_model(
+    expected = load_in_process(
         registered["model_uri"], model_config={"allowed_roots": [str(folder.resolve())]}
     ).predict(pd.DataFrame({"path": [str(p.resolve()) for p in sorted(tiny_model.images)]}))
     assert list(table.columns) == ["path", *expected.columns, "error"]

@@ -19,7 +19,7 @@ from croft_pipeline.serving.predict_folder import (
     predict_files,
     predict_folder,
 )
-from croft_pipeline.serving.pyfunc import RefusedInput
+from croft_pipeline.serving.pyfunc import RefusedInput, load_in_process
 from tests.serving.test_cli import MODEL, _cli, _register
 
 BAD = "shape_3x.png"  # sorts 5th among the tiny model's shape_0..shape_5.png
@@ -158,7 +158,7 @@ def test_cli_writes_an_error_row_for_a_bad_file_and_predicts_the_rest(
     assert table.loc[4].drop(["path", ERROR_COLUMN]).isna().all()  # empty predictions
 
     good = [folder / name for name in names if name != BAD]
-    expected = mlflow.pyfunc.load_model(
+    expected = load_in_process(
         registered["model_uri"], model_config={"allowed_roots": [str(folder.resolve())]}
     ).predict(pd.DataFrame({"path": [str(p.resolve()) for p in good]}))
     predicted = table.drop(index=4).reset_index(drop=True)

@@ -1,6 +1,7 @@
 """The served model: bundle round trip, MLflow pyfunc from the registry, the KNN score."""
 
 import json
+import sys
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,7 @@ from croft_pipeline.publishing.registry import alias_version, log_and_register
 from croft_pipeline.serving.bundle import load_predictor
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.predict_folder import list_images
+from croft_pipeline.serving.pyfunc import load_in_process
 from tests.fixtures.served_model import CLASSES
 
 
@@ -72,12 +74,16 @@ def test_registered_pyfunc_predicts_paths_bytes_and_embeddings(tiny_model, artif
 
     folder = str(tiny_model.images[0].parent)
     with pytest.raises(Exception, match="row 0: path input is off for this model"):
-        mlflow.pyfunc.load_model("models:/croft-clip-test@candidate").predict(
+        load_in_process("models:/croft-clip-test@candidate").predict(
             pd.DataFrame({"path": [str(tiny_model.images[0])]})
         )
-    model = mlflow.pyfunc.load_model(
+    path = list(sys.path)
+    model = load_in_process(
         "models:/croft-clip-test@candidate", model_config={"allowed_roots": [folder]}
     )
+    # MLflow prepended the bundle's code/ (its subset of the package); a process spawned later
+    # would import that instead of the installed package.
+    assert sys.path == path
     expected = _expected(tiny_model)
     _check(model.predict(pd.DataFrame({"path": [str(p) for p in tiny_model.images]})), expected)
     _check(

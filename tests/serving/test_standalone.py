@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from croft_pipeline.publishing.registry import log_and_register
+from croft_pipeline.serving.pyfunc import load_in_process
 
 pytestmark = (
     pytest.mark.slow
@@ -100,7 +101,7 @@ def test_registered_model_predicts_in_a_fresh_interpreter_without_the_project(
     shipped = {path.relative_to(code).parts[0] for path in code.rglob("*.py")}
     assert {"serving", "methods", "ood", "clip"} <= shipped  # what the served model imports
     assert not shipped & {"pipelines", "hooks", "publishing", "pretraining", "tools", "settings.py"}
-    in_process = mlflow.pyfunc.load_model(
+    in_process = load_in_process(
         registered["model_uri"], model_config={"allowed_roots": [folder]}
     ).predict(pd.DataFrame({"path": alone["paths"]}))
     predicted = pd.DataFrame(alone["predicted"])

@@ -124,13 +124,17 @@ def mcm(inputs: ScoreInputs, temperature: float = 1.0) -> np.ndarray:
     return torch.softmax(cosine / temperature, dim=1).max(dim=1).values.numpy()
 
 
-KNN_BATCH = 4096  # query rows per distance matrix (memory only: the scores do not depend on it)
+KNN_BATCH = 1024  # query rows per distance matrix (memory only: the scores do not depend on it)
+KNN_CANDIDATES = 16  # neighbours beyond k whose distances are recomputed exactly
 
 
 def knn(inputs: ScoreInputs, k: int = 1) -> np.ndarray:
     """Negative L2 distance to the k-th nearest ID bank feature (both sides L2-normalized).
 
     The official script negates the squared distance: same ranking, same threshold-free metrics.
+    The neighbours are found by the matrix-product distance, whose last bits depend on how many
+    queries share the product; their distances are then recomputed pair by pair, so a row's
+    score does not depend on the rows beside it (the served model scores a few at a time).
     """
     if inputs.embeddings is None or inputs.bank is None:
         raise ValueError("the knn score needs embeddings and an ID feature bank")
@@ -141,12 +145,13 @@ def knn(inputs: ScoreInputs, k: int = 1) -> np.ndarray:
     if queries.shape[0] != np.asarray(inputs.logits).shape[0]:
         raise ValueError("embeddings and logits have a different number of rows")
     check_knn_k(k, bank.shape[0])
-    kth = [
-        torch.cdist(queries[start : start + KNN_BATCH], bank)
-        .topk(k, dim=1, largest=False)
-        .values[:, -1]
-        for start in range(0, queries.shape[0], KNN_BATCH)
-    ]
+    candidates = min(k + KNN_CANDIDATES, bank.shape[0])
+    kth = []
+    for start in range(0, queries.shape[0], KNN_BATCH):
+        batch = queries[start : start + KNN_BATCH]
+        nearest = torch.cdist(batch, bank).topk(candidates, dim=1, largest=False).indices
+        exact = (bank[nearest] - batch[:, None]).square().sum(dim=2).sqrt()
+        kth.append(exact.sort(dim=1).values[:, k - 1])
     return (-torch.cat(kth)).numpy() if kth else np.zeros(0)
 
 

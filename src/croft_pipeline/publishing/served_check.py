@@ -1,7 +1,7 @@
 """Before a version exists: the logged model, loaded back from the tracking store, must predict
 what evaluation scored on a sample of the evaluated rows (exactly, on the CPU).
 
-It is loaded in this process (``mlflow.pyfunc.load_model``: the logged config, weights, text
+It is loaded in this process (``serving.pyfunc.load_in_process``: the logged config, weights, text
 features, KNN bank and threshold; the code already imported), so it checks what was logged, not
 whether the bundled ``code/`` stands alone (``tests/serving/test_standalone.py`` does).
 ``is_unknown`` is expected at the calibration's threshold, so it checks the bundled threshold."""
@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.ood import apply_threshold
 from croft_pipeline.ood.evaluation import score_column
+from croft_pipeline.serving.pyfunc import load_in_process
 
 SAMPLE_ROWS = 64  # evaluated rows predicted by the logged model before it is registered
 
@@ -55,9 +55,9 @@ def served_sample(
 
 
 def check_served(model_uri: str, model_input: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Load ``model_uri`` with ``mlflow.pyfunc.load_model`` and compare its predictions with
+    """Load ``model_uri`` in this process and compare its predictions with
     ``expected``, column by column and bit for bit; a difference is a :class:`ServedModelMismatch`."""
-    predicted = mlflow.pyfunc.load_model(model_uri).predict(model_input)
+    predicted = load_in_process(model_uri).predict(model_input)
     differing = {
         column: int(np.sum(predicted[column].to_numpy() != expected[column].to_numpy()))
         for column in expected.columns

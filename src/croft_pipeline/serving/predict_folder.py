@@ -146,7 +146,7 @@ def predict_folder(
 
     ``strict``: the first refused file raises :class:`BadImageError` and nothing is written.
     """
-    import mlflow.pyfunc
+    from croft_pipeline.serving.pyfunc import load_in_process
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
@@ -155,7 +155,7 @@ def predict_folder(
         raise FileNotFoundError(f"no image files ({sorted(IMAGE_SUFFIXES)}) under {images}")
     root = Path(images).resolve()
     # The operator named this folder: its files, and only they, may be read by path.
-    model = mlflow.pyfunc.load_model(model_uri, model_config={"allowed_roots": [str(root)]})
+    model = load_in_process(model_uri, model_config={"allowed_roots": [str(root)]})
     start = time.perf_counter()
     rows = predict_files(model.predict, files, batch_size, strict, progress)
     seconds = time.perf_counter() - start

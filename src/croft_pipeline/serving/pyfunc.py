@@ -9,6 +9,7 @@ overridable by whoever loads or serves it (``load_model(..., model_config=...)``
 """
 
 import json
+import sys
 from collections.abc import Mapping
 
 import mlflow.pyfunc
@@ -21,6 +22,20 @@ from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from croft_pipeline.serving.bundle import bundle_tensors, load_predictor, read_config
 from croft_pipeline.serving.inputs import InputPolicy, InvalidInputError
 from croft_pipeline.serving.predictor import KNN_COLUMN
+
+
+def load_in_process(model_uri: str, **kwargs) -> mlflow.pyfunc.PyFuncModel:
+    """``mlflow.pyfunc.load_model``, leaving ``sys.path`` as it was.
+
+    MLflow prepends the model's ``code/`` folder to ``sys.path`` for good. In this process the
+    package is already imported, but a process spawned later would import the bundle's subset of
+    ``croft_pipeline`` instead of the installed one (and miss the modules serving needs none of).
+    """
+    path = list(sys.path)
+    try:
+        return mlflow.pyfunc.load_model(model_uri, **kwargs)
+    finally:
+        sys.path[:] = path
 
 
 class RefusedInput(MlflowException):
