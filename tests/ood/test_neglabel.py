@@ -84,6 +84,16 @@ def test_grouped_score_is_stable_at_the_papers_temperature():
         grouped_id_mass(ids, negatives, 5, 0.01)
 
 
+def test_grouped_score_is_stable_when_id_logits_are_not_cosines():
+    """A linear probe's logits over the logit scale can lie far outside [-1, 1]: ID terms 20
+    above the negatives (e^2000 at T = 0.01) still give the direct computation's score."""
+    ids = np.array([[20.0, 19.5], [0.1, 0.2], [-30.0, -29.0]])
+    negatives = np.array([[0.3, 0.2, 0.1, 0.0]] * 3)
+    ours = grouped_id_mass(ids, negatives, 2, 0.01, seed=1)
+    assert np.isfinite(ours).all()
+    assert ours == pytest.approx(_direct_grouped(ids, negatives, 2, 0.01, 1), rel=1e-6, abs=1e-300)
+
+
 def test_neglabel_registry_score_keeps_the_share_and_divides_by_the_logit_scale():
     logits = np.array([[8.0, 1.0], [2.0, 2.0]])
     negatives = np.array([[1.0, 9.0, 0.5], [6.0, 7.0, 0.0]])

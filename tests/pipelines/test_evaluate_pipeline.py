@@ -37,8 +37,6 @@ PROVENANCE = Provenance("1234567", "false", "test", "evaluate", {"manifest": "f"
 def _params() -> dict:
     params = load_params(None)["evaluate"]
     params["scores"]["knn"]["k"] = 2
-    # NegLabel needs a model's text side for every row: the tiny end-to-end run scores it
-    params["scores"].pop("neglabel")
     params["register"].update(method="clip_adapter", model_name=MODEL, device="cpu")
     return params
 

@@ -74,9 +74,13 @@ def grouped_from_exps(
     if size == 0:
         raise ValueError(f"neglabel: {dealt.shape[1]} negative labels cannot fill {groups} groups")
     ids = np.asarray(id_cosines, dtype=np.float64) / temperature
-    id_mass = np.exp(ids - top[:, None]).sum(axis=1)[:, None]
+    # A head's logits over its scale need not be cosines (a linear probe's are not): the ID
+    # terms may lie far above the negatives' ``top``, so both sides are shifted to the larger.
+    shift = np.maximum(top, ids.max(axis=1, initial=-np.inf))
+    id_mass = np.exp(ids - shift[:, None]).sum(axis=1)[:, None]
     negative_mass = (
         dealt[:, : size * groups].reshape(len(ids), groups, size).sum(axis=2, dtype=np.float64)
+        * np.exp(top - shift)[:, None]
     )
     return (id_mass / (id_mass + negative_mass)).mean(axis=1)
 
@@ -93,8 +97,7 @@ def grouped_id_mass(
 
     The negatives are permuted (``seed``) and split into ``groups`` equal groups; the remainder
     ``M mod groups`` is dropped, as in the official code. ``groups = 1`` is the ungrouped score.
-    Every term is divided by ``exp`` of the row's largest negative ``cos / T`` (cosines lie in
-    [−1, 1], so at T = 0.01 no term under- or overflows float64).
+    Every term is divided by ``exp`` of the row's largest ``cos / T``, so none overflows.
     """
     exps, top = negative_exps(negative_cosines, temperature)
     dealt = exps[:, permutation(exps.shape[1], seed)]
