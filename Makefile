@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint install clean-data fashion-mnist
+.PHONY: run test lint install clean-data fashion-mnist team-up team-down
 
 # `make run` installs the project alone (the fastest first run); `make test` adds the extras
 # (ray: its tests run here and in CI). An editable install, so either stamp serves the code.
@@ -18,7 +18,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,team]"
 	touch $(TEST_STAMP)
 
 # NegLabel's vocabulary (embed.negative_labels.wordnet_dir): Debian's wordnet-base, installed
@@ -62,6 +62,24 @@ fashion-mnist: $(RUN_STAMP)
 	fi
 	$(BIN)/python -m croft_pipeline.data.fashion_mnist --out data/01_raw/fashion_mnist \
 	    --source $(FASHION_MNIST_SOURCE) --per-class $(FASHION_MNIST_PER_CLASS)
+
+# The team's MLflow server on this machine (README "Working as a team"): PostgreSQL (Debian's
+# package, installed where it is missing) and `mlflow server` with basic-auth on 127.0.0.1; the
+# data stays under $(TEAM_STATE) after team-down, which stops exactly what team-up started.
+TEAM_STATE ?= .team
+TEAM_STAMP := $(VENV)/.installed-team
+
+$(TEAM_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[team]"
+	touch $(TEAM_STAMP)
+
+team-up: $(TEAM_STAMP)
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null)
+	$(BIN)/python -m croft_pipeline.tools.team up --state $(TEAM_STATE)
+
+team-down: $(TEAM_STAMP)
+	$(BIN)/python -m croft_pipeline.tools.team down --state $(TEAM_STATE)
 
 clean-data:
 	find data -type f ! -name .gitkeep -delete

@@ -25,6 +25,7 @@ from mlflow.entities import ViewType
 from safetensors import safe_open
 
 from croft_pipeline.pipeline_registry import register_pipelines
+from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.serving.pyfunc import load_in_process
 from tests.kedro_harness import (
     clear_outputs,
@@ -198,7 +199,8 @@ def _registration(project: Path) -> dict[str, Any]:
 
 
 def _register_params() -> dict[str, Any]:
-    return load_params("test")["evaluate"]["register"]
+    params = load_params("test")
+    return with_model_name(params["evaluate"]["register"], params["ingest"])
 
 
 @contextmanager

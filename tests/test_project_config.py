@@ -1,6 +1,7 @@
 """The committed configuration keeps the project offline, quiet and tracked in one place, and an
 environment that does not exist is refused before anything reads the configuration."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ from croft_pipeline.config.loader import (
     parameters,
 )
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
+from croft_pipeline.publishing.params import registered_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_ENVS = ["base", "fashion_mnist", "local", "pacs", "setup1", "test", "vlcs"]
+SHIPPED_ENVS = ["base", "fashion_mnist", "local", "pacs", "setup1", "team", "test", "vlcs"]
 
 
 def test_telemetry_is_off_in_what_we_ship():
@@ -189,3 +191,44 @@ def test_parameter_files_are_each_file_of_the_run_as_written_and_the_runtime_par
     assert list(files)[:-1] == expected and list(files)[-1] == "--params"
     assert files["conf/test/parameters.yml"] == {"seeds": [1, 2]}
     assert files["--params"] == {"seeds": [7]}
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        (None, "croft-clip"),
+        ("test", "croft-clip"),
+        ("pacs", "croft-clip-pacs"),
+        ("vlcs", "croft-clip-vlcs"),
+        ("fashion_mnist", "croft-clip-fashion-mnist"),
+    ],
+)
+def test_each_dataset_registers_its_own_model(env, name):
+    params = parameters(ROOT, env)
+    assert registered_model_name(params["evaluate"]["register"], params["ingest"]) == name
+
+
+def test_a_registered_model_name_that_is_set_wins_and_odd_folders_get_a_clean_one():
+    folder = {"source": "folder", "roots": {"main": "/data/My Photos (2024)/"}}
+    assert registered_model_name({"model_name": None}, folder) == "croft-clip-my-photos-2024"
+    assert registered_model_name({"model_name": "mine"}, folder) == "mine"
+    assert registered_model_name({}, {"source": "folder", "roots": {"main": "/"}}) == (
+        "croft-clip-folder"
+    )
+
+
+def test_credentials_come_from_conf_local_whatever_the_env(tmp_path):
+    """conf/local's credentials (never committed) reach `--env=team` too, an env's own entry
+    wins, and reading them leaves the ``globals`` resolver of the run's loader in place."""
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf, ignore=shutil.ignore_patterns("credentials*"))
+    (conf / "local" / "credentials.yml").write_text(
+        "mlflow_team: {MLFLOW_TRACKING_USERNAME: alice}\nother: {key: local}\n"
+    )
+    (conf / "test" / "credentials.yml").write_text("other: {key: test}\n")
+    for env, other in (("team", "local"), ("test", "test"), (None, "local")):
+        loader = config_loader(tmp_path, env)
+        credentials = loader["credentials"]
+        assert credentials["mlflow_team"] == {"MLFLOW_TRACKING_USERNAME": "alice"}, env
+        assert credentials["other"] == {"key": other}, env
+        assert loader["catalog"] == config_loader(ROOT, env)["catalog"], env

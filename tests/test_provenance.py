@@ -101,7 +101,9 @@ def test_every_run_of_the_tiny_run_says_what_made_it(tiny_project, store):
     registration = json.loads(
         (tiny_project / "data/08_reporting/model_registration.json").read_text()
     )
-    parent = store.get_run(registration["run_id"])  # the __default__ pipeline's run
+    registered = store.get_run(registration["run_id"])  # the model's run, in the pipeline's
+    parent = store.get_run(registered.data.tags["mlflow.parentRunId"])  # the __default__ run
+    assert registered.info.run_name == "register" and registered.info.status == "FINISHED"
     expected = _expected_tags(tiny_project)
     assert _croft_tags(parent.data.tags) == expected
     note = parent.data.tags["mlflow.note.content"]
@@ -144,6 +146,7 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
     registration = json.loads(
         (tiny_project / "data/08_reporting/model_registration.json").read_text()
     )
+    pipeline_run = store.get_run(registration["run_id"]).data.tags["mlflow.parentRunId"]
     for method, entry in summary["methods"].items():
         for seed, recorded in entry["seeds"].items():
             run = store.get_run(runs[method][seed])
@@ -168,4 +171,4 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
                 value = mine[(mine["shift"] == shift) & (mine["metric"] == metric)]["value"]
                 assert run.data.metrics[f"{shift}/{metric}"] == pytest.approx(value.iloc[0])
             assert not any(re.match(r"openset/msp_", key) for key in run.data.metrics)
-            assert run.data.tags["croft.evaluated_in"] == registration["run_id"]
+            assert run.data.tags["croft.evaluated_in"] == pipeline_run

@@ -11,12 +11,19 @@ from croft_pipeline.config.loader import (
 )
 from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
 from croft_pipeline.hooks.run_lock import RunLockHook
+from croft_pipeline.hooks.tracking_server import TrackingServerHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
-HOOKS = (NodeTimingHook(), ParameterCheckHook(), RunLockHook(), ProvenanceHook())
+HOOKS = (
+    NodeTimingHook(),
+    ParameterCheckHook(),
+    TrackingServerHook(),
+    RunLockHook(),
+    ProvenanceHook(),
+)
 # kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write
 # dataset statistics and run events under .viz/ on every `kedro run`.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -21,6 +21,7 @@ ENV = "photos"
 ID_CLASSES = ["ball", "box", "stick", "tent"]  # sorted: inferred as the classes in every domain
 OPENSET_CLASS = "nut"
 CHECKPOINT = "data/06_models/clip/clip_pretrained.safetensors"
+PHOTOS = "photos"  # the folder's name, and so its registered model's: croft-clip-photos
 
 
 def add_folder_env(project: Path, photos: Path) -> None:
@@ -79,7 +80,7 @@ def test_folder_env_runs_end_to_end_with_the_embedded_clip(tmp_path):
 @pytest.mark.slow
 def test_folder_env_reuses_the_checkpoint_a_default_run_trained(tiny_project, tmp_path):
     project = shutil.copytree(tiny_project, tmp_path / "project")
-    add_folder_env(project, tmp_path / "photos")
+    add_folder_env(project, tmp_path / PHOTOS)
     written = (project / CHECKPOINT).stat().st_mtime_ns
     run_pipeline(project, "ingest", env=ENV)
     run_pipeline(project, "pretrain", env=ENV)
@@ -87,3 +88,36 @@ def test_folder_env_reuses_the_checkpoint_a_default_run_trained(tiny_project, tm
     assert report["reused"] and not report["trained"]
     assert report["stamp"] == reporting(tiny_project, "clip_pretrain.json")["stamp"]
     assert (project / CHECKPOINT).stat().st_mtime_ns == written
+
+    # the rest of the run registers the folder's model under its own name: one registry per
+    # dataset, so the EmojiShift model of the default run keeps its versions and aliases
+    before = _registry(project)
+    for pipeline in ("embed", "train", "evaluate"):
+        run_pipeline(project, pipeline, env=ENV)
+    after = _registry(project)
+    registration = reporting(project, "model_registration.json")
+    assert registration["model_name"] == f"croft-clip-{PHOTOS}"
+    assert before["croft-clip"] == after["croft-clip"]
+    assert f"croft-clip-{PHOTOS}" not in before
+    assert after[f"croft-clip-{PHOTOS}"] == {
+        "versions": ["1"],
+        "aliases": {
+            "candidate": "1",
+            **({"champion": "1"} if registration["gates_passed"] else {}),
+        },
+    }
+
+
+def _registry(project: Path) -> dict[str, dict]:
+    """Every registered model of the project's store: its versions and aliases."""
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    return {
+        model.name: {
+            "versions": sorted(
+                v.version for v in client.search_model_versions(f"name='{model.name}'")
+            ),
+            "aliases": dict(model.aliases),
+        }
+        for model in client.search_registered_models()
+    }

@@ -16,10 +16,11 @@ import mlflow
 import pytest
 
 from croft_pipeline.hooks.run_lock import LOCK_FILE, RunLock, RunLockHeld
+from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.tracking import PARENT, ownership
 from tests.kedro_harness import REPO_ROOT, run_pipeline
 
-MODEL = "croft-clip"  # evaluate.register.model_name
+MODEL = "croft-clip"  # the test env's registered model (EmojiShift: registered_model_name)
 REGISTRATION = "data/08_reporting/model_registration.json"
 GATES_PASS = {"evaluate": {"gates": {"comparisons": []}}}  # champion moves with every version
 # A run that dies by SIGKILL inside a child MLflow run of the evaluate pipeline.
@@ -309,7 +310,10 @@ def test_a_registration_killed_at_any_point_is_settled_by_the_next_start(project
 
     client = _client(project)
     ownership.end_stale_runs(project / LOCK_FILE, client)  # as the next start does, first
-    settle_project(load_params("test")["evaluate"]["register"], project, client)
+    params = load_params("test")
+    settle_project(
+        with_model_name(params["evaluate"]["register"], params["ingest"]), project, client
+    )
 
     if committed:
         assert _registry(project) == {

@@ -82,9 +82,15 @@ def test_settling_deletes_an_uncommitted_version_and_puts_its_aliases_back(
     }
 
 
-def test_a_version_whose_run_still_runs_is_left_alone(artifacts, mlflow_store, monkeypatch):
-    monkeypatch.setattr(MlflowClient, "set_model_version_tag", lambda *args: None)
-    with mlflow.start_run():  # a live registration, e.g. another process's
-        live = log_and_register(artifacts, MODEL, ["candidate"])
-        assert settle_interrupted(MODEL, lambda found: False) == {"completed": [], "deleted": []}
-    assert _tags(live["version"])[REGISTRATION] == INCOMPLETE
+def test_a_version_whose_run_still_runs_is_left_alone(artifacts, mlflow_store):
+    with mlflow.start_run():  # a pipeline's run; the unit's own run is nested in it
+        with registration(artifacts, MODEL, ["candidate"]) as live:  # e.g. another process's
+            assert settle_interrupted(MODEL, lambda found: False) == {
+                "completed": [],
+                "deleted": [],
+            }
+            assert _tags(live["version"])[REGISTRATION] == INCOMPLETE
+            run = MlflowClient().get_run(live["run_id"])
+            assert run.info.status == "RUNNING" and run.info.run_name == "register"
+        assert run.data.tags["mlflow.parentRunId"] == mlflow.active_run().info.run_id
+    assert _tags(live["version"])[REGISTRATION] == COMPLETE

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
-from kedro.config import OmegaConfigLoader
+from kedro.config import MissingConfigException, OmegaConfigLoader
 
 CONFIG_SUFFIXES = (".yml", ".yaml", ".json")  # the files OmegaConfigLoader reads
 
@@ -30,6 +31,15 @@ def store_root() -> str:
     return f"{root.rstrip('/')}/" if root else ""
 
 
+TEAM_SERVER = "http://127.0.0.1:5055"  # croft_pipeline.tools.team's default address
+
+
+def team_server() -> str:
+    """The team's MLflow server (``${team_server:}`` in conf/team/mlflow.yml):
+    ``$CROFT_TEAM_SERVER``, else :data:`TEAM_SERVER` (a server on this machine)."""
+    return os.environ.get("CROFT_TEAM_SERVER") or TEAM_SERVER
+
+
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
@@ -38,7 +48,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft", "catalog": "soft"},
     # kedro-mlflow adds this pattern inside a session; stated here, code outside one reads it too
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
-    "custom_resolvers": {"store_root": store_root},
+    "custom_resolvers": {"store_root": store_root, "team_server": team_server},
 }
 
 
@@ -65,13 +75,43 @@ def missing_environment(conf_source: str | Path, env: str) -> str | None:
 class ProjectConfigLoader(OmegaConfigLoader):
     """Kedro's ``OmegaConfigLoader`` that first refuses a run environment (``--env``,
     ``KEDRO_ENV``, else ``default_run_env``) or base environment without a folder: a
-    :class:`ConfigError` before any hook or plugin reads the configuration."""
+    :class:`ConfigError` before any hook or plugin reads the configuration.
+
+    Credentials come from ``conf/local`` (never committed) whatever the environment; an entry of
+    the base or run environment's own credentials files overrides them."""
 
     def __init__(self, conf_source: str | Path, env: str | None = None, *args, **kwargs):
         for name in dict.fromkeys((kwargs.get("base_env"), env or kwargs.get("default_run_env"))):
             if name and (problem := missing_environment(conf_source, name)):
                 raise ConfigError(problem)
         super().__init__(conf_source, env, *args, **kwargs)
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        local = CONFIG_LOADER_ARGS["default_run_env"]
+        folder = Path(str(self.conf_source)) / local
+        if (
+            key != "credentials"
+            or (self.env or self.default_run_env) == local
+            or not folder.is_dir()
+        ):
+            return super().__getitem__(key)
+        local_only = OmegaConfigLoader(
+            self.conf_source,
+            env=local,
+            base_env=local,
+            default_run_env=local,
+            config_patterns={"credentials": self.config_patterns["credentials"]},
+        )
+        self._register_globals_resolver()  # creating local_only took the `globals` resolver
+        found = []
+        for loader in (local_only, super()):
+            with suppress(MissingConfigException):
+                found.append(loader.__getitem__(key))
+        if not found:
+            raise MissingConfigException(
+                f"no credentials files in conf/{local} or the environments"
+            )
+        return {name: entry for config in found for name, entry in config.items()}
 
 
 def parameter_files(loader: OmegaConfigLoader) -> dict[str, Any]:

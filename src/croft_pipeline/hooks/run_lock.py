@@ -111,6 +111,7 @@ class RunLockHook:
     def before_pipeline_run(self, run_params: dict[str, Any], catalog):
         from croft_pipeline import tracking  # MLflow only when a pipeline runs
         from croft_pipeline.publishing.interrupted import settle_project
+        from croft_pipeline.publishing.params import with_model_name
         from croft_pipeline.tracking import ownership
 
         if self._lock is not None:  # a run of this process that never reached its end hooks
@@ -124,7 +125,10 @@ class RunLockHook:
             holder = held_message(lock.path, lock.path.read_text())  # what DVC prints if stopped
             self._dvc_locks = dvc_lock.hold(project, lock.path.parent, holder)
             ownership.end_stale_runs(lock.path)
-            settle_project(catalog.load("params:evaluate")["register"], run_params["project_path"])
+            register = with_model_name(
+                catalog.load("params:evaluate")["register"], catalog.load("params:ingest")
+            )
+            settle_project(register, run_params["project_path"])
             result = yield  # kedro-mlflow opens the pipeline's run here
             tracking.tag_active_run(ownership.owner_tags(lock.path))
         except BaseException:

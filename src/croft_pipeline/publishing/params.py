@@ -3,6 +3,9 @@ served, and the quality gates that move the ``champion`` alias (:mod:`.gates`). 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -13,7 +16,8 @@ from croft_pipeline.methods.params import Params
 
 class RegisterParams(Params):
     enabled: Annotated[bool, BOOLEAN] = True
-    model_name: Annotated[str, TEXT]  # the MLflow registered model
+    # the MLflow registered model; null: named after the dataset (registered_model_name)
+    model_name: Annotated[str | None, optional(TEXT)] = None
     method: Annotated[str, TEXT]  # served and registered: one of the evaluated methods
     seed: Annotated[int | None, optional(at_least(0))] = None  # null: best ID validation accuracy
     candidate_alias: Annotated[str, TEXT] = "candidate"  # every run's registered version
@@ -40,3 +44,25 @@ class Gate(Params):
 class GatesParams(Params):
     require_finite: Annotated[bool, BOOLEAN] = True  # every summary metric of the method finite
     comparisons: list[Gate] = []
+
+
+DEFAULT_MODEL_NAME = "croft-clip"  # EmojiShift's registered model (the embedded default data)
+
+
+def registered_model_name(register: Mapping[str, Any], ingest: Mapping[str, Any]) -> str:
+    """The registered model of a run: ``register.model_name`` when set; else one per dataset, so
+    that two environments of one project never move each other's aliases: ``croft-clip`` for
+    EmojiShift, ``croft-clip-<folder>`` for a folder dataset (``ingest.roots.main``'s last part,
+    lower case, other characters as ``-``: ``data/01_raw/PACS`` is ``croft-clip-pacs``)."""
+    if register.get("model_name"):
+        return register["model_name"]
+    if ingest.get("source", "emojishift") == "emojishift":
+        return DEFAULT_MODEL_NAME
+    folder = PurePath(str(ingest["roots"]["main"])).name
+    slug = re.sub(r"[^a-z0-9]+", "-", folder.lower()).strip("-") or "folder"
+    return f"{DEFAULT_MODEL_NAME}-{slug}"
+
+
+def with_model_name(register: Mapping[str, Any], ingest: Mapping[str, Any]) -> dict[str, Any]:
+    """``register`` with its ``model_name`` resolved (:func:`registered_model_name`)."""
+    return {**register, "model_name": registered_model_name(register, ingest)}

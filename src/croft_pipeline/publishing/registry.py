@@ -111,9 +111,12 @@ def registration(
     """
     policy = InputPolicy.from_model_config(model_config)  # refused before anything is logged
     before = {alias: alias_version(model_name, alias) for alias in aliases}
-    started = mlflow.active_run() is None
-    if started:  # open until the unit ends: settle_interrupted leaves a RUNNING run's versions
-        mlflow.start_run(run_name="register")
+    # A run of its own, nested under the active one (the pipeline's): MLflow copies every metric
+    # of the run a model is logged in onto the model, one request per metric, which on a tracking
+    # server took minutes. Open until the unit ends: settle_interrupted leaves a RUNNING run's
+    # versions (a killed process's run ends KILLED with its parent: tracking.ownership).
+    mlflow.start_run(run_name="register", nested=mlflow.active_run() is not None)
+    status = "FAILED"
     try:
         with tempfile.TemporaryDirectory() as staging:
             info = _log_model(artifacts, tags, policy, served_code(Path(staging)))
@@ -143,9 +146,9 @@ def registration(
             client.delete_model_version(model_name, number)
             raise
         _mark_complete(client, model_name, number)
+        status = "FINISHED"
     finally:
-        if started:
-            mlflow.end_run()
+        mlflow.end_run(status)
 
 
 def _mark_complete(client: MlflowClient, model_name: str, number: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import croft_pipeline  # noqa: F401  (offline defaults before MLflow loads)
 from croft_pipeline.serving.predict_folder import DEFAULT_BATCH_SIZE
+from croft_pipeline.tracking.server import denied, is_remote
 
 DEFAULT_MODEL = "models:/croft-clip@champion"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # conf/base/mlflow.yml, from the project root
@@ -64,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(COMMANDS[args.command](args))
     except (OSError, ValueError, KeyError, MlflowException) as error:
-        print(f"croft-pipeline {args.command}: {error}{_hint(args.model, error)}", file=sys.stderr)
+        refused = denied(args.tracking_uri, error, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+        message = refused if is_remote(args.tracking_uri) and refused else error
+        print(
+            f"croft-pipeline {args.command}: {message}{_hint(args.model, error)}", file=sys.stderr
+        )
         return 1
     return 0
 

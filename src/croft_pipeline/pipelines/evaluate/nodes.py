@@ -27,6 +27,7 @@ from croft_pipeline.ood.evaluation import (
 )
 from croft_pipeline.ood.neglabel import kept_columns
 from croft_pipeline.ood.scores import Negatives
+from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
 from croft_pipeline.reporting.report import build_plots, build_report
@@ -246,6 +247,7 @@ def register_model(
     provenance: Provenance,
     clip: dict,
     params: dict,
+    ingest: dict,
 ) -> dict[str, Any]:
     """Log the served model as a pyfunc, register it as `candidate`; `champion` if gates pass.
 
@@ -253,10 +255,12 @@ def register_model(
     registers a version. It writes ``register.registration_file`` itself, last: if that or the
     registration artifact fails, the aliases move back and the version is deleted. The served
     CLIP encodes at ``clip.precision``, as embed did; when ``evaluate.scores`` has ``knn``, the
-    model serves it with the bank evaluation used (from ``predictions``).
+    model serves it with the bank evaluation used (from ``predictions``). The registered model is
+    named after the dataset (``ingest``) unless ``register.model_name`` names it.
     """
     del logged  # an input only so that Kedro runs this node last
-    register, evaluation = params["register"], EvaluationConfig.from_params(params)
+    register = with_model_name(params["register"], ingest)
+    evaluation = EvaluationConfig.from_params(params)
     path = Path(project_dir) / register["registration_file"]
     if not register.get("enabled", True):
         document = {"registered": False, "reason": "evaluate.register.enabled is false"}

@@ -113,6 +113,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "provenance",
                     "params:clip",
                     "params:evaluate",
+                    "params:ingest",
                 ],
                 "model_registration",
                 name="register_model",
