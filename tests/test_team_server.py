@@ -293,7 +293,8 @@ def test_served_and_described_from_the_team_registry(server, team_runs, tmp_path
         f"croft-pipeline info: MLflow tracking server {server['uri']} did not authenticate "
         "this client (HTTP 401)"
     )
-    assert described["class_names"] == _registration_classes(team_runs["default"])
+    assert described["bundle"]["class_names"] == _registration_classes(team_runs["default"])
+    assert described["run"]["metrics"]  # the pipeline run's, the register run's parent
 
     port, log = _free_port(), tmp_path / "serve.log"
     command = [
@@ -314,7 +315,7 @@ def test_served_and_described_from_the_team_registry(server, team_runs, tmp_path
         body = {"dataframe_records": [{"image": base64.b64encode(image.read_bytes()).decode()}]}
         status, answer = _post(f"http://127.0.0.1:{port}/invocations", body)
         assert status == 200, answer
-        assert answer["predictions"][0]["class_name"] in described["class_names"]
+        assert answer["predictions"][0]["class_name"] in described["bundle"]["class_names"]
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -117,6 +117,7 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
             "provenance": PROVENANCE,
             "params:clip": {"precision": "fp32"},
             "params:evaluate": _params(),
+            "params:ingest": load_params("test")["ingest"],
             # no WiSE-FT entries in this summary: the curves node has nothing to trace
             "splits": pd.DataFrame(),
             "image_features_center": image_features,
@@ -194,7 +195,8 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     )
     assert Path(report_artifact).read_text() == report
     nested = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run['run_id']}'")
-    assert len(nested) == 4  # 2 methods x 2 seeds
+    names = sorted(nested["tags.mlflow.runName"])
+    assert len(names) == 5 and names.count("register") == 1  # 2 methods x 2 seeds, the model's
 
     # A run whose adapter loses to zero-shot: a new candidate, the champion stays.
     second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3}, monkeypatch)

@@ -115,9 +115,9 @@ def _registry(project: Path) -> dict[str, dict]:
     return {
         model.name: {
             "versions": sorted(
-                v.version for v in client.search_model_versions(f"name='{model.name}'")
+                str(v.version) for v in client.search_model_versions(f"name='{model.name}'")
             ),
-            "aliases": dict(model.aliases),
+            "aliases": {alias: str(number) for alias, number in model.aliases.items()},
         }
         for model in client.search_registered_models()
     }

@@ -66,7 +66,8 @@ def model_info(model_uri: str) -> dict[str, Any]:
 
 
 def registry_facts(model_uri: str, bundle_method: str) -> dict[str, Any]:
-    """The model version behind ``model_uri`` and the metrics of the run that logged it."""
+    """The model version behind ``model_uri`` and the metrics of the run that logged it (of its
+    parent, the pipeline's run, when a pipeline registered it from a nested ``register`` run)."""
     client = MlflowClient()
     name, version = get_model_name_and_version(client, model_uri)
     found = client.get_model_version(name, version)
@@ -84,6 +85,8 @@ def registry_facts(model_uri: str, bundle_method: str) -> dict[str, Any]:
     }
     if found.run_id:
         run = client.get_run(found.run_id)
+        if parent := run.data.tags.get("mlflow.parentRunId"):  # a pipeline's `register` run
+            run = client.get_run(parent)
         prefix = f"{method}/"
         facts["run"] = {
             "name": run.info.run_name,

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -232,12 +233,11 @@ def start_mlflow(state: State, port: int, pg_port: int, passwords: dict[str, str
 def create_users(uri: str, passwords: dict[str, str]) -> None:
     """The writer and the reader, the writers' role (EDIT on every experiment and registered
     model) and the experiment, each once."""
-    import mlflow.server
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     with credentials(ADMIN, passwords[ADMIN]):
-        admin = mlflow.server.get_app_client("basic-auth", tracking_uri=uri)
+        admin = auth_client(uri)
         for user in (WRITER, READER):
             with contextlib.suppress(MlflowException):  # made by an earlier up
                 admin.create_user(user, passwords[user])
@@ -245,6 +245,16 @@ def create_users(uri: str, passwords: dict[str, str]) -> None:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         if client.get_experiment_by_name(EXPERIMENT) is None:
             client.create_experiment(EXPERIMENT)
+
+
+def auth_client(uri: str) -> Any:
+    """MLflow's basic-auth admin client of the server at ``uri`` (quiet: its import warns about
+    Starlette's deprecated WSGI middleware, which is MLflow's own business)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import mlflow.server
+
+        return mlflow.server.get_app_client("basic-auth", tracking_uri=uri)
 
 
 def add_to_writers(admin: Any, user: str) -> None:
@@ -366,14 +376,12 @@ def down(state: State) -> dict[str, Any] | None:
 def add_user(state: State, name: str, reader: bool) -> str:
     """A new user with a fresh password (returned; also kept in secrets.json), a writer unless
     ``reader``."""
-    import mlflow.server
-
     started = json.loads(state.server.read_text())
     passwords = load_secrets(state)
     password = passwords.setdefault(name, secrets.token_urlsafe(18))
     atomic_write_bytes(state.secrets, json.dumps(passwords, indent=1).encode())
     with credentials(ADMIN, passwords[ADMIN]):
-        admin = mlflow.server.get_app_client("basic-auth", tracking_uri=started["uri"])
+        admin = auth_client(started["uri"])
         admin.create_user(name, password)
         if not reader:
             add_to_writers(admin, name)
