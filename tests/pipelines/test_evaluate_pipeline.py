@@ -4,6 +4,7 @@ and, once every pipeline exists, on the shared tiny end-to-end run."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     tiny_model,
     mlflow_store,
     monkeypatch,
+    caplog,
 ):
+    caplog.set_level(logging.INFO, logger="croft_pipeline")
     project = tmp_path / "project"
     catalog = _run(project, tiny_model, {"zero_shot": 0.4, "clip_adapter": 0.9}, monkeypatch)
     reporting = project / "data/08_reporting"
@@ -178,6 +181,11 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
         assert float(version.tags[f"croft.metric.{gated}"]) == pytest.approx(mean, rel=1e-5)
     assert version.description.startswith("clip_adapter seed 1 (candidate, champion): ")
     assert "\n" not in version.description and "git commit 1234567" in version.description
+    assert "gates passed: champion moves to this run's version" in version.description
+    # the report opens with the same gate box, before the verdict
+    assert report.index('id="provenance"') < report.index('id="gates-table"')
+    assert report.index('id="gates-table"') < report.index('id="verdict-table"')
+    assert "gates passed: champion moves" in report and ">FAIL<" not in report
 
     run = mlflow.search_runs(filter_string="attributes.run_name = 'evaluate-test'").iloc[0]
     assert run["metrics.clip_adapter/covariate/accuracy"] == pytest.approx(
@@ -204,6 +212,15 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     assert not registration["gates_passed"]
     assert alias_version(MODEL, "candidate") == "2" and alias_version(MODEL, "champion") == "1"
     assert registration["champion_version"] == "1"
+    failed = [gate["name"] for gate in registration["gates"] if not gate["passed"]]
+    outcome = f"{len(failed)} of {len(registration['gates'])} gates failed ({'; '.join(failed)})"
+    described = mlflow.MlflowClient().get_model_version(MODEL, "2").description
+    assert f"{outcome}: champion stays where it was" in described
+    assert ">FAIL<" in (reporting / "report.html").read_text()
+    logged = [r.getMessage() for r in caplog.records if r.name.endswith("evaluate.nodes")]
+    assert f"gates: {outcome}: champion stays where it was" in logged
+    assert f"registered models:/{MODEL}/2 as @candidate" == logged[-1]
+    assert sum(line.startswith("gate FAIL ") for line in logged) == len(failed)
 
     folder = str(tiny_model.images[0].parent)  # path input needs an allowed root
     champion = load_in_process(

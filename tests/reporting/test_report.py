@@ -18,8 +18,9 @@ from croft_pipeline.ood.evaluation import (
     summarise,
 )
 from croft_pipeline.ood.metrics import DETECTION_METRICS
+from croft_pipeline.publishing.gates import check_gates
 from croft_pipeline.reporting.classes import class_accuracy, class_accuracy_table
-from croft_pipeline.reporting.report import build_plots, build_report
+from croft_pipeline.reporting.report import build_plots, build_report, gates_section
 from croft_pipeline.reporting.tables import (
     MEASURES,
     detection_table,
@@ -194,6 +195,48 @@ def test_report_is_self_contained_and_escaped(report_file, evaluation):
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, flags=re.I)
     assert "<link" not in page and "<script" not in page
     assert "Synthetic &lt;run&gt;" in page
+
+
+def test_the_gate_box_opens_the_report_and_the_text_follows_the_run_s_parameters(evaluation):
+    summary, domain_summary, plots, comparisons, scores = evaluation
+    gates = {
+        "comparisons": [
+            {"shift": "covariate", "metric": "accuracy", "baseline": "zero_shot", "interval": True},
+            {"shift": "openset", "metric": "energy_auroc", "op": ">=", "value": 2.0},
+        ]
+    }
+    results = check_gates(summary, comparisons, gates, "croft_clean")
+    assert [r.passed for r in results] == [True, True, False]  # finite, beyond noise, 2.0
+    calibration = {"croft_clean": {"1": {"score": "msp", "tpr": 0.9, "threshold": 0.1}}}
+    page = build_report(
+        *(summary, domain_summary, comparisons, TRAIN_SUMMARY, plots, "t"),
+        gates=gates_section("croft_clean", results, "champion"),
+        calibration=calibration,
+        served="croft_clean",
+        sample_scores=scores,
+        splits=CONFIG.splits,
+    )
+    verdict = re.search(r'<p class="verdict">([^<]*)</p>', page)
+    assert verdict and verdict.start() < page.index('id="provenance"') < page.index('id="contents"')
+    assert verdict.group(1).startswith(
+        "Verdict: croft_clean, the served method, against zero-shot CLIP: covariate accuracy +"
+    )
+    assert "(better beyond noise)" in verdict.group(1) and "openset energy_auroc" in verdict.group(
+        1
+    )
+    links = re.findall(r'<li><a href="#([^"]+)">', page)
+    assert links[:2] == ["gates-table", "verdict-table"] and "confusion-matrices" in links
+    assert set(links) <= set(re.findall(r'id="([^"]+)"', page))  # every link has its target
+    # the served method's confusion matrix first, then zero-shot's; nothing else to fold here
+    assert page.index('id="confusion-croft_clean"') < page.index('id="confusion-zero_shot"')
+    assert "<details>" not in page
+    assert page.index('id="gates-table"') < page.index('id="verdict-table"')
+    assert "Quality gates of croft_clean: 1 of 3 gates failed (croft_clean openset/" in page
+    assert "champion stays where it was" in page and page.count(">FAIL<") == 1
+    assert "the msp threshold calibrated at 90% TPR" in page and "95% TPR" not in page
+    # no header row of empty cells (pandas' row for a named index)
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, flags=re.S)
+    assert rows and not [r for r in rows if re.fullmatch(r"\s*<th>[^<]*</th>(\s*<th></th>)+\s*", r)]
 
 
 def test_a_report_built_outside_a_run_says_its_provenance_is_unknown(evaluation):

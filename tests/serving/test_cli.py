@@ -156,3 +156,23 @@ def test_info_says_what_the_model_is(tiny_model, mlflow_store, tmp_path):
     assert no_champion.returncode == 1 and len(no_champion.stderr.strip().splitlines()) == 1
     assert "quality gates" in no_champion.stderr
     assert f"models:/{MODEL}@candidate" in no_champion.stderr
+    assert "its aliases: @candidate (version 1)" in no_champion.stderr
+
+    # No --model: croft-clip@champion, or its candidate while no version is champion (a fresh
+    # clone whose run failed a gate), saying so with the version's gate outcome.
+    client, default = mlflow.MlflowClient(), "croft-clip"
+    client.create_registered_model(default)
+    source = client.get_model_version(MODEL, registered["version"]).source
+    client.create_model_version(default, source, registered["run_id"], description="1 gate failed")
+    client.set_registered_model_alias(default, "candidate", "1")
+    fallback = _cli("info", "--json", store=mlflow_store)
+    assert fallback.returncode == 0, fallback.stderr[-3000:]
+    assert json.loads(fallback.stdout)["registry"]["aliases"] == ["candidate"]
+    assert fallback.stderr.splitlines()[0] == (  # then MLflow's download bar
+        "croft-pipeline info: no version of 'croft-clip' is champion yet; using "
+        "models:/croft-clip@candidate, version 1: 1 gate failed"
+    )
+    client.set_registered_model_alias(default, "champion", "1")
+    champion = _cli("info", "--json", store=mlflow_store)
+    assert champion.returncode == 0, champion.stderr[-3000:]
+    assert "croft-pipeline" not in champion.stderr and "@champion" in champion.stdout

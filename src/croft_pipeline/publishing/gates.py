@@ -63,6 +63,22 @@ def check_gates(
     return results
 
 
+def gate_lines(results: list[GateResult]) -> list[str]:
+    """One line per gate, ``PASS``/``FAIL``, its name and figure (report, log, registry)."""
+    return [f"{'PASS' if r.passed else 'FAIL'} {r.name}: {r.detail}" for r in results]
+
+
+def gates_outcome(results: list[GateResult], champion_alias: str) -> str:
+    """What the gates did to ``champion_alias``, in one sentence."""
+    failed = [r.name for r in results if not r.passed]
+    if not failed:
+        return f"all {len(results)} gates passed: {champion_alias} moves to this run's version"
+    return (
+        f"{len(failed)} of {len(results)} gates failed ({'; '.join(failed)}): "
+        f"{champion_alias} stays where it was"
+    )
+
+
 def gated_metrics(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) -> dict[str, float]:
     """``{"<shift>/<metric>": mean}`` of ``method`` for every metric a comparison gate judges."""
     values = {}

@@ -17,7 +17,7 @@ from croft_pipeline.methods import Method
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.train_summary import SeedFit, SeedWise, TrainSummary
 from croft_pipeline.ood.scores import stacked
-from croft_pipeline.publishing.gates import check_gates, gated_metrics
+from croft_pipeline.publishing.gates import check_gates, gated_metrics, gates_outcome
 from croft_pipeline.publishing.registry import alias_version, registration
 from croft_pipeline.publishing.served_check import check_served, served_sample
 from croft_pipeline.serving.bundle import write_bundle
@@ -182,7 +182,14 @@ def publish_model(
             tags,
             register.get("model_config"),
             version_tags(tags, metrics, provenance),
-            version_description(method, seed, aliases, metrics, provenance),
+            version_description(
+                method,
+                seed,
+                aliases,
+                metrics,
+                provenance,
+                gates_outcome(results, register["champion_alias"]),
+            ),
             check=lambda model_uri: check_served(model_uri, model_input, expected),
         ) as registered:
             document = {
@@ -220,10 +227,14 @@ def version_description(
     aliases: list[str],
     metrics: Mapping[str, float],
     provenance: Provenance | None,
+    outcome: str = "",
 ) -> str:
-    """``croft_clean seed 1 (candidate, champion): covariate/accuracy 0.612; commit ..., env ...``."""
+    """``croft_clean seed 1 (candidate, champion): covariate/accuracy 0.612; all 3 gates passed:
+    champion moves to this run's version; git commit ..., Kedro env ...``."""
     scores = ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())
     text = f"{method} seed {seed} ({', '.join(aliases)})" + (f": {scores}" if scores else "")
+    if outcome:
+        text += f"; {outcome}"
     if provenance is not None:
         text += f"; git commit {provenance.commit_text()}, Kedro env {provenance.kedro_env}"
     return text

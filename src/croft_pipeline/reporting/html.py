@@ -30,6 +30,9 @@ table.provenance td { text-align: left; font-family: monospace; white-space: nor
 table.provenance th { text-align: left; }
 figure.confusion { font-size: 0.8em; }
 table.confusion td { min-width: 2.2em; }
+nav.contents h2 { font-size: 1.1em; margin-bottom: 0.2em; }
+nav.contents ol { margin-top: 0; columns: 2; font-size: 0.9em; }
+p.verdict { font-size: 1.15em; border-left: 4px solid #888; padding-left: 0.6em; }
 """
 COVARIATE_RGB = (255, 127, 14)  # matplotlib's tab:orange, the covariate shift of the plots
 
@@ -40,9 +43,23 @@ def png_data_uri(png: bytes) -> str:
 
 def table_html(table: pd.DataFrame, table_id: str) -> str:
     if table.empty:
-        return '<p class="note">(no data)</p>'
-    rendered = table.to_html(classes="metrics", table_id=table_id, border=0, escape=True)
+        return f'<p class="note" id="{html.escape(table_id)}">(no data)</p>'
+    rendered = header_in_one_row(table).to_html(
+        classes="metrics", table_id=table_id, border=0, escape=True
+    )
     return f'<div class="scroll">{rendered}</div>'
+
+
+def header_in_one_row(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the header row pandas gives a named single-level index (a row of empty
+    cells under the columns): the name moves to the top-left cell, or goes when the column levels
+    have names of their own."""
+    name = table.index.name
+    if table.index.nlevels != 1 or name is None:
+        return table
+    if table.columns.nlevels == 1 and table.columns.name is None:
+        return table.rename_axis(index=None, columns=name)
+    return table.rename_axis(index=None)
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,23 @@ def confusion_figure(
     )
 
 
+def contents(sections: Sequence[Table | Plot | Fragment]) -> str:
+    """The table of contents: a link to every table and fragment, then one to the figures."""
+    links = [
+        (section.element_id, section.heading)
+        for section in sections
+        if isinstance(section, Table | Fragment)
+    ]
+    figures = [section for section in sections if isinstance(section, Plot)]
+    if figures:
+        links.append((figures[0].element_id, f"Figures ({len(figures)})"))
+    items = "".join(
+        f'<li><a href="#{html.escape(anchor)}">{html.escape(text)}</a></li>'
+        for anchor, text in links
+    )
+    return f'<nav class="contents" id="contents"><h2>Contents</h2><ol>{items}</ol></nav>'
+
+
 def html_page(
     title: str,
     notes: Sequence[str],
@@ -138,6 +172,7 @@ def html_page(
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         opening,
+        contents(sections),
         *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
     ]
     for section in sections:

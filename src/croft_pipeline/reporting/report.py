@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from croft_pipeline.methods.train_summary import TrainSummary
+from croft_pipeline.publishing.gates import GateResult, gates_outcome
 from croft_pipeline.reporting.classes import (
     class_accuracy,
     class_accuracy_table,
@@ -34,24 +36,55 @@ from croft_pipeline.reporting.verdict import (
     VERDICT_NOTE,
     selection_records,
     selection_table,
+    verdict_sentence,
     verdict_table,
 )
 from croft_pipeline.tracking.provenance import Provenance
 
-CONVENTION = (
-    "Convention: every OOD score is higher for more in-distribution samples. "
-    "fpr95_id_positive = share of open-set samples accepted at the threshold that keeps 95% of "
-    "the ID samples (CRoFT's, NegLabel's FPR95); fpr95_ood_positive = share of ID samples "
-    "rejected at the threshold that catches 95% of the open-set samples (OpenOOD's); auroc and "
-    "aupr_in take ID as the positive class, aupr_out open-set; *_correct_id keep only the "
-    "correctly classified ID test samples (CRoFT's evaluation). openset*: ID test vs open-set "
-    "(classic); fsood*: ID test ∪ the covariate-shifted test (full-spectrum: covariate shift "
-    "counts as ID) vs open-set; fsood_id accuracy pools both. "
-    "deploy_*: the energy threshold calibrated at 95% TPR on ID validation data, applied unchanged "
-    "to every test set. paper_*: the official rule (5th percentile of correctly classified "
-    "covariate-shift samples; AUROC correct covariate vs open-set). Cells: mean ± std over seeds "
-    "(numpy std, ddof 0). docs/algorithm.md §10 gives each formula."
+
+def convention(calibration: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> str:
+    """The report's note on scores and metrics; the deployed threshold's score and TPR as the
+    run calibrated them (``calibration.json``)."""
+    entry = next((e for seeds in (calibration or {}).values() for e in seeds.values()), None)
+    deployed = (
+        f"the {entry['score']} threshold calibrated at {float(entry['tpr']):.0%} TPR"
+        if entry is not None
+        else "the calibrated threshold"
+    )
+    return (
+        "Convention: every OOD score is higher for more in-distribution samples. "
+        "fpr95_id_positive = share of open-set samples accepted at the threshold that keeps 95% "
+        "of the ID samples (CRoFT's, NegLabel's FPR95); fpr95_ood_positive = share of ID samples "
+        "rejected at the threshold that catches 95% of the open-set samples (OpenOOD's); auroc "
+        "and aupr_in take ID as the positive class, aupr_out open-set; *_correct_id keep only the "
+        "correctly classified ID test samples (CRoFT's evaluation). openset*: ID test vs open-set "
+        "(classic); fsood*: ID test ∪ the covariate-shifted test (full-spectrum: covariate shift "
+        f"counts as ID) vs open-set; fsood_id accuracy pools both. deploy_*: {deployed} on ID "
+        "validation data, applied unchanged to every test set. paper_*: the official rule (5th "
+        "percentile of correctly classified covariate-shift samples; AUROC correct covariate vs "
+        "open-set). Cells: mean ± std over seeds (numpy std, ddof 0). docs/algorithm.md §10 "
+        "gives each formula."
+    )
+
+
+GATES_NOTE = (
+    "evaluate.gates (conf/base/parameters_evaluate.yml) judge the registered method; the "
+    "registered version's description and data/08_reporting/model_registration.json say the same."
 )
+
+
+def gates_section(method: str, results: Sequence[GateResult], champion_alias: str) -> Table:
+    """The report's gate box: each gate, its figure, pass or fail, and what moved."""
+    table = pd.DataFrame(
+        {
+            "result": ["pass" if r.passed else "FAIL" for r in results],
+            "figure": [r.detail for r in results],
+        },
+        index=[r.name for r in results],
+    )
+    heading = f"Quality gates of {method}: {gates_outcome(list(results), champion_alias)}"
+    return Table("gates-table", heading, table, GATES_NOTE)
+
 
 SHORT_CONVENTION = "higher score = more ID; ID is the positive class; mean ± std over seeds"
 
@@ -100,12 +133,18 @@ def build_report(
     sample_scores: pd.DataFrame | None = None,
     splits: Mapping[str, str] | None = None,
     provenance: Provenance | None = None,
+    gates: Table | None = None,
+    calibration: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    served: str | None = None,
 ) -> str:
-    """The self-contained HTML page: the provenance box, the verdict (differences from zero-shot
+    """The self-contained HTML page: a one-sentence verdict on the ``served`` method, a table of
+    contents, the provenance box, the gate box (``gates``:
+    :func:`gates_section`), the verdict (differences from zero-shot
     with intervals), the ID-vs-covariate scatter, the EDR ablation and best-baseline comparisons,
     per-class accuracy and confusion matrices on the covariate-shift test (from the per-sample
     ``sample_scores``), how each method was selected, then the full tables and the plots."""
-    sections: list[Table | Plot | Fragment] = [
+    sections: list[Table | Plot | Fragment] = [gates] if gates is not None else []
+    sections += [
         Table(
             "verdict-table",
             "Verdict: each method against zero-shot CLIP",
@@ -128,7 +167,7 @@ def build_report(
             "CRoFT against the best baseline on each metric (chosen on these test results)",
             verdict_table(comparisons, "vs best baseline"),
         ),
-        *_class_sections(sample_scores, splits, train_summary),
+        *_class_sections(sample_scores, splits, train_summary, served),
         Table(
             "selection-table",
             "Model selection on ID validation (the oracle column is an upper bound no user could select)",
@@ -154,25 +193,38 @@ def build_report(
         (name for name in plots if name != "accuracy_scatter"), key=lambda n: (_plot_rank(n), n)
     )
     sections += [Plot(name, _caption(name), plots[name]) for name in rest]
-    return html_page(title, [CONVENTION], sections, opening=provenance_box(provenance))
+    sentence = verdict_sentence(comparisons, served) if served else ""
+    opening = (f'<p class="verdict">{html.escape(sentence)}</p>' if sentence else "") + (
+        provenance_box(provenance)
+    )
+    return html_page(title, [convention(calibration)], sections, opening=opening)
 
 
 def _class_sections(
     sample_scores: pd.DataFrame | None,
     splits: Mapping[str, str] | None,
     train_summary: TrainSummary,
+    served: str | None = None,
 ) -> list[Table | Fragment]:
     """Per-class accuracy (ID test → covariate, the largest drop first) and one confusion matrix
-    per method on the covariate-shift test; none without per-sample scores."""
+    per method on the covariate-shift test, the ``served`` method's and zero-shot's first, the
+    others folded; none without per-sample scores."""
     if sample_scores is None or sample_scores.empty or not splits:
         return []
     classes = list(train_summary.id_classes)
     covariate = splits["covariate"]
-    figures = []
+    first, rest = [], []
     for method, counts in confusion_counts(sample_scores, covariate, len(classes)).items():
         accuracy = np.trace(counts) / max(counts.sum(), 1)
         caption = f"{method}: accuracy {accuracy:.3f} on {counts.sum()} samples"
-        figures.append(confusion_figure(f"confusion-{method}", caption, classes, counts))
+        figure = confusion_figure(f"confusion-{method}", caption, classes, counts)
+        (first if method in (served, "zero_shot") else rest).append((method != served, figure))
+    body = "".join(figure for _, figure in sorted(first))
+    if rest:
+        body += (
+            f"<details><summary>The other {len(rest)} methods</summary>"
+            f"{''.join(figure for _, figure in rest)}</details>"
+        )
     return [
         Table(
             "class-table",
@@ -184,7 +236,7 @@ def _class_sections(
         Fragment(
             "confusion-matrices",
             f"Confusion matrices on the covariate-shift test ({covariate})",
-            "".join(figures),
+            body,
             "Rows: true class, columns: predicted class (numbers as in the rows); cells: counts "
             "with seeds pooled, shaded by the share of the row.",
         ),

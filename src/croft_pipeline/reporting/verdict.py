@@ -43,6 +43,29 @@ def verdict_table(comparisons: pd.DataFrame, role: str) -> pd.DataFrame:
     return _wide(rows, cells, role)
 
 
+HEADLINE = (("covariate", "accuracy"), ("openset", "energy_auroc"))
+VERDICT_WORDS = {1: "better beyond noise", -1: "worse beyond noise", 0: "within noise"}
+
+
+def verdict_sentence(comparisons: pd.DataFrame, method: str) -> str:
+    """The report's first line: ``method`` against zero-shot CLIP on the headline metrics, each
+    with its interval and what it means; empty when there is no such comparison."""
+    rows = comparisons[(comparisons["role"] == "vs zero-shot") & (comparisons["method"] == method)]
+    parts = []
+    for shift, metric in HEADLINE:
+        row = rows[(rows["shift"] == shift) & (rows["metric"] == metric)]
+        if not row.empty:
+            r = row.iloc[0]
+            side = beyond_noise(float(r["low"]), float(r["high"]))
+            interval = format_interval(float(r["difference"]), float(r["low"]), float(r["high"]))
+            parts.append(f"{shift} {metric} {interval} ({VERDICT_WORDS[side]})")
+    if not parts:
+        return ""
+    return (
+        f"Verdict: {method}, the served method, against zero-shot CLIP: " + "; ".join(parts) + "."
+    )
+
+
 COMPARISON_KEYS = ["role", "method", "baseline", "shift", "metric"]
 
 

@@ -22,6 +22,7 @@ from croft_pipeline.serving.predict_folder import DEFAULT_BATCH_SIZE
 from croft_pipeline.tracking.server import denied, is_remote
 
 DEFAULT_MODEL = "models:/croft-clip@champion"
+FALLBACK_MODEL = "models:/croft-clip@candidate"  # the last registered run's model
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # conf/base/mlflow.yml, from the project root
 ERRORS_SHOWN = 5  # refused files named on stderr; all of them are in the CSV's error column
 
@@ -32,7 +33,11 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict every image of a folder into a CSV")
     info = commands.add_parser("info", help="what a model is: CLIP, method, classes, metrics")
     for command in (predict, info):
-        command.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+        command.add_argument(
+            "--model",
+            help=f"default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} while no version is champion "
+            "(the quality gates have not passed yet; a note on stderr says so)",
+        )
         command.add_argument(
             "--tracking-uri",
             default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
@@ -63,30 +68,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     mlflow.set_tracking_uri(args.tracking_uri)
     mlflow.set_registry_uri(args.tracking_uri)
     try:
+        if args.model is None:
+            args.model = default_model(args.command)
         print(COMMANDS[args.command](args))
     except (OSError, ValueError, KeyError, MlflowException) as error:
         refused = denied(args.tracking_uri, error, os.environ.get("MLFLOW_TRACKING_USERNAME"))
         message = refused if is_remote(args.tracking_uri) and refused else error
-        print(
-            f"croft-pipeline {args.command}: {message}{_hint(args.model, error)}", file=sys.stderr
-        )
+        hint = _hint(args.model or DEFAULT_MODEL, error)
+        print(f"croft-pipeline {args.command}: {message}{hint}", file=sys.stderr)
         return 1
     return 0
 
 
+def default_model(command: str) -> str:
+    """``DEFAULT_MODEL``; while its alias is not set but ``FALLBACK_MODEL``'s is, the fallback,
+    with a note on stderr quoting the version's description (its gates' outcome)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name, alias = _name_and_alias(DEFAULT_MODEL)
+    client = MlflowClient()
+    try:
+        client.get_model_version_by_alias(name, alias)
+        return DEFAULT_MODEL
+    except MlflowException:
+        pass
+    try:
+        version = client.get_model_version_by_alias(*_name_and_alias(FALLBACK_MODEL))
+    except MlflowException:
+        return DEFAULT_MODEL  # neither is set: the error and its hint say what to do
+    print(
+        f"croft-pipeline {command}: no version of {name!r} is {alias} yet; using "
+        f"{FALLBACK_MODEL}, version {version.version}: {version.description or ''}",
+        file=sys.stderr,
+    )
+    return FALLBACK_MODEL
+
+
+def _name_and_alias(model: str) -> tuple[str, str]:
+    name, alias = model.removeprefix("models:/").split("@", 1)
+    return name, alias
+
+
 def _hint(model: str, error: Exception) -> str:
     """What to do when the alias a URI names is not set (``champion`` moves only when the quality
-    gates pass), in the same line."""
+    gates pass), in the same line: the aliases the registered model does have."""
     if "@" not in model or "alias" not in str(error).lower() or "not found" not in str(error):
         return ""
-    name, alias = model.removeprefix("models:/").split("@", 1)
+    name, alias = _name_and_alias(model)
     text = f" No version of {name!r} has the alias {alias!r}"
     if alias == "champion":
         text += (
-            " (it moves only when the quality gates pass; the last run's gates are in "
-            "data/08_reporting/model_registration.json)"
+            " (it moves only when the quality gates pass; the gates of each version are in its "
+            "description, `croft-pipeline info --model models:/<name>/<version>`, and the last "
+            "run's in data/08_reporting/model_registration.json)"
         )
-    return f"{text}; the last registered run's model is models:/{name}@candidate."
+    aliases = _aliases(name)
+    if not aliases:
+        return f"{text}; {name!r} has no aliases: `kedro run` registers a version."
+    listed = ", ".join(f"@{a} (version {v})" for a, v in sorted(aliases.items()))
+    use = "candidate" if "candidate" in aliases else sorted(aliases)[0]
+    return f"{text}; its aliases: {listed}. Use models:/{name}@{use}."
+
+
+def _aliases(name: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {a: str(v) for a, v in MlflowClient().get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
 
 
 def predict(args: argparse.Namespace) -> str:

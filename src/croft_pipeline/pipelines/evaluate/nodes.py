@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,15 @@ from croft_pipeline.ood.evaluation import (
 )
 from croft_pipeline.ood.neglabel import kept_columns
 from croft_pipeline.ood.scores import Negatives
+from croft_pipeline.publishing.gates import GateResult, check_gates, gate_lines, gates_outcome
 from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
-from croft_pipeline.reporting.report import build_plots, build_report
+from croft_pipeline.reporting.report import build_plots, build_report, gates_section
 from croft_pipeline.reporting.tables import headline_rows
 from croft_pipeline.tracking.provenance import Provenance
+
+logger = logging.getLogger(__name__)
 
 WISE_CURVE_SPLITS = ("val", "test_id", "test_covariate")
 EVALUATED_IN = "croft.evaluated_in"  # on a training run: the run that logged its test metrics
@@ -170,12 +174,23 @@ def render_report(
     train_summary: TrainSummary,
     plots: dict[str, Any],
     evaluation_scores: pd.DataFrame,
+    calibration: dict,
     provenance: Provenance,
     params: dict,
 ) -> str:
-    """The self-contained HTML report (plots as embedded PNGs), opening with its provenance and
-    the verdict."""
+    """The self-contained HTML report (plots as embedded PNGs), opening with its provenance, the
+    quality gates of the method ``register_model`` will register, and the verdict."""
     pngs = {name: partition_value(value) for name, value in plots.items()}
+    register = params["register"]
+    gates = (
+        gates_section(
+            register["method"],
+            check_gates(summary, comparisons, params["gates"], register["method"]),
+            register["champion_alias"],
+        )
+        if register.get("enabled", True)
+        else None
+    )
     return build_report(
         summary,
         domain_summary,
@@ -186,6 +201,9 @@ def render_report(
         sample_scores=evaluation_scores,
         splits=params["splits"],
         provenance=provenance,
+        gates=gates,
+        calibration=calibration,
+        served=register["method"] if gates is not None else None,
     )
 
 
@@ -292,4 +310,19 @@ def register_model(
         evaluation.knn_bank_split,
         provenance,
     )
+    log_registration(registration, register["champion_alias"])
     return {"registered": True, **registration}
+
+
+def log_registration(registration: dict[str, Any], champion_alias: str) -> None:
+    """The gates' lines, what they did, and the registered version with its aliases: the last
+    lines of ``evaluate``'s log."""
+    results = [GateResult(**gate) for gate in registration["gates"]]
+    for line in gate_lines(results):
+        logger.info("gate %s", line)
+    logger.info("gates: %s", gates_outcome(results, champion_alias))
+    logger.info(
+        "registered %s as %s",
+        registration["model_uri"],
+        ", ".join(f"@{alias}" for alias in registration["aliases"]),
+    )

@@ -83,6 +83,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "train_summary",
                     "evaluation_plots",
                     "evaluation_scores",
+                    "calibration",
                     "provenance",
                     "params:evaluate",
                 ],
