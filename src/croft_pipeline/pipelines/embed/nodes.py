@@ -99,7 +99,8 @@ def embed_negative_labels(
     with torch_threads(clip.get("num_threads")):
         for pos, rows in vocabulary.groupby("pos", sort=False).groups.items():
             names = vocabulary.loc[rows, "word"].tolist()
-            features[rows.to_numpy()] = embed_class_names(loaded, names, templates[pos], cache_root)
+            at = torch.tensor(rows.to_numpy())  # a copy: an Index's array is read-only
+            features[at] = embed_class_names(loaded, names, templates[pos], cache_root)
     pos = vocabulary["pos"].tolist()
     quantile = float(settings["quantile"])
     order, shares = mined_order(features, text_features.features[:, 0], pos, quantile)
