@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +29,31 @@ def pytest_collection_modifyitems(items) -> None:
 class TinyRun:
     project: Path
     network_attempts: tuple[str, ...]
+    summary: tuple[str, ...]  # the run's last lines (croft_pipeline.hooks.RunSummaryHook)
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
     """The whole default pipeline, run once in the `test` environment with the network cut."""
     project = make_project_copy(tmp_path_factory.mktemp("tiny_project"))
-    with loopback_only() as attempts:
-        run_pipeline(project, "__default__", env="test")
-    return TinyRun(project=project, network_attempts=tuple(attempts))
+    hooks, summary = logging.getLogger("croft_pipeline.hooks"), _Lines()
+    hooks.addHandler(summary)
+    try:
+        with loopback_only() as attempts:
+            run_pipeline(project, "__default__", env="test")
+    finally:
+        hooks.removeHandler(summary)
+    produced = tuple(line for line in summary.lines if line.startswith("produced "))
+    return TinyRun(project=project, network_attempts=tuple(attempts), summary=produced)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,12 @@ from croft_pipeline.config.loader import (
     CONFIG_LOADER_ARGS,  # noqa: F401  (Kedro reads it here)
     ProjectConfigLoader,
 )
-from croft_pipeline.hooks import NodeTimingHook, ParameterCheckHook, ProvenanceHook
+from croft_pipeline.hooks import (
+    NodeTimingHook,
+    ParameterCheckHook,
+    ProvenanceHook,
+    RunSummaryHook,
+)
 from croft_pipeline.hooks.run_lock import RunLockHook
 from croft_pipeline.hooks.tracking_server import TrackingServerHook
 
@@ -23,6 +28,7 @@ HOOKS = (
     TrackingServerHook(),
     RunLockHook(),
     ProvenanceHook(),
+    RunSummaryHook(),
 )
 # kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write
 # dataset statistics and run events under .viz/ on every `kedro run`.

@@ -233,12 +233,21 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
 
 
 @pytest.mark.slow
-def test_default_run_reports_registers_and_serves(tiny_project, tmp_path):
+def test_default_run_reports_registers_and_serves(tiny_run, tiny_project, tmp_path):
     """The default pipeline (test env) leaves a report, metrics.json and a registered model whose
-    folder predictions flag open-set EmojiShift images at the rate evaluate measured."""
+    folder predictions flag open-set EmojiShift images at the rate evaluate measured; its last
+    lines say so."""
     reporting = tiny_project / "data/08_reporting"
     metrics = json.loads((reporting / "metrics.json").read_text())
     registration = json.loads((reporting / "model_registration.json").read_text())
+    champion = registration["champion_version"]
+    assert tiny_run.summary == (
+        "produced data/08_reporting/report.html",
+        "produced data/08_reporting/metrics.json",
+        f"produced {registration['model_uri']} ({', '.join('@' + a for a in registration['aliases'])}; "
+        f"champion: {'version ' + champion if champion else 'none yet'}); next: "
+        "croft-pipeline predict --images DIR --out predictions.csv",
+    )
     assert registration["registered"] and registration["clip_checkpoint_bundled"]
     assert all(np.isfinite(v) for entry in metrics.values() for v in entry.values())
     if chromium_binary() is not None:

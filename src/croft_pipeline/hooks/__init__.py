@@ -1,11 +1,13 @@
 """Project hooks: one log line per node with its wall time; parameters checked at the start;
-every MLflow run of a pipeline run tagged with its provenance."""
+every MLflow run of a pipeline run tagged with its provenance; a run's last lines say what it
+produced."""
 
 from __future__ import annotations
 
 import logging
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -140,3 +142,39 @@ class ProvenanceHook:
             tracking.tag_run_tree(recorder.current().tags())
         except (mlflow.exceptions.MlflowException, OSError) as error:
             logger.warning("MLflow runs not tagged with their provenance: %s", error)
+
+
+# What a run produced for its user (its last log lines), in this order, when the run made it.
+HEADLINE_OUTPUTS = ("evaluation_report", "evaluation_metrics", "model_registration")
+
+
+class RunSummaryHook:
+    """Ends a run with one line per headline artifact it produced (the report, the metrics, the
+    registered version and its aliases) and the command to try next."""
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        produced = pipeline.all_outputs()
+        root = Path(run_params["project_path"])
+        for name in HEADLINE_OUTPUTS:
+            if name in produced and (line := _produced_line(name, catalog, root)):
+                logger.info("produced %s", line)
+
+
+def _produced_line(name: str, catalog: Any, root: Path) -> str:
+    if name == "model_registration":
+        registration = catalog.load(name)
+        if not registration.get("registered"):
+            return f"no registered model ({registration.get('reason', 'registration off')})"
+        aliases = ", ".join(f"@{alias}" for alias in registration["aliases"])
+        champion = registration.get("champion_version")
+        return (
+            f"{registration['model_uri']} ({aliases}; champion: "
+            f"{'version ' + champion if champion else 'none yet'}); next: "
+            f"croft-pipeline predict --images DIR --out predictions.csv"
+        )
+    filepath = getattr(catalog.get(name), "_filepath", None)
+    if filepath is None:
+        return ""
+    path = Path(str(filepath))
+    return str(path.relative_to(root) if path.is_relative_to(root) else path)
