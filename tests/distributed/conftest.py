@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,6 +93,13 @@ def ray_cluster(workers: int, **options: Any) -> Iterator[Any]:
         finally:
             ray.shutdown()
             cluster.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def alive_nodes(ray) -> set[str]:

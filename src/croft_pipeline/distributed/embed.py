@@ -82,9 +82,6 @@ class RayEmbed:
         """Compute and write ``chunks`` (the arguments of ``embedding.ChunkRunner``)."""
         ray = connect("embed.runner")
         size, gpus = self.pool(ray.cluster_resources())
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # one bar: the driver's, per written row
-        context.raise_original_map_exception = True  # a task's own error (NotOnNodeError)
         items = [
             {
                 "batch": number,
@@ -94,26 +91,21 @@ class RayEmbed:
             }
             for number, batch in enumerate(batches)
         ]
-        encoded = (
-            ray.data.from_items(items)
-            .map(partial(_decode, recipe=recipe), num_cpus=self.decode_cpus)
-            .map_batches(
-                _Encoder,
-                batch_size=1,  # one planned batch
-                compute=ray.data.ActorPoolStrategy(size=size),
-                num_cpus=self.cpus_per_actor,
-                num_gpus=gpus,
-                fn_constructor_kwargs={
-                    "model": [_put_on_cpu(ray, loaded)],  # in a list: fetched by the actor
-                    "recipe": recipe,
-                    "threads": max(1, int(self.cpus_per_actor)),
-                },
-                batch_format="numpy",
-            )
-        )
+        options = {
+            "size": size,
+            "gpus": gpus,
+            "cpus_per_actor": self.cpus_per_actor,
+            "decode_cpus": self.decode_cpus,
+        }
+        plan = (items, recipe, [_put_on_cpu(ray, loaded)], options)  # the model: fetched by actors
+        if ray.util.client.ray.is_connected():  # Ray Client: Ray Data runs inside the cluster
+            feed = ray.remote(_Feed).options(num_cpus=0).remote(*plan)
+            results = _pulled(ray, feed)
+        else:
+            results = _encoded(*plan).iter_rows()
         try:
             _write_chunks(
-                encoded.iter_rows(),
+                results,
                 keys,
                 chunks,
                 batches,
@@ -136,6 +128,49 @@ def chunk_runner(embed: Mapping[str, Any]) -> ChunkRunner | None:
         return None
     require_ray("embed.runner")
     return RayEmbed(**options.model_dump())
+
+
+def _encoded(items: list[dict[str, Any]], recipe: ViewRecipe, model: list[Any], options: dict):
+    """The Ray Data pipeline of ``items`` (planned batches): decode, then the actor pool."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # one bar: the driver's, per written row
+    context.raise_original_map_exception = True  # a task's own error (NotOnNodeError)
+    return (
+        ray.data.from_items(items)
+        .map(partial(_decode, recipe=recipe), num_cpus=options["decode_cpus"])
+        .map_batches(
+            _Encoder,
+            batch_size=1,  # one planned batch
+            compute=ray.data.ActorPoolStrategy(size=options["size"]),
+            num_cpus=options["cpus_per_actor"],
+            num_gpus=options["gpus"],
+            fn_constructor_kwargs={
+                "model": model,
+                "recipe": recipe,
+                "threads": max(1, int(options["cpus_per_actor"])),
+            },
+            batch_format="numpy",
+        )
+    )
+
+
+class _Feed:
+    """:func:`_encoded`'s rows for a Ray Client driver, which cannot run Ray Data itself (it has
+    no core worker): an actor in the cluster iterates them and the driver pulls them in rounds."""
+
+    def __init__(self, *plan):
+        self.rows = iter(_encoded(*plan).iter_rows())  # one execution, pulled in rounds
+
+    def take(self, count: int) -> list[dict[str, Any]]:
+        return [row for _, row in zip(range(count), self.rows, strict=False)]
+
+
+def _pulled(ray, feed, count: int = 8) -> Iterable[dict[str, Any]]:
+    """The rows of a :class:`_Feed`, ``count`` at a time, until it has none left."""
+    while rows := ray.get(feed.take.remote(count)):
+        yield from rows
 
 
 def _decode(item: dict[str, Any], recipe: ViewRecipe) -> dict[str, Any]:
