@@ -15,7 +15,7 @@ from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.distributed.embed import RayEmbed
-from tests.distributed.conftest import local_ray, ray_or_skip
+from tests.distributed.conftest import chunk_bytes, local_ray, ray_or_skip
 from tests.kedro_harness import clear_outputs, copy_project, load_params, run_pipeline
 
 ray = ray_or_skip()
@@ -37,12 +37,6 @@ def local_run(tiny_project) -> Path:
     return tiny_project
 
 
-def _chunks(project: Path) -> dict[str, bytes]:
-    """Every cache chunk file's bytes, by its path in the cache."""
-    root = project / CACHE
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("chunk-*.safetensors")}
-
-
 def _table(project: Path, name: str) -> FeatureTable:
     return FeatureTable.load(project / f"data/04_feature/{name}.safetensors")
 
@@ -51,9 +45,11 @@ def test_ray_runner_writes_the_local_runners_chunks(cluster, local_run, tmp_path
     project = copy_project(local_run, tmp_path / "project")
     clear_outputs(project, "embed")
     run_pipeline(project, "embed", env="test", extra_params={"embed": ON_RAY})
-    expected = _chunks(local_run)
+    expected = chunk_bytes(local_run / CACHE)
     assert len(expected) > 4  # several chunks in each of the two cache folders
-    assert _chunks(project) == expected  # same names (keys, chunk plan) and bytes (features)
+    assert (
+        chunk_bytes(project / CACHE) == expected
+    )  # same names (keys, chunk plan) and bytes (features)
     for name in TABLES:
         local, on_ray = _table(local_run, name), _table(project, name)
         assert on_ray.keys == local.keys and torch.equal(on_ray.features, local.features)

@@ -33,7 +33,15 @@ from croft_pipeline.clip.embedding import (
 from croft_pipeline.clip.params import RayActors
 from croft_pipeline.clip.views import ViewRecipe
 from croft_pipeline.config.rules import ParameterError
-from croft_pipeline.distributed import connect, require_ray
+from croft_pipeline.distributed import (
+    NotOnNodeError,
+    cause_of,
+    connect,
+    log_placement,
+    node_id,
+    readable_here,
+    require_ray,
+)
 from croft_pipeline.distributed.jobs import RUNNER
 
 RAY_ACTORS = RayActors()  # the defaults of embed.ray
@@ -74,8 +82,6 @@ class RayEmbed:
         """Compute and write ``chunks`` (the arguments of ``embedding.ChunkRunner``)."""
         ray = connect("embed.runner")
         size, gpus = self.pool(ray.cluster_resources())
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # one bar: the driver's, per written row
         items = [
             {
                 "batch": number,
@@ -85,26 +91,32 @@ class RayEmbed:
             }
             for number, batch in enumerate(batches)
         ]
-        encoded = (
-            ray.data.from_items(items)
-            .map(partial(_decode, recipe=recipe), num_cpus=self.decode_cpus)
-            .map_batches(
-                _Encoder,
-                batch_size=1,  # one planned batch
-                compute=ray.data.ActorPoolStrategy(size=size),
-                num_cpus=self.cpus_per_actor,
-                num_gpus=gpus,
-                fn_constructor_kwargs={
-                    "model": [_put_on_cpu(ray, loaded)],  # in a list: fetched by the actor
-                    "recipe": recipe,
-                    "threads": max(1, int(self.cpus_per_actor)),
-                },
-                batch_format="numpy",
+        options = {
+            "size": size,
+            "gpus": gpus,
+            "cpus_per_actor": self.cpus_per_actor,
+            "decode_cpus": self.decode_cpus,
+        }
+        plan = (items, recipe, [_put_on_cpu(ray, loaded)], options)  # the model: fetched by actors
+        if ray.util.client.ray.is_connected():  # Ray Client: Ray Data runs inside the cluster
+            feed = ray.remote(_Feed).options(num_cpus=0).remote(*plan)
+            results = _pulled(ray, feed)
+        else:
+            results = _encoded(*plan).iter_rows()
+        try:
+            _write_chunks(
+                results,
+                keys,
+                chunks,
+                batches,
+                cache,
+                chunk_meta(loaded, recipe),
+                settings,
             )
-        )
-        _write_chunks(
-            encoded.iter_rows(), keys, chunks, batches, cache, chunk_meta(loaded, recipe), settings
-        )
+        except Exception as error:  # an image a node cannot read: its message, not a traceback
+            if (missing := cause_of(error, NotOnNodeError)) is None:
+                raise
+            raise NotOnNodeError(*missing.args) from None
 
 
 def chunk_runner(embed: Mapping[str, Any]) -> ChunkRunner | None:
@@ -118,10 +130,54 @@ def chunk_runner(embed: Mapping[str, Any]) -> ChunkRunner | None:
     return RayEmbed(**options.model_dump())
 
 
+def _encoded(items: list[dict[str, Any]], recipe: ViewRecipe, model: list[Any], options: dict):
+    """The Ray Data pipeline of ``items`` (planned batches): decode, then the actor pool."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # one bar: the driver's, per written row
+    context.raise_original_map_exception = True  # a task's own error (NotOnNodeError)
+    return (
+        ray.data.from_items(items)
+        .map(partial(_decode, recipe=recipe), num_cpus=options["decode_cpus"])
+        .map_batches(
+            _Encoder,
+            batch_size=1,  # one planned batch
+            compute=ray.data.ActorPoolStrategy(size=options["size"]),
+            num_cpus=options["cpus_per_actor"],
+            num_gpus=options["gpus"],
+            fn_constructor_kwargs={
+                "model": model,
+                "recipe": recipe,
+                "threads": max(1, int(options["cpus_per_actor"])),
+            },
+            batch_format="numpy",
+        )
+    )
+
+
+class _Feed:
+    """:func:`_encoded`'s rows for a Ray Client driver, which cannot run Ray Data itself (it has
+    no core worker): an actor in the cluster iterates them and the driver pulls them in rounds."""
+
+    def __init__(self, *plan):
+        self.rows = iter(_encoded(*plan).iter_rows())  # one execution, pulled in rounds
+
+    def take(self, count: int) -> list[dict[str, Any]]:
+        return [row for _, row in zip(range(count), self.rows, strict=False)]
+
+
+def _pulled(ray, feed, count: int = 8) -> Iterable[dict[str, Any]]:
+    """The rows of a :class:`_Feed`, ``count`` at a time, until it has none left."""
+    while rows := ray.get(feed.take.remote(count)):
+        yield from rows
+
+
 def _decode(item: dict[str, Any], recipe: ViewRecipe) -> dict[str, Any]:
-    """One planned batch's uint8 pixels ``[B, 3, S, S]``, as the local runner's DataLoader makes."""
+    """One planned batch's uint8 pixels ``[B, 3, S, S]``, as the local runner's DataLoader makes
+    (a path this node cannot read is a :class:`~croft_pipeline.distributed.NotOnNodeError`)."""
     refs = [
-        ImageRef(str(sha), Path(path))
+        ImageRef(str(sha), Path(readable_here(str(path))))
         for sha, path in zip(item["sha256"], item["path"], strict=True)
     ]
     views = _ViewDataset(
@@ -132,7 +188,8 @@ def _decode(item: dict[str, Any], recipe: ViewRecipe) -> dict[str, Any]:
 
 
 class _Encoder:
-    """A CLIP actor: the driver's model, on this actor's GPU if it has one."""
+    """A CLIP actor: the driver's model, on this actor's GPU if it has one; each batch's
+    features come back with the actor's node."""
 
     def __init__(self, model: list[Any], recipe: ViewRecipe, threads: int):
         import ray
@@ -142,13 +199,18 @@ class _Encoder:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.loaded = replace(loaded, model=loaded.model.to(device), device=device)
         self.recipe = recipe
+        self.node = node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pixels = torch.from_numpy(np.array(batch["pixels"][0]))  # a writable copy
         with torch.inference_mode(), self.loaded.autocast():
             pixels = pixels.to(self.loaded.device, non_blocking=True)
             features = encode_pixels(self.loaded, self.recipe.normalize(pixels))
-        return {"batch": batch["batch"], "features": features.numpy()[None]}
+        return {
+            "batch": batch["batch"],
+            "features": features.numpy()[None],
+            "node": np.array([self.node]),
+        }
 
 
 def _put_on_cpu(ray, loaded: LoadedClip):
@@ -176,9 +238,11 @@ def _write_chunks(
     meta: dict[str, Any],
     settings: EmbedSettings,
 ) -> None:
-    """Write each chunk once all its batches are in (Ray returns them in any order)."""
+    """Write each chunk once all its batches are in (Ray returns them in any order); then log
+    the batches' nodes."""
     chunk_of_row = {row: number for number, chunk in enumerate(chunks) for row in chunk}
     pending: dict[int, dict[int, np.ndarray]] = {}
+    nodes: list[str] = []
     bar = tqdm(
         total=sum(map(len, chunks)), unit="img", desc="embed (ray)", disable=not settings.progress
     )
@@ -188,6 +252,7 @@ def _write_chunks(
             number = chunk_of_row[batches[batch][0]]
             parts = pending.setdefault(number, {})
             parts[batch] = np.asarray(result["features"])
+            nodes.append(str(result["node"]))
             if sum(map(len, parts.values())) == len(chunks[number]):
                 del pending[number]
                 features = np.concatenate([parts[i] for i in sorted(parts)])
@@ -196,3 +261,4 @@ def _write_chunks(
             bar.update(len(batches[batch]))
     if pending:
         raise RuntimeError(f"Ray returned no features for {len(pending)} chunks")
+    log_placement("embed.runner", "batches", nodes)

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from croft_pipeline.config.rules import RUNNER, THREAD_COUNT
-from croft_pipeline.distributed import connect
+from croft_pipeline.distributed import TaskLostError, connect, log_placement, node_id
 from croft_pipeline.methods.params import RayTasks
 
 RAY_TASKS = RayTasks()  # the defaults of train.ray
@@ -49,8 +49,9 @@ class Runner:
 LOCAL = Runner()
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
+def _call(fn: Callable[[Any], Any], item: Any) -> tuple[str, Any]:
+    """``fn(item)`` in a Ray task, with the node it ran on."""
+    return node_id(), fn(item)
 
 
 def ray_map(
@@ -59,7 +60,8 @@ def ray_map(
     runner: Runner,
     done: Callable[[], Any] = lambda: None,
 ) -> list[Any]:
-    """``[fn(item) for item in items]`` as Ray tasks, in item order; ``done()`` after each."""
+    """``[fn(item) for item in items]`` as Ray tasks, in item order; ``done()`` after each.
+    The tasks' nodes are logged (:func:`~croft_pipeline.distributed.log_placement`)."""
     ray = connect(runner.key)
     task = ray.remote(_call).options(
         num_cpus=runner.cpus_per_task, max_retries=runner.max_retries, retry_exceptions=False
@@ -70,12 +72,29 @@ def ray_map(
     try:
         while waiting:
             finished, waiting = ray.wait(waiting, num_returns=1)
-            ray.get(finished)  # the first failure raises here, not after every job ran
+            try:
+                ray.get(finished)  # the first failure raises here, not after every job ran
+            except (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError):
+                raise  # the job's own exception: no retry, as documented
+            except ray.exceptions.RayError as error:
+                raise _lost(runner, refs.index(finished[0]), len(refs), error) from error
             done()
     finally:
         for ref in waiting:
             ray.cancel(ref)
-    return ray.get(refs)
+    placed = ray.get(refs)
+    log_placement(runner.key, "tasks", [node for node, _ in placed])
+    return [result for _, result in placed]
+
+
+def _lost(runner: Runner, index: int, total: int, error: Exception) -> TaskLostError:
+    """A :class:`TaskLostError` naming the job, the retries and what Ray says was lost."""
+    retries = f"{runner.key.rsplit('.', 1)[0]}.ray.max_retries={runner.max_retries}"
+    said = str(error).strip().splitlines()
+    return TaskLostError(
+        f"{runner.key}: job {index + 1} of {total} was lost with its Ray worker or node and "
+        f"{retries} retries are used up: {' '.join(said[:3])}"
+    )
 
 
 def worker_count(workers: int | str | None, jobs: int) -> int:
