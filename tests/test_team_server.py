@@ -96,7 +96,14 @@ def _team_project(source: Path, target: Path, user: str, server, photos: Path | 
 
 def _environ(server, uri: str | None = None) -> dict[str, str]:
     environ = {**os.environ, "CROFT_TEAM_SERVER": uri or server["uri"]}
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+    # MLflow sets MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI in os.environ when an in-process run
+    # (the tiny run, in this worker) sets its store: a subprocess would inherit them
+    for key in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
         environ.pop(key, None)
     return environ
 
