@@ -64,7 +64,7 @@ def check_gates(
 
 
 def gate_lines(results: list[GateResult]) -> list[str]:
-    """One line per gate, ``PASS``/``FAIL``, its name and figure (report, log, registry)."""
+    """One line per gate, ``PASS``/``FAIL``, its name and figure (the end of evaluate's log)."""
     return [f"{'PASS' if r.passed else 'FAIL'} {r.name}: {r.detail}" for r in results]
 
 

@@ -86,15 +86,13 @@ def default_model(command: str) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from croft_pipeline.publishing.registry import alias_version
+
     name, alias = _name_and_alias(DEFAULT_MODEL)
-    client = MlflowClient()
-    try:
-        client.get_model_version_by_alias(name, alias)
+    if alias_version(name, alias) is not None:
         return DEFAULT_MODEL
-    except MlflowException:
-        pass
     try:
-        version = client.get_model_version_by_alias(*_name_and_alias(FALLBACK_MODEL))
+        version = MlflowClient().get_model_version_by_alias(*_name_and_alias(FALLBACK_MODEL))
     except MlflowException:
         return DEFAULT_MODEL  # neither is set: the error and its hint say what to do
     print(
