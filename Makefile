@@ -63,7 +63,7 @@ fashion-mnist: $(RUN_STAMP)
 	$(BIN)/python -m croft_pipeline.data.fashion_mnist --out data/01_raw/fashion_mnist \
 	    --source $(FASHION_MNIST_SOURCE) --per-class $(FASHION_MNIST_PER_CLASS)
 
-# The team's MLflow server on this machine (README "Working as a team"): PostgreSQL (Debian's
+# The team's MLflow server on this machine (docs/team.md): PostgreSQL (Debian's
 # package, installed where it is missing) and `mlflow server` with basic-auth on 127.0.0.1; the
 # data stays under $(TEAM_STATE) after team-down, which stops exactly what team-up started.
 TEAM_STATE ?= .team

@@ -70,10 +70,11 @@ from croft_pipeline.methods.feature_sets import (  # noqa: E402
 from croft_pipeline.methods.params import method_config  # noqa: E402
 from croft_pipeline.methods.trainer import batch_indices, epoch_lr  # noqa: E402
 from croft_pipeline.methods.tuning import FitJob, run_fit  # noqa: E402
+from croft_pipeline.pipeline_registry import PIPELINE_ORDER  # noqa: E402
 from croft_pipeline.pipelines.embed.nodes import _augment_args  # noqa: E402
 
 SECTIONS = ("training", "embed", "memory", "scaling")
-PIPELINES = ("ingest", "pretrain", "embed", "train", "evaluate")
+PIPELINES = PIPELINE_ORDER
 TRAINING_METHODS = ("croft_clean", "linear_probe")
 SCALES = (1, 2, 4)
 

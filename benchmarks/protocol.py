@@ -41,7 +41,7 @@ from croft_pipeline.config.loader import CONFIG_LOADER_ARGS, config_loader
 from croft_pipeline.datasets import ProvenanceDataset
 from croft_pipeline.ood.comparisons import ComparisonConfig, compare_methods, compare_scores
 from croft_pipeline.ood.evaluation import EvaluationConfig, summarise
-from croft_pipeline.pipeline_registry import register_pipelines
+from croft_pipeline.pipeline_registry import pipelines_from, register_pipelines
 from croft_pipeline.pipelines.ingest.nodes import build_splits, validate_data
 from croft_pipeline.pipelines.pretrain.nodes import describe_clip_model, pretrain_clip
 from croft_pipeline.pretraining.default_model import is_project_checkpoint, pretrain_config
@@ -59,7 +59,7 @@ BASE_ENV = CONFIG_LOADER_ARGS["base_env"]  # env None: the base configuration (c
 PUBLISHED = ("manifest", "clip_model_spec", "dataset_roots", "id_classes", "openset_kinds")
 BACKBONE_INPUTS = ("pretrain_pairs", "splits")  # what pretraining another backbone reads
 PRETRAIN_REPORT = "clip_pretrain_report"  # the default checkpoint's recipe (read, never written)
-FOLD_PIPELINES = ("embed", "train", "evaluate")
+FOLD_PIPELINES = pipelines_from("embed")
 SCORE_PAIRS = (("neglabel", "energy"), ("neglabel", "mcm"))  # score comparisons (paired AUROC)
 SKIPPED_NODES = {"register_model"}  # a benchmark fold moves no registry alias
 KEPT = (

@@ -184,12 +184,18 @@ def load_params(env: str | None = "test") -> dict[str, Any]:
     return parameters(REPO_ROOT, env)
 
 
-def pipeline_catalog(catalog_file: str, project: Path, inputs: dict[str, Any]):
-    """The real entries of ``conf/base/<catalog_file>`` (as Kedro resolves them) stored under
-    ``project``, plus in-memory ``inputs`` (to run one pipeline's nodes on hand-made data)."""
+def pipeline_catalog(catalog_files: str | tuple[str, ...], project: Path, inputs: dict[str, Any]):
+    """The real entries of ``conf/base/<catalog_file>`` (one name or several; as Kedro resolves
+    them) stored under ``project``, plus in-memory ``inputs`` (to run pipelines' nodes on
+    hand-made data)."""
     from kedro.io import DataCatalog, MemoryDataset
 
-    names = yaml.safe_load((REPO_ROOT / "conf" / "base" / catalog_file).read_text())
+    files = (catalog_files,) if isinstance(catalog_files, str) else catalog_files
+    names = {
+        name
+        for file in files
+        for name in yaml.safe_load((REPO_ROOT / "conf" / "base" / file).read_text())
+    }
     resolved = config_loader(REPO_ROOT)["catalog"]
     config = {name: copy.deepcopy(resolved[name]) for name in names}
     for entry in config.values():

@@ -80,8 +80,8 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("train.wise.alphas", [0.0, 1.5], "train.wise.alphas[1] must be in [0, 1], got 1.5"),
     ("train.workers", 0, "train.workers must be auto, null or an integer >= 1, got 0"),
     ("train.device", "tpu", "train.device must be valid"),
-    ("train.calibration.tpr", 1.5, "train.calibration.tpr must be in (0, 1], got 1.5"),
-    ("train.calibration.score", "enrgy", "train.calibration.score must be one of evaluate.scores"),
+    ("calibrate.tpr", 1.5, "calibrate.tpr must be in (0, 1], got 1.5"),
+    ("calibrate.score", "enrgy", "calibrate.score must be one of evaluate.scores"),
     ("evaluate.tpr", 0.0, "evaluate.tpr must be in (0, 1], got 0.0"),
     ("evaluate.scores.knn.k", 0, "evaluate.scores.knn.k must be an integer >= 1, got 0"),
     ("evaluate.scores.energy.temperature", 0.0, "evaluate.scores.energy.temperature must be > 0"),
@@ -178,7 +178,9 @@ def test_a_setting_that_is_a_code_constant_is_refused_by_name(path, value):
 UNKNOWN = [  # (dotted path set, the message: the full key and the closest declared key)
     ("train.seeds", "train.seeds: unknown key; did you mean seeds?"),
     ("trian", "trian: unknown key; did you mean train?"),
-    ("train.calibraton", "train.calibraton: unknown key; did you mean train.calibration?"),
+    ("train.equal_budgt", "train.equal_budgt: unknown key; did you mean train.equal_budget?"),
+    ("calibrate.tprr", "calibrate.tprr: unknown key; did you mean calibrate.tpr?"),
+    ("train.calibration", "train.calibration: unknown key; did you mean calibrate?"),  # moved
     (
         "train.method_params.croft_faithful.lamda1",
         "train.method_params.croft_faithful.lamda1: unknown key; "
@@ -207,13 +209,13 @@ UNKNOWN = [  # (dotted path set, the message: the full key and the closest decla
     ),
     (
         "train.zzz",
-        "train.zzz: unknown key; train takes calibration, device, equal_budget, grids, "
+        "train.zzz: unknown key; train takes device, equal_budget, grids, "
         "method_params, methods, num_threads, ray, runner, wise, workers",
     ),
     (
         "zzz",
         "zzz: unknown key; the top level takes "
-        "clip, embed, evaluate, ingest, pretrain, seeds, train",
+        "calibrate, clip, embed, evaluate, ingest, pretrain, seeds, train",
     ),
     ("evaluate.scores.knn.kk", "evaluate.scores.knn.kk: unknown key; evaluate.scores.knn takes k"),
 ]
@@ -253,10 +255,10 @@ def test_the_message_is_the_projects_not_the_librarys():
 
 
 def test_a_run_with_a_bad_parameter_stops_before_any_node_writes(tmp_path):
-    """The ingest pipeline does not even read train.calibration: every block is checked."""
+    """The ingest pipeline does not even read calibrate: every block is checked."""
     project = make_project_copy(tmp_path / "project")
-    with pytest.raises(ConfigError, match=r"train\.calibration\.tpr must be in \(0, 1\]") as info:
-        run_pipeline(project, "ingest", extra_params={"train": {"calibration": {"tpr": 1.5}}})
+    with pytest.raises(ConfigError, match=r"calibrate\.tpr must be in \(0, 1\]") as info:
+        run_pipeline(project, "ingest", extra_params={"calibrate": {"tpr": 1.5}})
     assert isinstance(info.value.__cause__, ParameterError)
     written = [p for p in (project / "data").rglob("*") if p.is_file()]
     assert written in ([], [project / LOCK_FILE])  # the run lock is the run's, not an output

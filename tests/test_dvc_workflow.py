@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from croft_pipeline.config.loader import config_loader
+from croft_pipeline.pipeline_registry import PIPELINE_ORDER
 from croft_pipeline.tools.dvc_stages import RUN_RECORDS, entry_storage
 from tests.dvc_harness import dvc, git, git_project, stage_outs
 from tests.reporting.browser import chromium_binary, inspect_page
@@ -94,7 +95,7 @@ def repo(tiny_project, tmp_path_factory) -> dict:
 
 
 def test_repro_runs_every_stage_then_has_nothing_to_do(repo):
-    for stage in ("ingest", "pretrain", "embed", "train", "evaluate"):
+    for stage in PIPELINE_ORDER:
         assert f"Running stage '{stage}'" in repo["cold"]
     assert "Running stage" not in repo["warm"]
     assert json.loads(dvc(repo["path"], "status", "--json")) == {}
@@ -132,6 +133,23 @@ def test_forced_rerun_gives_identical_hashes(repo):
     assert not differ - records, f"outputs whose hash changed on a forced rerun: {differ}"
     assert {"data/06_models/training_runs.json", "data/08_reporting/report.html"} <= differ
     git(repo["path"], "checkout", "-q", "--", "dvc.lock")
+
+
+def test_a_new_deploy_tpr_reruns_calibrate_and_evaluate_only(repo):
+    """The deploy threshold is its own stage: a new ``calibrate.tpr`` leaves the fits and the
+    scores alone, and changes the deploy rates the report and metrics give."""
+    project, params = repo["path"], Path("conf/base/parameters_calibrate.yml")
+    text = (project / params).read_text()
+    (project / params).write_text(text.replace("tpr: 0.95", "tpr: 0.8"))
+    started = time.perf_counter()
+    output = dvc(project, "repro")
+    print(f"\ndvc repro after a new calibrate.tpr: {time.perf_counter() - started:.1f} s")
+    assert re.findall(r"Running stage '(\w+)'", output) == ["calibrate", "evaluate"]
+    tpr = json.loads((project / "data/08_reporting/metrics.json").read_text())["zero_shot"]
+    assert 0.7 < tpr["id/deploy_tpr"] < 0.9  # 0.95 before (a test-set share, near the target)
+    git(project, "checkout", "-q", "--", str(params), "dvc.lock")
+    dvc(project, "checkout", "-q")
+    assert json.loads(dvc(project, "status", "--json")) == {}
 
 
 def _plot_specs(page: Path) -> list[dict]:

@@ -71,7 +71,7 @@ def test_dvc_stages_mirror_the_kedro_pipelines():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages) == list(PIPELINE_ORDER)
     for name, stage in stages.items():
-        assert stage["cmd"] == f"sh scripts/kedro run --pipeline={name}"
+        assert stage["cmd"] == f"sh scripts/kedro run --pipelines={name}"
         assert stage.get("outs") or stage.get("metrics"), f"stage {name} declares no outputs"
 
 

@@ -36,7 +36,7 @@ def test_a_denied_operation_names_the_server_the_user_and_what_it_needs(endpoint
     line = denied(URI, _client_error(endpoint, 403, "Permission denied"), "reader")
     assert line == (
         f"MLflow tracking server {URI} denied user 'reader' a permission (HTTP 403): the "
-        f"operation needs {needed}; ask the server's admin for it (README, Working as a team)"
+        f"operation needs {needed}; ask the server's admin for it (docs/team.md)"
     )
 
 

@@ -212,6 +212,6 @@ def test_an_image_a_node_cannot_read_is_named_with_the_node(cluster, model, imag
     missing = ImageRef("0" * 64, tmp_path / "not-mounted" / "cat.png")
     with pytest.raises(
         NotOnNodeError,
-        match=r"not-mounted/cat\.png is not readable on Ray node [0-9a-f]+ .*README \"Running on a cluster\"",
+        match=r"not-mounted/cat\.png is not readable on Ray node [0-9a-f]+ .*docs/cluster.md",
     ):
         _embed(model, [*images, missing], tmp_path / "cache", ON_NODES)

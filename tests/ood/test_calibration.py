@@ -56,7 +56,7 @@ def test_a_threshold_is_not_applied_to_the_score_under_other_parameters():
 def test_the_calibrated_score_must_be_an_evaluated_one():
     with pytest.raises(
         ValueError,
-        match=r"train.calibration.score must be one of evaluate.scores \['energy'\], got 'msp'",
+        match=r"calibrate.score must be one of evaluate.scores \['energy'\], got 'msp'",
     ):
         calibrate_thresholds(
             synthetic_predictions(), LOGIT_SCALE, "msp", 0.95, {"energy": {}}, "train"

@@ -1,4 +1,4 @@
-"""The evaluate pipeline's wiring on synthetic inputs (Kedro runner, real catalog entries),
+"""The score and evaluate pipelines' wiring on synthetic inputs (Kedro runner, real catalog entries),
 and, once every pipeline exists, on the shared tiny end-to-end run."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kedro.runner import SequentialRunner
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file, tensors_digest
 from croft_pipeline.methods.train_summary import TrainSummary
-from croft_pipeline.pipelines.evaluate import create_pipeline
+from croft_pipeline.pipelines import evaluate, score
 from croft_pipeline.publishing import publish
 from croft_pipeline.publishing.registry import alias_version
 from croft_pipeline.serving.predict_folder import predict_folder
@@ -43,7 +43,7 @@ def _params() -> dict:
 
 
 def _catalog(project: Path, inputs: dict) -> DataCatalog:
-    return pipeline_catalog("catalog_evaluate.yml", project, inputs)
+    return pipeline_catalog(("catalog_score.yml", "catalog_evaluate.yml"), project, inputs)
 
 
 def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCatalog:
@@ -128,7 +128,7 @@ def _run(project: Path, tiny, signals: dict[str, float], monkeypatch) -> DataCat
         },
     )
     with mlflow.start_run(run_name="evaluate-test"):
-        SequentialRunner().run(create_pipeline(), catalog)
+        SequentialRunner().run(score.create_pipeline() + evaluate.create_pipeline(), catalog)
     return catalog
 
 

@@ -11,6 +11,7 @@ from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.methods import METHODS, build_method, selection
 from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import grid_points
+from croft_pipeline.pipelines.calibrate.nodes import calibrate as calibrate_node
 from croft_pipeline.pipelines.train import nodes
 from tests.kedro_harness import load_params
 from tests.methods.synthetic import CLASSES, DIM, synthetic_tables
@@ -46,8 +47,12 @@ def trained():
     stored = {key: (lambda b=blob: load(b)) for key, blob in blobs.items()}  # lazy loaders
     predictions = nodes.predict_splits(splits, center, text, stored, summary)
     evaluate = evaluate_params()
-    calibration = nodes.calibrate(
-        predictions, summary, params["calibration"], evaluate["scores"], evaluate["knn_bank_split"]
+    calibration = calibrate_node(
+        predictions,
+        summary,
+        load_params("test")["calibrate"],
+        evaluate["scores"],
+        evaluate["knn_bank_split"],
     )
     return splits, center, text, params, weights, summary, predictions, calibration
 

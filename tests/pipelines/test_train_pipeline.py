@@ -19,6 +19,7 @@ from croft_pipeline.config.loader import config_loader
 from croft_pipeline.methods import METHODS, grid_points, restore_method
 from croft_pipeline.methods.params import method_config, method_grids
 from croft_pipeline.methods.selection import varied_keys
+from croft_pipeline.pipelines import calibrate
 from croft_pipeline.pipelines.train import create_pipeline
 from tests.kedro_harness import load_params, pipeline_catalog
 from tests.methods.synthetic import CLASSES, synthetic_tables
@@ -29,7 +30,7 @@ SEEDS = [1, 2]
 
 
 def _catalog(project: Path, inputs: dict) -> DataCatalog:
-    return pipeline_catalog("catalog_train.yml", project, inputs)
+    return pipeline_catalog(("catalog_train.yml", "catalog_calibrate.yml"), project, inputs)
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +65,14 @@ def trained_project(tmp_path_factory, mlflow_tmp_store):
             "text_features": text,
             "id_classes": CLASSES,
             "params:train": params,
-            "params:train.calibration": params["calibration"],
+            "params:calibrate": load_params("test")["calibrate"],
             "params:evaluate.scores": load_params("test")["evaluate"]["scores"],
             "params:evaluate.knn_bank_split": load_params("test")["evaluate"]["knn_bank_split"],
             "params:seeds": SEEDS,
         },
     )
     with mlflow.start_run(run_name="train-test") as parent:
-        SequentialRunner().run(create_pipeline(), catalog)
+        SequentialRunner().run(create_pipeline() + calibrate.create_pipeline(), catalog)
     return tmp_path, params, parent.info.run_id, text, center
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
+from croft_pipeline.pipeline_registry import PIPELINE_ORDER
 from tests.data.image_factory import write_image
 from tests.kedro_harness import REPO_ROOT, make_project_copy, run_pipeline
 from tests.network_guard import loopback_only
@@ -111,7 +112,7 @@ def test_vit_b16_safetensors_checkpoint_runs_every_pipeline(tmp_path, vit_checkp
     add_vit_env(project, tmp_path / "photos", checkpoint)
 
     with loopback_only() as attempts:
-        for pipeline in ("ingest", "pretrain", "embed", "train", "evaluate"):
+        for pipeline in PIPELINE_ORDER:
             run_pipeline(project, pipeline, env=ENV)
     assert attempts == []
 

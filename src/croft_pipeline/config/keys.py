@@ -101,17 +101,19 @@ def unknown_keys(
     model: type[BaseModel],
     keyed: Keys | None = None,
     files: Mapping[str, Any] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> list[UnknownKey]:
     """Every key of ``params`` that ``model`` does not declare, sorted, each with the closest
-    declared key and the ``files`` (label -> the parameters as written there) that set it."""
-    keyed = keyed or {}
+    declared key (for a key in ``moved``, old dotted key -> new, its new place) and the
+    ``files`` (label -> the parameters as written there) that set it."""
+    keyed, moved = keyed or {}, moved or {}
     declared = list(_declared(model, params, (), keyed))
     unknown = [
         UnknownKey(
             path,
             dotted(path[:-1]),
             known,
-            closest(path, declared),
+            moved.get(dotted(path)) or closest(path, declared),
             tuple(label for label, tree in (files or {}).items() if _holds(tree, path)),
         )
         for path, known in _unknown(model, params, (), keyed)
@@ -124,9 +126,10 @@ def check_keys(
     model: type[BaseModel],
     keyed: Keys | None = None,
     files: Mapping[str, Any] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> None:
     """An :class:`UnknownKeysError` naming every unknown key of ``params``, if any."""
-    unknown = unknown_keys(params, model, keyed, files)
+    unknown = unknown_keys(params, model, keyed, files, moved)
     if unknown:
         raise UnknownKeysError(unknown)
 

@@ -24,7 +24,7 @@ from croft_pipeline.config.keys import Keyed, check_keys
 from croft_pipeline.config.rules import ParameterError, at_least, one_of, parameter_error
 from croft_pipeline.data.params import IngestParams
 from croft_pipeline.methods.params import METHOD_PARAMS, Params, TrainParams, trains
-from croft_pipeline.ood.params import SCORE_PARAMS, EvaluateParams
+from croft_pipeline.ood.params import SCORE_PARAMS, CalibrateParams, EvaluateParams
 from croft_pipeline.publishing.params import GatesParams
 
 WISE_SUFFIX = "+wise"  # methods.wise.wise_name (torch-free here)
@@ -39,6 +39,7 @@ class ProjectParams(Params):
     embed: EmbedParams
     pretrain: PretrainParams
     train: TrainParams
+    calibrate: CalibrateParams
     evaluate: EvaluateParams
 
     @model_validator(mode="after")
@@ -46,7 +47,7 @@ class ProjectParams(Params):
         if len(set(self.seeds)) != len(self.seeds):
             raise ParameterError("seeds", "not repeat a seed", self.seeds)
         _machine_and_libraries(self)
-        _scores_named(self.train, self.evaluate)
+        _scores_named(self.calibrate, self.evaluate)
         register, methods = self.evaluate.registration, evaluated_methods(self.train)
         one_of(methods).check("evaluate.register.method", register.method)
         if register.seed is not None:
@@ -54,6 +55,9 @@ class ProjectParams(Params):
         check_gate_config(self.evaluate, methods)
         return self
 
+
+# settings that moved: old dotted key -> where it is now (the unknown-key message names it)
+MOVED = {"train.calibration": "calibrate"}
 
 # the mappings whose keys name a model each (config.keys walks them for unknown keys)
 KEYED = {
@@ -67,7 +71,7 @@ def check_known_keys(params: Mapping[str, Any], files: Mapping[str, Any] | None 
     """Every key of ``params`` is one :class:`ProjectParams` declares, else a
     :class:`~croft_pipeline.config.keys.UnknownKeysError` naming them all (each with the
     closest declared key, and the ``files`` that set it: label -> the parameters written there)."""
-    check_keys(params, ProjectParams, KEYED, files)
+    check_keys(params, ProjectParams, KEYED, files, MOVED)
 
 
 def check_parameters(params: Mapping[str, Any]) -> ProjectParams:
@@ -114,12 +118,12 @@ def _machine_and_libraries(params: ProjectParams) -> None:
             require_ray(f"{block}.runner")
 
 
-def _scores_named(train: TrainParams, evaluate: EvaluateParams) -> None:
+def _scores_named(calibrate: CalibrateParams, evaluate: EvaluateParams) -> None:
     """Every score a block names is one evaluation computes; the paper reference a shift."""
+    from croft_pipeline.ood.calibration import check_calibrated_score
+
     scores = sorted(evaluate.scores)
-    if train.calibration.score not in evaluate.scores:  # evaluation applies the same numbers
-        rule = f"be one of evaluate.scores {scores}"
-        raise ParameterError("train.calibration.score", rule, train.calibration.score)
+    check_calibrated_score(calibrate.score, evaluate.scores)  # evaluation applies the same numbers
     one_of(scores).check("evaluate.paper.score", evaluate.paper.score)
     one_of(sorted(evaluate.splits)).check("evaluate.paper.reference", evaluate.paper.reference)
     one_of(scores).check("evaluate.comparisons.score", evaluate.comparisons.score)

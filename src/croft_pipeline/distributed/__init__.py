@@ -18,7 +18,7 @@ from types import ModuleType
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
 SAME_PATHS = (
-    'README "Running on a cluster": the dataset roots must be at the same path on every node '
+    "docs/cluster.md: the dataset roots must be at the same path on every node "
     "(a shared filesystem such as NFS, or the same copy on each node)"
 )
 
@@ -77,7 +77,7 @@ def node_id() -> str:
 
 
 def readable_here(path: str) -> str:
-    """``path``, or a :class:`NotOnNodeError` naming it, this node and the README's rule."""
+    """``path``, or a :class:`NotOnNodeError` naming it, this node and the rule of docs/cluster.md."""
     if not os.access(path, os.R_OK):
         raise NotOnNodeError(
             f"{path} is not readable on Ray node {node_id()} (host {socket.gethostname()}): "

@@ -22,7 +22,6 @@ from croft_pipeline.config.rules import (
     NUMBER,
     POSITIVE,
     RUNNER,
-    SHARE,
     TEXT,
     THREAD_COUNT,
     UNIT,
@@ -188,11 +187,6 @@ class WiseParams(Params):
     alphas: list[Annotated[float, ALPHA]] = []  # empty: no WiSE-FT point
 
 
-class CalibrationParams(Params):
-    score: Annotated[str, TEXT]  # one of evaluate.scores (checked by the project model)
-    tpr: Annotated[float, SHARE]  # the deploy threshold keeps this share of ID validation
-
-
 class TrainParams(Params):
     """The ``train`` block: which methods, their settings and grids, and where they fit."""
 
@@ -206,7 +200,6 @@ class TrainParams(Params):
     grids: dict[Annotated[str, METHOD_NAME], dict[str, Any]] = {}
     equal_budget: Annotated[bool, BOOLEAN] = True  # every trained method tries as many points
     wise: WiseParams = WiseParams()
-    calibration: CalibrationParams
 
     @field_validator("method_params")
     @classmethod

@@ -58,7 +58,7 @@ def check_calibrated_score(score: str, evaluated: Mapping[str, Any]) -> None:
     """The calibrated score must be evaluated too, so evaluation applies the same numbers."""
     if score not in evaluated:
         raise ParameterError(
-            "train.calibration.score", f"be one of evaluate.scores {sorted(evaluated)}", score
+            "calibrate.score", f"be one of evaluate.scores {sorted(evaluated)}", score
         )
 
 

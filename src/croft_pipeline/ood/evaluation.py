@@ -1,8 +1,9 @@
 """Evaluate a predictions table (docs/architecture.md) into long metric tables, Kedro-free.
 
 ``score_predictions`` turns logits/embeddings into one OOD score column per registered score;
-``evaluate_scores`` computes, per (method, seed), accuracy, threshold-free detection metrics,
-the ``deploy`` rates at the calibrated threshold and the ``paper`` protocol; ``summarise`` takes
+``threshold_free_metrics`` computes, per (method, seed), accuracy, threshold-free detection
+metrics and the ``paper`` protocol; ``with_deploy_metrics`` adds the ``deploy`` rates at the
+calibrated threshold (``evaluate_scores``: both); ``summarise`` takes
 mean ± std (numpy ``std``, ddof = 0) over seeds.
 
 Shifts (``shift_frames``): ``id`` (ID test), ``covariate`` (the held-out domain, all of it: every
@@ -247,24 +248,59 @@ def evaluate_scores(
     calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
     config: EvaluationConfig,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long tables ``results`` (RESULT_COLUMNS) and ``domain_results`` (DOMAIN_COLUMNS)."""
+    """Long tables ``results`` (RESULT_COLUMNS) and ``domain_results`` (DOMAIN_COLUMNS): the
+    threshold-free metrics (:func:`threshold_free_metrics`) and the deploy ones."""
+    results, domains = threshold_free_metrics(sample_scores, config)
+    return with_deploy_metrics(results, sample_scores, calibration, config), domains
+
+
+def threshold_free_metrics(
+    sample_scores: pd.DataFrame, config: EvaluationConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``results`` and ``domain_results`` of everything but the calibrated threshold: accuracy,
+    detection metrics and the paper protocol per (method, seed, shift); accuracy per domain."""
     rows: list[dict[str, Any]] = []
     domain_rows: list[dict[str, Any]] = []
-    for (method, seed), group in sample_scores.groupby(["method", "seed"], sort=True):
-        by_shift = shift_frames(group, config)
-        threshold = calibrated_entry(calibration, method, seed)
-        for shift, values in _group_metrics(by_shift, threshold, config):
-            rows += [
-                {"method": method, "seed": int(seed), "shift": shift, "metric": k, "value": v}
-                for k, v in values.items()
-            ]
+    for (method, seed), by_shift in _units(sample_scores, config):
+        rows += _rows(method, seed, _group_metrics(by_shift, config))
         for shift in ("id", "covariate"):
             if shift in by_shift:
-                domain_rows += _domain_rows(by_shift[shift], method, int(seed), shift)
+                domain_rows += _domain_rows(by_shift[shift], method, seed, shift)
     return (
         pd.DataFrame(rows, columns=RESULT_COLUMNS),
         pd.DataFrame(domain_rows, columns=DOMAIN_COLUMNS),
     )
+
+
+def with_deploy_metrics(
+    results: pd.DataFrame,
+    sample_scores: pd.DataFrame,
+    calibration: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    config: EvaluationConfig,
+) -> pd.DataFrame:
+    """``results`` (threshold-free) and the deploy rows of every calibrated (method, seed): the
+    share of each test set accepted as ID at its threshold."""
+    rows: list[dict[str, Any]] = []
+    for (method, seed), by_shift in _units(sample_scores, config):
+        threshold = calibrated_entry(calibration, method, seed)
+        if threshold is not None and "openset" in by_shift:
+            rows += _rows(method, seed, _deploy_metrics(by_shift, threshold, config))
+    deploy = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.concat([results, deploy], ignore_index=True) if rows else results.copy()
+
+
+def _units(sample_scores: pd.DataFrame, config: EvaluationConfig):
+    """``((method, seed), frames by shift)`` of every (method, seed), sorted."""
+    for (method, seed), group in sample_scores.groupby(["method", "seed"], sort=True):
+        yield (method, int(seed)), shift_frames(group, config)
+
+
+def _rows(method: str, seed: int, metrics) -> list[dict[str, Any]]:
+    return [
+        {"method": method, "seed": seed, "shift": shift, "metric": k, "value": v}
+        for shift, values in metrics
+        for k, v in values.items()
+    ]
 
 
 def shift_frames(samples: pd.DataFrame, config: EvaluationConfig) -> dict[str, pd.DataFrame]:
@@ -321,8 +357,8 @@ def evaluated_metrics(score_names) -> set[tuple[str, str]]:
     return pairs | {("openset", metric) for metric in PAPER_METRICS}
 
 
-def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, config):
-    """``(shift, {metric: value})`` pairs for one method and seed."""
+def _group_metrics(by_shift: dict[str, pd.DataFrame], config):
+    """``(shift, {metric: value})`` pairs for one method and seed, threshold-free."""
     for shift in ACCURACY_SHIFTS:
         if shift in by_shift:
             yield shift, {"accuracy": float(by_shift[shift]["correct"].mean())}
@@ -340,8 +376,6 @@ def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, co
                         ident[column], ident["correct"], ood[column], config.tpr
                     )
                 yield shift, {f"{name}_{metric}": value for metric, value in metrics.items()}
-    if threshold is not None:
-        yield from _deploy_metrics(by_shift, openset, threshold, config)
     reference = by_shift.get(config.paper_reference)
     if reference is not None and reference["correct"].any():
         column = score_column(config.paper_score)
@@ -349,16 +383,14 @@ def _group_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict | None, co
         yield "openset", {"paper_fpr95_id_positive": paper["fpr"], "paper_auroc": paper["auroc"]}
 
 
-def _deploy_metrics(
-    by_shift: dict[str, pd.DataFrame], openset: pd.DataFrame, threshold: dict, config
-):
+def _deploy_metrics(by_shift: dict[str, pd.DataFrame], threshold: dict, config):
     """The share accepted as ID at the calibrated threshold, applied unchanged to every test set.
 
     The threshold was fixed on a score with given parameters; comparing it with the same score
     under other parameters (``evaluate.scores``) would measure nothing, so that is an error.
     """
     name, value = threshold["score"], float(threshold["threshold"])
-    column = score_column(name)
+    column, openset = score_column(name), by_shift["openset"]
     if column not in openset.columns:
         raise ValueError(f"calibrated score {name!r} is not among evaluate.scores")
     if score_parameters(name, threshold.get("params")) != score_parameters(
@@ -366,7 +398,7 @@ def _deploy_metrics(
     ):
         raise ValueError(
             f"the threshold was calibrated on {name} with parameters {threshold.get('params')}, "
-            f"but evaluate.scores.{name} is {config.scores[name]}: re-run the train pipeline"
+            f"but evaluate.scores.{name} is {config.scores[name]}: re-run the calibrate pipeline"
         )
     for shift in ("id", "covariate"):
         if shift in by_shift:

@@ -27,6 +27,14 @@ SPLIT_NAME = one_of(SPLITS)
 KNN_K = at_least(1)
 
 
+class CalibrateParams(Params):
+    """The ``calibrate`` block: the deploy threshold's score and the share of ID validation it
+    keeps (its own pipeline: a change reruns calibrate and evaluate, not the fits)."""
+
+    score: Annotated[str, TEXT]  # one of evaluate.scores (checked by the project model)
+    tpr: Annotated[float, TPR]
+
+
 class TemperatureScore(Params):
     temperature: Annotated[float, POSITIVE] = 1.0
 

@@ -1,7 +1,8 @@
 """Generate ``dvc.yaml`` from the Kedro pipelines and the catalog, so the two never drift.
 
-One stage per pipeline, ``cmd: sh scripts/kedro run --pipeline=<name>`` (the project's own
-interpreter, activated or not: ``scripts/kedro``); deps are the files the pipeline reads (catalog
+One stage per pipeline, ``cmd: sh scripts/kedro run --pipelines=<name>`` (the project's own
+interpreter, activated or not: ``scripts/kedro``; ``--pipelines``, the form Kedro 1.x does not
+call deprecated); deps are the files the pipeline reads (catalog
 inputs), its code (the import graph of its nodes, :mod:`croft_pipeline.tools.code_deps`) and the catalog
 files that define its datasets; params are the keys of the parameter files it uses; outs are the
 files it writes. Top-level ``plots`` declare the curves the pipelines write for ``dvc plots``.
@@ -120,7 +121,7 @@ def _extra_outs(params: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def _outermost(keys: set[str]) -> list[str]:
-    """``train`` covers ``train.calibration``: keep only the keys no other key contains."""
+    """``evaluate`` covers ``evaluate.scores``: keep only the keys no other key contains."""
     return sorted(k for k in keys if not any(k.startswith(f"{other}.") for other in keys))
 
 
@@ -148,7 +149,7 @@ def build_stages(project_root: Path) -> dict[str, Any]:
         config |= {"conf/base/globals.yml", KEDRO}
         deps = sorted({paths[d] for d in inputs if d in paths} | set(code) | config)
         written = sorted(paths[d] for d in outputs if d in paths)
-        stage: dict[str, Any] = {"cmd": f"sh {KEDRO} run --pipeline={name}", "deps": deps}
+        stage: dict[str, Any] = {"cmd": f"sh {KEDRO} run --pipelines={name}", "deps": deps}
         if params:
             stage["params"] = [{f: _outermost(keys)} for f, keys in sorted(params.items())]
         outs = [p for p in written if p not in METRICS_FILES] + extra.get(name, [])

@@ -13,7 +13,7 @@ at it. ``down`` stops exactly the two processes ``up`` started (by the PIDs it r
 keeps the data. Writers hold EDIT on every experiment and registered model (a role); everyone
 else reads (the server's default permission). Run as root, PostgreSQL runs as the ``postgres``
 user (it refuses root), so ``--state`` must be a folder that user can reach.
-README "Working as a team"."""
+docs/team.md."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def denied(uri: str, error: BaseException, username: str | None = None) -> str |
     return (
         f"MLflow tracking server {uri} denied {who} a permission (HTTP 403): the operation needs "
         f"{needed or 'a permission this user lacks'}; ask the server's admin for it "
-        "(README, Working as a team)"
+        "(docs/team.md)"
     )
 
 

@@ -1,4 +1,4 @@
-"""evaluate: score -> metrics -> summary -> intervals, WiSE-FT curves -> plots -> report ->
+"""evaluate: the calibrated threshold applied to score's metrics -> summary -> plots -> report ->
 MLflow -> register the model (last: a run that fails earlier registers nothing)."""
 
 from kedro.pipeline import Node, Pipeline
@@ -10,50 +10,16 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                nodes.score_samples,
-                [
-                    "predictions",
-                    "train_summary",
-                    "openset_kinds",
-                    "negative_labels",
-                    "image_features_center",
-                    "text_features",
-                    "adapter_weights",
-                    "params:evaluate",
-                ],
-                ["evaluation_scores", "score_choices"],
-                name="score_samples",
-            ),
-            Node(
-                nodes.compute_metrics,
-                ["evaluation_scores", "calibration", "params:evaluate"],
-                ["evaluation_results", "evaluation_domain_results"],
-                name="compute_metrics",
+                nodes.apply_threshold,
+                ["evaluation_scores", "score_results", "calibration", "params:evaluate"],
+                "evaluation_results",
+                name="apply_threshold",
             ),
             Node(
                 nodes.summarise_metrics,
                 ["evaluation_results", "evaluation_domain_results"],
                 ["evaluation_summary", "evaluation_domain_summary", "evaluation_metrics"],
                 name="summarise_metrics",
-            ),
-            Node(
-                nodes.compare_with_intervals,
-                ["evaluation_scores", "evaluation_summary", "params:evaluate"],
-                "evaluation_comparisons",
-                name="compare_with_intervals",
-            ),
-            Node(
-                nodes.trace_wise_curves,
-                [
-                    "splits",
-                    "image_features_center",
-                    "text_features",
-                    "adapter_weights",
-                    "train_summary",
-                    "params:train.wise",
-                ],
-                "wise_curves",
-                name="trace_wise_curves",
             ),
             Node(
                 nodes.render_plots,
@@ -67,12 +33,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "evaluation_plots",
                 name="render_plots",
-            ),
-            Node(
-                nodes.tabulate_curves,
-                ["evaluation_scores", "params:evaluate"],
-                ["roc_curve", "score_histogram"],
-                name="tabulate_curves",
             ),
             Node(
                 nodes.render_report,

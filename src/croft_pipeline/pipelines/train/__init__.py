@@ -1,4 +1,4 @@
-"""train: CRoFT and the baselines on cached features, then the open-set threshold."""
+"""train: CRoFT and the baselines on cached features, and their predictions."""
 
 from croft_pipeline.pipelines.train.pipeline import create_pipeline
 

@@ -27,7 +27,6 @@ from croft_pipeline.methods.selection import point_text, varied_keys
 from croft_pipeline.methods.train_summary import MethodSummary, SeedFit, SeedWise, TrainSummary
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all
 from croft_pipeline.methods.wise import wise_name
-from croft_pipeline.ood.calibration import calibrate_thresholds
 from croft_pipeline.ood.scores import check_knn_k, score_parameters
 
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
@@ -232,25 +231,6 @@ def predict_splits(
             frame["embedding"] = list(model.embed(features).numpy())
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
-
-
-def calibrate(
-    predictions: pd.DataFrame,
-    train_summary: TrainSummary,
-    calibration: dict[str, Any],
-    scores: dict[str, Any],
-    knn_bank_split: str,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """The open-set threshold per method and seed, at the set TPR on ID validation only, on the
-    calibrated score with its ``evaluate.scores`` parameters."""
-    return calibrate_thresholds(
-        predictions,
-        float(train_summary.logit_scale),
-        calibration["score"],
-        float(calibration["tpr"]),
-        {name: dict(params or {}) for name, params in scores.items()},
-        knn_bank_split,
-    )
 
 
 def validation_curve(train_summary: TrainSummary) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""train: fit every method per seed -> predictions on every split -> calibrate the threshold;
-the per-epoch validation curve as a table (dvc plots)."""
+"""train: fit every method per seed -> predictions on every split; the per-epoch validation
+curve as a table (dvc plots)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -36,18 +36,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "predictions",
                 name="predict_splits",
-            ),
-            Node(
-                nodes.calibrate,
-                [
-                    "predictions",
-                    "train_summary",
-                    "params:train.calibration",
-                    "params:evaluate.scores",
-                    "params:evaluate.knn_bank_split",
-                ],
-                "calibration",
-                name="calibrate",
             ),
             Node(
                 nodes.validation_curve,
