@@ -6,12 +6,13 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+from croft_pipeline.tools.screenshot import chromium_binary, headless_command
+
+__all__ = ["CHECK_SCRIPT", "chromium_binary", "dump_dom", "inspect_page"]
 CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", function () {
@@ -45,36 +46,23 @@ window.addEventListener("load", function () {
 """
 
 
-def chromium_binary() -> str | None:
-    for name in CHROMIUM_CANDIDATES:
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def dump_dom(url: str, profile: Path, timeout: float = 120.0, budget_ms: int = 10000) -> str:
+def dump_dom(
+    url: str,
+    profile: Path,
+    timeout: float = 120.0,
+    budget_ms: int = 10000,
+    window: tuple[int, int] | None = None,
+) -> str:
     """The DOM of ``url`` after its scripts ran for ``budget_ms`` of virtual time, as headless
-    Chromium serialises it; every host but 127.0.0.1 is unresolvable, so the page stays offline."""
+    Chromium serialises it (in a ``window`` of width × height pixels, if given); every host but
+    127.0.0.1 is unresolvable, so the page stays offline."""
     binary = chromium_binary()
     if binary is None:
         raise FileNotFoundError("no chromium binary on PATH")
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--user-data-dir={profile}",
-        f"--virtual-time-budget={budget_ms}",
-        "--dump-dom",
-        url,
-    ]
+    size = [f"--window-size={window[0]},{window[1]}"] if window else []
+    command = headless_command(
+        binary, profile, *size, f"--virtual-time-budget={budget_ms}", "--dump-dom", url
+    )
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if "</html>" not in completed.stdout:
         raise RuntimeError(
@@ -83,14 +71,19 @@ def dump_dom(url: str, profile: Path, timeout: float = 120.0, budget_ms: int = 1
     return completed.stdout
 
 
-def inspect_page(page: Path, timeout: float = 120.0, script: str = CHECK_SCRIPT) -> dict:
+def inspect_page(
+    page: Path,
+    timeout: float = 120.0,
+    script: str = CHECK_SCRIPT,
+    window: tuple[int, int] | None = None,
+) -> dict:
     """Load a copy of ``page`` with a check script appended (it writes its JSON result into
     ``<pre id="browser-check">``) and return the script's result."""
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
         head, end, tail = page.read_text(encoding="utf-8").rpartition("</body>")
         probe.write_text(head + script + end + tail)  # the last one: a script may hold "</body>"
-        dom = dump_dom(probe.as_uri(), Path(tmp) / "profile", timeout)
+        dom = dump_dom(probe.as_uri(), Path(tmp) / "profile", timeout, window=window)
     match = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, flags=re.S)
     if match is None:
         raise RuntimeError(f"the check script left no result in {page}")

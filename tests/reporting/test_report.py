@@ -2,6 +2,7 @@
 
 import io
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from croft_pipeline.reporting.tables import (
     shift_rank,
     summary_table,
 )
+from croft_pipeline.tools import screenshot
 from croft_pipeline.tracking.provenance import MlflowRun, Provenance
 from tests.ood.synthetic import (
     CLASSES,
@@ -312,3 +314,26 @@ def test_the_browser_check_sees_a_broken_image(report_file, tmp_path):
     broken.write_text(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
     seen = inspect_page(broken)
     assert seen["loaded"] == seen["images"] - 1
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_the_screenshot_tool_writes_a_png_of_the_top_of_the_report(report_file, tmp_path):
+    out = tmp_path / "images" / "report.png"  # a folder that does not exist yet
+    assert screenshot.main([str(report_file), str(out), "--width", "900", "--height", "600"]) == 0
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    assert struct.unpack(">II", head[16:24]) == (900, 600)
+    with Image.open(out) as image:
+        darkest, lightest = image.convert("L").getextrema()
+    assert darkest < 100 < lightest  # the title's text on the white page, not a blank picture
+
+
+def test_the_screenshot_tool_names_what_is_missing(report_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report.png"
+    assert screenshot.main([str(tmp_path / "absent.html"), str(out)]) == 1
+    assert f"no such file: {tmp_path / 'absent.html'}" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no browser on it
+    assert screenshot.main([str(report_file), str(out)]) == 1
+    assert "apt-get install chromium" in capsys.readouterr().err and not out.exists()
