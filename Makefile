@@ -83,3 +83,18 @@ team-down: $(TEAM_STAMP)
 
 clean-data:
 	find data -type f ! -name .gitkeep -delete
+
+# Kedro-Viz (docs/kedro_viz.md): `make viz` serves it in the foreground and opens the page with
+# one pipeline selected (VIZ_PIPELINE; __default__ chains all five at 12-15 % zoom); Ctrl-C,
+# `make viz-stop` or SIGTERM to the PID it prints stop every process it started (`kedro viz run`
+# stopped by its PID leaves its server process on the port).
+VIZ_PIPELINE ?= train
+VIZ_PORT ?= 4141
+
+.PHONY: viz viz-stop
+
+viz: $(RUN_STAMP)
+	$(BIN)/python -m croft_pipeline.tools.viz run --pipeline=$(VIZ_PIPELINE) --port=$(VIZ_PORT)
+
+viz-stop:
+	$(BIN)/python -m croft_pipeline.tools.viz stop

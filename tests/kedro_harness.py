@@ -131,11 +131,12 @@ def start_kedro(
     log: Path,
     environ: Mapping[str, str] | None = None,
     path_first: Sequence[str] = (),
+    module: str = "kedro",
 ) -> subprocess.Popen:
-    """``kedro <args>`` in the project copy as a real subprocess that imports this checkout's
-    ``croft_pipeline`` (after the ``path_first`` folders), in a process group of its own (its
-    workers too: :func:`kill_run` kills them all), with ``environ`` (default: this process's);
-    stdout and stderr go to ``log``."""
+    """``kedro <args>`` (``python -m <module> <args>``) in the project copy as a real subprocess
+    that imports this checkout's ``croft_pipeline`` (after the ``path_first`` folders), in a
+    process group of its own (its workers too: :func:`kill_run` kills them all), with ``environ``
+    (default: this process's); stdout and stderr go to ``log``."""
     environ = os.environ if environ is None else environ
     path = [*path_first, str(REPO_ROOT / "src"), environ.get("PYTHONPATH")]
     # COLUMNS: Kedro's rich log handler wraps at 80 columns; one record per line reads better
@@ -147,7 +148,7 @@ def start_kedro(
     }
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "kedro", *args],
+            [sys.executable, "-m", module, *args],
             cwd=project,
             env=variables,
             stdin=subprocess.DEVNULL,

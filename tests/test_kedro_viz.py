@@ -1,18 +1,24 @@
 """``kedro viz run`` shows the project: the real server (127.0.0.1, no browser) on a project copy,
-opened in headless Chromium. Each of the five pipelines renders with exactly its nodes, the data
-layers appear in the order the data flows, every node carries its pipeline's tag, and neither
-the server nor the page it serves sends telemetry."""
+started as users start it (``python -m croft_pipeline.tools.viz run``: ``make viz``) and opened in
+headless Chromium. Each of the five pipelines renders with exactly its nodes, the data layers
+appear in the order the data flows, every node carries its pipeline's tag, the page the tool
+prints opens on one pipeline at a readable zoom, neither the server nor its page sends
+telemetry, and stopping the tool by its PID frees the port (the module's last test)."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,7 +29,7 @@ import pytest
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 from tests import network_guard
 from tests.kedro_harness import kill_run, make_project_copy, start_kedro
-from tests.reporting.browser import chromium_binary, dump_dom
+from tests.reporting.browser import chromium_binary, dump_dom, evaluate_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,6 +73,10 @@ class VizServer:
     url: str
     attempts: Path
     profiles: Path  # a Chromium profile folder per page load
+    tool: subprocess.Popen  # python -m croft_pipeline.tools.viz run
+    port: int
+    log: Path
+    state: Path  # what the tool started: its PID, the group of kedro viz run, the page
 
 
 class RenderedFlowchart(HTMLParser):
@@ -133,14 +143,30 @@ def _wait_until_up(process: subprocess.Popen, url: str, log: Path) -> None:
     )
 
 
-def _stop(process: subprocess.Popen, port: int) -> None:
-    """Kill the server's process group by its leader's PID (the CLI, the server process it
-    spawned, multiprocessing's resource tracker); the port must then close."""
-    kill_run(process)
+def _group_gone(group: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _clean_up(server: VizServer) -> None:
+    """What the stop test left running, if it failed or did not run: the tool's group and
+    kedro viz run's (the CLI, the server process it spawned, multiprocessing's resource
+    tracker); the port must then close."""
+    group = json.loads(server.state.read_text())["group"] if server.state.exists() else None
+    kill_run(server.tool)
+    if group is not None:
+        with suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while _listening(port) and time.monotonic() < deadline:
+    while _listening(server.port) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _listening(port), f"the viz server still listens on port {port} after SIGKILL"
+    assert not _listening(server.port), f"still listening on port {server.port} after SIGKILL"
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +190,28 @@ def viz_server(tmp_path_factory) -> Iterator[VizServer]:
         "XDG_CONFIG_HOME": str(tmp / "config"),  # kedro-viz writes a telemetry user id there
         "OMP_NUM_THREADS": "1",
     }
-    port, log = _free_port(), tmp / "viz.log"
-    args = ["viz", "run", "--host", "127.0.0.1", "--port", str(port), "--no-browser"]
-    process = start_kedro(project, args, log, environ, path_first=[str(guarded)])
+    port, log, state = _free_port(), tmp / "viz.log", tmp / "viz-server.json"
+    args = [
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--state",
+        str(state),
+    ]
+    tool = start_kedro(
+        project, args, log, environ, path_first=[str(guarded)], module="croft_pipeline.tools.viz"
+    )
+    server = VizServer(
+        f"http://127.0.0.1:{port}/", attempts, tmp / "chromium", tool, port, log, state
+    )
     try:
-        _wait_until_up(process, f"http://127.0.0.1:{port}/api/main", log)
-        yield VizServer(f"http://127.0.0.1:{port}/", attempts, tmp / "chromium")
+        _wait_until_up(tool, f"http://127.0.0.1:{port}/api/main", log)
+        yield server
     finally:
-        _stop(process, port)
+        _clean_up(server)
 
 
 def _render(server: VizServer, query: str = "") -> RenderedFlowchart:
@@ -232,3 +272,56 @@ def test_neither_the_server_nor_its_page_sends_telemetry(viz_server):
         assert response.read().decode("utf-8") == shipped
     host = urlparse(update_check._PYPI_ENDPOINT).hostname
     assert set(viz_server.attempts.read_text().splitlines()) == {f"getaddrinfo({host!r})"}
+
+
+# Kedro-Viz's flowchart once its layout has settled: the zoom level its toolbar shows, the
+# pipeline its selector names, the nodes drawn; null until the zoom has held for two seconds.
+SETTLED_FLOWCHART = """(function () {
+  var wrapper = document.querySelector("g.pipeline-zoom-wrapper");
+  var scale = document.querySelector(".pipeline-minimap-toolbar__scale");
+  var nodes = document.querySelectorAll(".pipeline-node[data-node-fullname]").length;
+  if (!wrapper || !scale || !nodes ||
+      wrapper.classList.contains("pipeline-flowchart__zoom-wrapper--animating")) return null;
+  var now = scale.textContent + " " + wrapper.getAttribute("transform");
+  if (window.__seen !== now) { window.__seen = now; window.__since = Date.now(); return null; }
+  if (Date.now() - window.__since < 2000) return null;
+  var label = document.querySelector('[data-test="kedro-pipeline-selector"] .dropdown__label');
+  return {zoom: parseInt(scale.textContent, 10), nodes: nodes,
+          pipeline: label && label.textContent.trim()};
+})()"""
+
+
+def _printed_page(server: VizServer) -> str:
+    """The page the tool prints once the server answers (it asks every half second)."""
+    deadline = time.monotonic() + 30
+    while not (match := re.search(r"^Kedro-Viz: (\S+)", server.log.read_text(), flags=re.M)):
+        assert time.monotonic() < deadline, f"no page printed:\n{server.log.read_text()[-2000:]}"
+        time.sleep(0.5)
+    return match.group(1)
+
+
+def test_the_printed_page_opens_on_one_pipeline_at_a_readable_zoom(viz_server):
+    """Kedro-Viz fits the whole graph into the window: __default__'s 75 nodes at 12 % in a
+    1400 x 900 window. The page the tool prints selects train instead (``?pid=train``)."""
+    page = _printed_page(viz_server)
+    assert page == viz_server.url + "?pid=train"
+    first = evaluate_until(page, SETTLED_FLOWCHART)
+    default = evaluate_until(viz_server.url, SETTLED_FLOWCHART)  # a fresh profile: no memory
+    assert first and default, "the flowchart did not settle"
+    assert first["pipeline"] == "train" and default["pipeline"] == "__default__"
+    assert first["nodes"] < default["nodes"]
+    assert first["zoom"] >= 3 * default["zoom"], (first, default)
+
+
+def test_stopping_the_tool_by_its_pid_frees_the_port(viz_server):
+    """Last: it stops the module's server. ``make viz-stop`` (``viz stop``) sends SIGTERM to the
+    PID the tool recorded; the tool, kedro viz run's group and the port are all gone after it
+    (SIGTERM to kedro viz run's own PID would leave its server process on the port)."""
+    group = json.loads(viz_server.state.read_text())["group"]
+    assert _listening(viz_server.port)
+    stop = [sys.executable, "-m", "croft_pipeline.tools.viz", "stop", "--state"]
+    done = subprocess.run([*stop, str(viz_server.state)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("stopped Kedro-Viz"), done.stderr
+    assert viz_server.tool.wait(timeout=30) == 0
+    assert not _listening(viz_server.port) and not viz_server.state.exists()
+    assert _group_gone(group), f"a process of group {group} survived"

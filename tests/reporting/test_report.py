@@ -2,6 +2,7 @@
 
 import io
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from croft_pipeline.reporting.tables import (
     shift_rank,
     summary_table,
 )
+from croft_pipeline.tools import screenshot
 from croft_pipeline.tracking.provenance import MlflowRun, Provenance
 from tests.ood.synthetic import (
     CLASSES,
@@ -41,17 +43,23 @@ from tests.reporting.browser import chromium_binary, inspect_page
 CONFIG = EvaluationConfig(scores={"energy": {}, "msp": {}, "knn": {"k": 2}})
 
 
-@pytest.fixture(scope="module")
-def evaluation():
-    predictions = synthetic_predictions(n_per_split=20)
+def _evaluate(predictions: pd.DataFrame, config: EvaluationConfig, draws: int):
+    """Summary, domain summary, comparisons, per-sample scores and calibration of ``predictions``."""
     calibration = synthetic_calibration(predictions)
-    scores = score_predictions(predictions, LOGIT_SCALE, CONFIG).samples
-    results, domains = evaluate_scores(scores, calibration, CONFIG)
+    scores = score_predictions(predictions, LOGIT_SCALE, config).samples
+    results, domains = evaluate_scores(scores, calibration, config)
     summary = summarise(results)
     domain_summary = summarise(
         domains.rename(columns={"accuracy": "value"}), ("method", "shift", "domain")
     )
-    comparisons = compare_methods(scores, summary, CONFIG, ComparisonConfig(draws=200))
+    comparisons = compare_methods(scores, summary, config, ComparisonConfig(draws=draws))
+    return summary, domain_summary, comparisons, scores, calibration
+
+
+@pytest.fixture(scope="module")
+def evaluation():
+    predictions = synthetic_predictions(n_per_split=20)
+    summary, domain_summary, comparisons, scores, calibration = _evaluate(predictions, CONFIG, 200)
     plots = build_plots(scores, summary, domain_summary, WISE_CURVES, calibration, CONFIG.splits)
     return summary, domain_summary, plots, comparisons, scores
 
@@ -126,6 +134,28 @@ def report_file(evaluation, tmp_path_factory) -> Path:
         splits=CONFIG.splits,
         provenance=PROVENANCE,
     )
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_report_file(tmp_path_factory) -> Path:
+    """A report of ten methods and five scores (no plots): the results table is twice as wide
+    as a 1400 px window, and the detection table (50 rows) taller than it."""
+    methods = {"zero_shot": 0.4, "croft_clean": 0.9, "croft_no_edr": 0.8}
+    methods |= {f"baseline_{i}": 0.3 + i / 20 for i in range(7)}
+    config = EvaluationConfig(
+        scores={"energy": {}, "msp": {}, "max_logit": {}, "mcm": {}, "knn": {"k": 2}}
+    )
+    predictions = synthetic_predictions(methods, n_per_split=8)
+    summary, domain_summary, comparisons, scores, _ = _evaluate(predictions, config, 20)
+    page = build_report(
+        *(summary, domain_summary, comparisons, TRAIN_SUMMARY, {}, "wide"),
+        sample_scores=scores,
+        splits=config.splits,
+        provenance=PROVENANCE,
+    )
+    path = tmp_path_factory.mktemp("wide") / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -312,3 +342,104 @@ def test_the_browser_check_sees_a_broken_image(report_file, tmp_path):
     broken.write_text(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
     seen = inspect_page(broken)
     assert seen["loaded"] == seen["images"] - 1
+
+
+# Each table's nearest ancestor that scrolls sideways (its box), and what that box shows once
+# scrolled to its far right and bottom: the last column, the header, the row labels.
+WIDTH_CHECK = """
+<script>
+window.addEventListener("load", function () {
+  function scroller(element) {
+    for (var e = element.parentElement; e && e !== document.body; e = e.parentElement) {
+      var overflow = getComputedStyle(e).overflowX;
+      if (overflow === "auto" || overflow === "scroll") return e;
+    }
+    return null;
+  }
+  function inView(cell, box) {
+    var c = cell.getBoundingClientRect(), b = box.getBoundingClientRect();
+    return c.left >= b.left - 1 && c.right <= b.left + box.clientWidth + 1;
+  }
+  var tables = Array.from(document.querySelectorAll("table")).map(function (table) {
+    var rect = table.getBoundingClientRect(), box = scroller(table);
+    var seen = {id: table.id, labelled: table.classList.contains("labelled"), width: rect.width,
+                height: rect.height, right: rect.right, box: null};
+    if (box === null) return seen;
+    var first = table.tBodies[0].rows[0], label = table.tBodies[0].querySelector("th");
+    box.scrollLeft = box.scrollWidth;
+    box.scrollTop = box.scrollHeight;
+    var b = box.getBoundingClientRect();
+    seen.box = {
+      overflow: getComputedStyle(box).overflowX, scroll_width: box.scrollWidth,
+      right: b.right, height: b.height,
+      last_column_in_view: inView(first.cells[first.cells.length - 1], box),
+      header_at_top: table.tHead === null ||
+        Math.abs(table.tHead.getBoundingClientRect().top - b.top) <= 1,
+      label_in_view: label !== null && inView(label, box)
+    };
+    box.scrollLeft = 0;
+    box.scrollTop = 0;
+    return seen;
+  });
+  var out = document.createElement("pre");
+  out.id = "browser-check";
+  out.textContent = JSON.stringify({
+    inner_width: window.innerWidth, inner_height: window.innerHeight,
+    page_width: document.documentElement.scrollWidth, tables: tables
+  });
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_wide_tables_scroll_in_their_own_box_in_a_1400_px_window(wide_report_file):
+    """The page is never wider than the window; a table wider than it scrolls in a box whose
+    horizontal scroll bar is on screen with it (the box fits the window's height), and at the
+    box's far right and bottom the last column, the header and the row labels are in view."""
+    seen = inspect_page(wide_report_file, script=WIDTH_CHECK, window=(1400, 900))
+    width, height = seen["inner_width"], seen["inner_height"]
+    assert width == 1400 and seen["page_width"] <= width
+    tables = {table["id"]: table for table in seen["tables"]}
+    assert {t for t, table in tables.items() if table["width"] > width} >= {
+        "summary-table",
+        "detection-table",
+    }
+    assert tables["detection-table"]["height"] > height
+    for name, table in tables.items():
+        box = table["box"]
+        if box is None:  # the provenance box and the confusion matrices: narrow
+            assert table["right"] <= width, name
+            continue
+        assert box["overflow"] in ("auto", "scroll") and box["right"] <= width, name
+        assert box["scroll_width"] >= int(table["width"]), name
+        assert box["height"] <= height, f"{name}: its scroll bar is below the window"
+        assert box["last_column_in_view"] and box["header_at_top"], name
+        assert box["label_in_view"] or not table["labelled"], name
+    assert tables["summary-table"]["labelled"]
+
+
+@pytest.mark.skipif(
+    chromium_binary() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_the_screenshot_tool_writes_a_png_of_the_top_of_the_report(report_file, tmp_path):
+    out = tmp_path / "images" / "report.png"  # a folder that does not exist yet
+    assert screenshot.main([str(report_file), str(out), "--width", "900", "--height", "600"]) == 0
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    assert struct.unpack(">II", head[16:24]) == (900, 600)
+    with Image.open(out) as image:
+        darkest, lightest = image.convert("L").getextrema()
+    assert darkest < 100 < lightest  # the title's text on the white page, not a blank picture
+
+
+def test_the_screenshot_tool_names_what_is_missing(report_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "report.png"
+    assert screenshot.main([str(tmp_path / "absent.html"), str(out)]) == 1
+    assert f"no such file: {tmp_path / 'absent.html'}" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no browser on it
+    assert screenshot.main([str(report_file), str(out)]) == 1
+    assert "apt-get install chromium" in capsys.readouterr().err and not out.exists()

@@ -14,10 +14,15 @@ from croft_pipeline.tracking.provenance import Provenance
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
-table.metrics { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }
-table.metrics th, table.metrics td { border: 1px solid #bbb; padding: 3px 6px; text-align: right;
-  white-space: nowrap; }
-div.scroll { overflow-x: auto; }
+table.metrics { border-collapse: separate; border-spacing: 0; border: solid #bbb;
+  border-width: 1px 0 0 1px; font-size: 0.85em; margin-bottom: 1.5em; }
+table.metrics th, table.metrics td { border: solid #bbb; border-width: 0 1px 1px 0;
+  padding: 3px 6px; text-align: right; white-space: nowrap; }
+div.scroll { overflow: auto; max-height: 80vh; margin-bottom: 1.5em; }
+div.scroll table.metrics { margin-bottom: 0; }
+div.scroll thead { position: sticky; top: 0; z-index: 2; }
+table.labelled tbody th { position: sticky; left: 0; z-index: 1; }
+table.labelled thead th:first-child { position: sticky; left: 0; }
 table.metrics th { background: #eee; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 figure img { max-width: 640px; border: 1px solid #ddd; }
@@ -42,10 +47,14 @@ def png_data_uri(png: bytes) -> str:
 
 
 def table_html(table: pd.DataFrame, table_id: str) -> str:
+    """``table`` in a box of its own that scrolls both ways (at most 80 % of the window high, so
+    its horizontal scroll bar is on screen with it), its header row fixed at the top and, for a
+    one-level row index, its row labels fixed at the left."""
     if table.empty:
         return f'<p class="note" id="{html.escape(table_id)}">(no data)</p>'
+    classes = ["metrics", "labelled"] if table.index.nlevels == 1 else ["metrics"]
     rendered = header_in_one_row(table).to_html(
-        classes="metrics", table_id=table_id, border=0, escape=True
+        classes=classes, table_id=table_id, border=0, escape=True
     )
     return f'<div class="scroll">{rendered}</div>'
 
