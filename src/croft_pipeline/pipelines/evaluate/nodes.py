@@ -32,6 +32,7 @@ from croft_pipeline.publishing.gates import GateResult, check_gates, gate_lines,
 from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.publishing.publish import interval_gate_pairs, publish_model
 from croft_pipeline.reporting.curves import histogram_table, roc_table, scores_by_shift
+from croft_pipeline.reporting.headline import headline_metrics
 from croft_pipeline.reporting.report import build_plots, build_report, gates_section
 from croft_pipeline.reporting.tables import headline_rows
 from croft_pipeline.tracking.provenance import Provenance
@@ -107,6 +108,17 @@ def compare_with_intervals(
         EvaluationConfig.from_params(params),
         ComparisonConfig.from_params(params.get("comparisons")),
         interval_gate_pairs(params["register"], params["gates"]),
+    )
+
+
+def summarise_headline(
+    summary: pd.DataFrame, comparisons: pd.DataFrame, params: dict
+) -> dict[str, Any]:
+    """The served method's and its gate baselines' headline metrics and the gates' figures
+    (headline.json: the metrics DVC compares across experiments)."""
+    score = ComparisonConfig.from_params(params.get("comparisons")).score
+    return headline_metrics(
+        summary, comparisons, params["gates"], params["register"]["method"], score
     )
 
 

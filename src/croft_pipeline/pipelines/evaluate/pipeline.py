@@ -1,4 +1,4 @@
-"""evaluate: score -> metrics -> summary -> intervals, WiSE-FT curves -> plots -> report ->
+"""evaluate: score -> metrics -> summary -> intervals -> headline, WiSE-FT curves -> plots -> report ->
 MLflow -> register the model (last: a run that fails earlier registers nothing)."""
 
 from kedro.pipeline import Node, Pipeline
@@ -41,6 +41,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["evaluation_scores", "evaluation_summary", "params:evaluate"],
                 "evaluation_comparisons",
                 name="compare_with_intervals",
+            ),
+            Node(
+                nodes.summarise_headline,
+                ["evaluation_summary", "evaluation_comparisons", "params:evaluate"],
+                "evaluation_headline",
+                name="summarise_headline",
             ),
             Node(
                 nodes.trace_wise_curves,
