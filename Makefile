@@ -32,9 +32,16 @@ $(WORDNET):
 	@($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wordnet-base >/dev/null) \
 		|| (echo "could not install wordnet-base: run 'apt-get install wordnet-base', or set embed.negative_labels.wordnet_dir" >&2; exit 1)
 
-install: $(TEST_STAMP)
+# `dvc plots show` offline: DVC's page template with Vega inlined, named in .dvc/config.local
+# (both git-ignored; croft_pipeline.tools.plots_page, docs/dvc.md)
+PLOTS_PAGE := .dvc/plots/offline.html
 
-run: $(RUN_STAMP) $(WORDNET)
+$(PLOTS_PAGE): $(RUN_STAMP)
+	$(BIN)/python -m croft_pipeline.tools.plots_page
+
+install: $(TEST_STAMP) $(PLOTS_PAGE)
+
+run: $(RUN_STAMP) $(WORDNET) $(PLOTS_PAGE)
 	$(BIN)/kedro run
 
 # Two pytest workers, each test file whole in one of them (its module fixtures are built once):

@@ -61,11 +61,12 @@ def project_files() -> list[str]:
 
 
 def git_project(target: Path) -> Path:
-    """A git repository at ``target`` holding the project's files in one commit, no data."""
+    """A git repository at ``target`` (branch ``main``) holding the project's files in one
+    commit, no data."""
     for name in project_files():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, target / name)
-    git(target, "init", "-q")
+    git(target, "init", "-q", "-b", "main")  # the branch docs/dvc.md names
     git(target, "add", "-A")
     git(target, "commit", "-qm", "baseline")
     return target

@@ -18,8 +18,10 @@ import yaml
 from croft_pipeline.config.loader import config_loader
 from croft_pipeline.pipeline_registry import PIPELINE_ORDER
 from croft_pipeline.tools.dvc_stages import RUN_RECORDS, entry_storage
+from croft_pipeline.tools.plots_page import write_page
 from tests.dvc_harness import dvc, git, git_project, stage_outs
-from tests.reporting.browser import chromium_binary, inspect_page
+from tests.kedro_harness import load_params
+from tests.reporting.browser import charts_drawn, chromium_binary
 
 pytestmark = pytest.mark.slow
 
@@ -27,26 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # `+`: a key the file does not hold yet (the code default 0.2 stands until it is set)
 EXPERIMENT_PARAM = "conf/base/parameters_train.yml:+train.method_params.croft_clean.ratio=0.3"
 PLOT_NAMES = ("roc_curve", "score_histogram", "validation_accuracy_curve")
-RENDER_CHECK = """
-<script>
-var errors = [];
-window.addEventListener("error", function (e) { errors.push(String(e.message)); });
-window.addEventListener("unhandledrejection", function (e) { errors.push(String(e.reason)); });
-function drawn() {  // vega-embed's canvases (or SVGs) with a size: the charts that rendered
-  return Array.from(document.querySelectorAll("div[id] canvas.marks, div[id] svg.marks"))
-    .filter(function (c) { return (c.width || c.clientWidth) > 0; }).length;
-}
-var waited = 0, poll = setInterval(function () {
-  waited += 250;
-  if (drawn() < EXPECTED && waited < 8000) { return; }
-  clearInterval(poll);
-  var out = document.createElement("pre");
-  out.id = "browser-check";
-  out.textContent = JSON.stringify({charts: drawn(), errors: errors});
-  document.body.appendChild(out);
-}, 250);
-</script>
-""".replace("EXPECTED", str(len(PLOT_NAMES)))
+HEADLINE = entry_storage(config_loader(ROOT)["catalog"]["evaluation_headline"])["filepath"]
 
 
 def _out_hashes(project: Path) -> dict[str, str]:
@@ -82,14 +65,15 @@ def repo(tiny_project, tmp_path_factory) -> dict:
     every stage runs, and each reuses what they hold instead of computing it again."""
     project = git_project(tmp_path_factory.mktemp("dvc") / "project")
     _seed_persisted_outs(tiny_project, project)
+    write_page(project / ".dvc")  # as `make run` does: dvc plots offline
     started = time.perf_counter()
     cold = dvc(project, "repro")
     cold_s = time.perf_counter() - started
     started = time.perf_counter()
     warm = dvc(project, "repro")
     warm_s = time.perf_counter() - started
-    git(project, "add", "dvc.lock")
-    git(project, "commit", "-qm", "reproduced")
+    git(project, "add", "dvc.lock")  # docs/dvc.md: the baseline `dvc exp show` compares with
+    git(project, "commit", "-qm", "dvc.lock: the reproduced pipeline")
     print(f"\ndvc repro on the test env: cold {cold_s:.1f} s, warm {warm_s:.1f} s")
     return {"path": project, "cold": cold, "warm": warm, "hashes": _out_hashes(project)}
 
@@ -158,33 +142,13 @@ def _plot_specs(page: Path) -> list[dict]:
     return [json.loads(m) for m in re.findall(r"var spec = (\{.*?\});\n", text, flags=re.S)]
 
 
-def _offline_copy(page: Path) -> Path:
-    """The page with DVC's Vega script tags (a CDN) pointed at local copies of the libraries
-    (altair_viewer's Vega 5, Vega-Lite 4.17 and vega-embed 6: the specs use nothing newer)."""
-    scripts = Path(__import__("altair_viewer").__file__).parent / "scripts"
-
-    def local(match: re.Match) -> str:
-        library = match.group(1)
-        path = max(
-            scripts.glob(f"{library}-[0-9]*.js"),
-            key=lambda p: tuple(map(int, p.stem.rsplit("-", 1)[1].split("."))),
-        )
-        return f'<script src="{path.as_uri()}"></script>'
-
-    text = re.sub(
-        r'<script src="https://cdn\.jsdelivr\.net/npm/(vega|vega-lite|vega-embed)@[^"]+"></script>',
-        local,
-        page.read_text(encoding="utf-8"),
-    )
-    offline = page.with_name("offline.html")
-    offline.write_text(text, encoding="utf-8")
-    return offline
-
-
-def _assert_renders(page: Path) -> None:
+def _assert_renders_offline(page: Path) -> None:
+    """The page loads no script from elsewhere, and Chromium, every host unreachable, draws
+    each plot in it (tools.plots_page's template: Vega inlined)."""
+    assert "<script src=" not in page.read_text(encoding="utf-8")
     if chromium_binary() is None:
         pytest.skip("no chromium binary on PATH")
-    seen = inspect_page(_offline_copy(page), script=RENDER_CHECK)
+    seen = charts_drawn(page, len(PLOT_NAMES))
     assert seen["errors"] == []
     assert seen["charts"] == len(PLOT_NAMES)
 
@@ -196,15 +160,19 @@ def test_plots_show_renders_the_three_curves(repo, tmp_path):
     assert len(specs) == len(PLOT_NAMES)
     methods = {row["method"] for spec in specs for row in spec["data"]["values"]}
     assert {"zero_shot", "croft_clean"} <= methods
-    _assert_renders(page)
+    _assert_renders_offline(page)
 
 
 def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
     project = repo["path"]
     dvc(project, "exp", "run", "--temp", "-n", "ratio-0.3", "-S", EXPERIMENT_PARAM)
     table = json.loads(dvc(project, "exp", "show", "--json"))
-    names = [exp.get("name") for rev in table for exp in rev.get("experiments") or []]
-    assert "ratio-0.3" in names
+    (main,) = [rev for rev in table if rev.get("name") == "main"]
+    (experiment,) = [e for e in main["experiments"] if e.get("name") == "ratio-0.3"]
+    served = load_params("test")["evaluate"]["register"]["method"]
+    for row in (main, experiment["revs"][0]):  # headline.json's numbers, no `!` for main
+        headline = row["data"]["metrics"][HEADLINE]["data"]
+        assert set(headline[served]) >= {"id/accuracy", "covariate/accuracy"}, row["rev"]
     baseline_metrics = repo["hashes"]  # the experiment must not touch the workspace
     assert _out_hashes(project) == baseline_metrics
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -215,8 +183,8 @@ def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
     assert runs, "the experiment's Kedro runs are not in the repository's MLflow store"
     head = git(project, "rev-parse", "HEAD").strip()
     assert {run.data.tags.get("croft.git_commit") for run in runs} == {head}
-    dvc(project, "plots", "diff", "HEAD", "ratio-0.3", "-o", str(tmp_path / "diff"))
+    dvc(project, "plots", "diff", "main", "ratio-0.3", "-o", str(tmp_path / "diff"))
     specs = _plot_specs(tmp_path / "diff" / "index.html")
     revisions = {row["rev"] for spec in specs for row in spec["data"]["values"]}
     assert len(revisions) == 2, revisions
-    _assert_renders(tmp_path / "diff" / "index.html")
+    _assert_renders_offline(tmp_path / "diff" / "index.html")

@@ -164,6 +164,16 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     registration = catalog.load("model_registration")
     first_threshold = registration["threshold"]
     assert registration["registered"] and registration["gates_passed"], registration["gates"]
+    # headline.json (DVC's metrics): the served method and the gates' baseline, as metrics.json
+    # has them, and the gates' verdict that moved the champion
+    headline = json.loads((reporting / "headline.json").read_text())
+    assert list(headline) == ["clip_adapter", "zero_shot", "gates"]
+    for method in ("clip_adapter", "zero_shot"):
+        assert headline[method].items() <= metrics[method].items()
+        assert {"id/accuracy", "covariate/accuracy", "openset/energy_auroc"} <= set(
+            headline[method]
+        )
+    assert headline["gates"]["passed"] is True
     comparisons = catalog.load("evaluation_comparisons")
     gate_rows = comparisons[
         (comparisons["method"] == "clip_adapter") & (comparisons["baseline"] == "zero_shot")
@@ -210,6 +220,7 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3}, monkeypatch)
     registration = second.load("model_registration")
     assert not registration["gates_passed"]
+    assert json.loads((reporting / "headline.json").read_text())["gates"]["passed"] is False
     assert alias_version(MODEL, "candidate") == "2" and alias_version(MODEL, "champion") == "1"
     assert registration["champion_version"] == "1"
     failed = [gate["name"] for gate in registration["gates"] if not gate["passed"]]

@@ -1,5 +1,6 @@
-"""Open a page in headless Chromium: read back what a small inline script saw in an HTML file,
-the DOM a served app rendered, or what an expression evaluates to in it once it is ready."""
+"""Open a page in headless Chromium: read back what a small inline script saw in an HTML file
+(images, tables and links; the Vega charts drawn), the DOM a served app rendered, or what an
+expression evaluates to in it once it is ready."""
 
 from __future__ import annotations
 
@@ -50,6 +51,33 @@ window.addEventListener("load", function () {
 });
 </script>
 """
+
+CHARTS_SCRIPT = """
+<script>
+var errors = [];
+window.addEventListener("error", function (e) { errors.push(String(e.message)); });
+window.addEventListener("unhandledrejection", function (e) { errors.push(String(e.reason)); });
+function drawn() {  // vega-embed's SVGs (or canvases) with a size: the charts that rendered
+  return Array.from(document.querySelectorAll("div[id] svg.marks, div[id] canvas.marks"))
+    .filter(function (c) { return c.getBoundingClientRect().width > 0; }).length;
+}
+var waited = 0, poll = setInterval(function () {
+  waited += 250;
+  if (drawn() < EXPECTED && waited < 8000) { return; }
+  clearInterval(poll);
+  var out = document.createElement("pre");
+  out.id = "browser-check";
+  out.textContent = JSON.stringify({charts: drawn(), errors: errors});
+  document.body.appendChild(out);
+}, 250);
+</script>
+"""
+
+
+def charts_drawn(page: Path, expected: int) -> dict:
+    """``{"charts": n, "errors": [...]}``: how many Vega charts ``page`` drew (waiting for
+    ``expected`` of them) with every host unreachable, and the script errors it raised meanwhile."""
+    return inspect_page(page, script=CHARTS_SCRIPT.replace("EXPECTED", str(int(expected))))
 
 
 def dump_dom(

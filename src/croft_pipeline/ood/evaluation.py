@@ -444,17 +444,19 @@ def non_finite_metrics(summary: pd.DataFrame) -> list[str]:
 
 
 def metrics_document(summary: pd.DataFrame, domain_summary: pd.DataFrame) -> dict[str, Any]:
-    """A flat-ish JSON document of finite numbers for DVC: ``{method: {shift/metric: mean}}``."""
+    """Every summary metric as a flat-ish JSON document of finite numbers (metrics.json):
+    ``{method: {shift/metric: mean, shift/metric_std: std, domain/<d>/accuracy: mean}}``."""
     document: dict[str, dict[str, float]] = {}
     for row in summary.itertuples():
         entry = document.setdefault(row.method, {})
-        _put_finite(entry, f"{row.shift}/{row.metric}", row.mean)
-        _put_finite(entry, f"{row.shift}/{row.metric}_std", row.std)
+        put_finite(entry, f"{row.shift}/{row.metric}", row.mean)
+        put_finite(entry, f"{row.shift}/{row.metric}_std", row.std)
     for row in domain_summary.itertuples():
-        _put_finite(document.setdefault(row.method, {}), f"domain/{row.domain}/accuracy", row.mean)
+        put_finite(document.setdefault(row.method, {}), f"domain/{row.domain}/accuracy", row.mean)
     return document
 
 
-def _put_finite(entry: dict[str, float], key: str, value: float) -> None:
+def put_finite(entry: dict[str, float], key: str, value: float) -> None:
+    """``entry[key] = value`` rounded to 6 digits, when finite (JSON holds no NaN)."""
     if math.isfinite(float(value)):
         entry[key] = round(float(value), 6)

@@ -52,15 +52,32 @@ def check_gates(
 ) -> list[GateResult]:
     """Every gate's result for ``method`` on a summary table (method, shift, metric, mean, std)
     and the comparisons table (method, baseline, shift, metric, difference, low, high)."""
-    results = []
-    if gates.get("require_finite", True):
-        results.append(_finite_gate(summary, method))
-    for gate in gates.get("comparisons", []):
-        if gate.get("interval"):
-            results.append(_interval_comparison(comparisons, gate, method))
-        else:
-            results.append(_comparison(summary, gate, method))
-    return results
+    results = [_finite_gate(summary, method)] if gates.get("require_finite", True) else []
+    return results + [
+        gate_result(summary, comparisons, gate, method) for gate in gates.get("comparisons", [])
+    ]
+
+
+def gate_result(
+    summary: pd.DataFrame, comparisons: pd.DataFrame, gate: Mapping[str, Any], method: str
+) -> GateResult:
+    """One comparison gate's result (an entry of ``gates.comparisons``)."""
+    if gate.get("interval"):
+        return _interval_comparison(comparisons, gate, method)
+    return _comparison(summary, gate, method)
+
+
+def interval_row(
+    comparisons: pd.DataFrame, gate: Mapping[str, Any], method: str
+) -> pd.Series | None:
+    """The comparisons row an interval gate judges: ``method`` against its baseline."""
+    row = comparisons[
+        (comparisons["method"] == method)
+        & (comparisons["baseline"] == gate["baseline"])
+        & (comparisons["shift"] == gate["shift"])
+        & (comparisons["metric"] == gate["metric"])
+    ]
+    return None if row.empty else row.iloc[0]
 
 
 def gate_lines(results: list[GateResult]) -> list[str]:
@@ -98,17 +115,11 @@ def _interval_comparison(
             f"an interval gate needs op in {sorted(INTERVAL_TESTS)} and a baseline, got {dict(gate)}"
         )
     name = gate.get("name") or f"{method} {shift}/{metric} {op} {gate['baseline']} (interval)"
-    row = comparisons[
-        (comparisons["method"] == method)
-        & (comparisons["baseline"] == gate["baseline"])
-        & (comparisons["shift"] == shift)
-        & (comparisons["metric"] == metric)
-    ]
-    if row.empty:
+    r = interval_row(comparisons, gate, method)
+    if r is None:
         return GateResult(
             name, False, f"no interval for {method} vs {gate['baseline']} on {shift}/{metric}"
         )
-    r = row.iloc[0]
     passed = INTERVAL_TESTS[op](beyond_noise(float(r["low"]), float(r["high"])))
     detail = (
         f"{method} - {gate['baseline']} = {r['difference']:+.4f}, {r['level']:.0%} interval "

@@ -5,7 +5,7 @@ interpreter, activated or not: ``scripts/kedro``; ``--pipelines``, the form Kedr
 call deprecated); deps are the files the pipeline reads (catalog
 inputs), its code (the import graph of its nodes, :mod:`croft_pipeline.tools.code_deps`) and the catalog
 files that define its datasets; params are the keys of the parameter files it uses; outs are the
-files it writes. Top-level ``plots`` declare the curves the pipelines write for ``dvc plots``.
+files it writes, but the few headline numbers (:data:`METRICS`), which are its metrics. Top-level ``plots`` declare the curves the pipelines write for ``dvc plots``.
 ``python -m croft_pipeline.tools.dvc_stages`` rewrites dvc.yaml; a test checks that the committed file
 equals the generated one.
 """
@@ -24,7 +24,7 @@ from croft_pipeline.pipeline_registry import PIPELINE_ORDER, register_pipelines
 from croft_pipeline.tools.code_deps import PACKAGE, covering_paths, module_file, pipeline_code
 
 KEDRO = "scripts/kedro"  # runs Kedro with the project's interpreter (see the script)
-METRICS_FILES = {"data/08_reporting/metrics.json"}
+METRICS = {"evaluation_headline"}  # catalog datasets that are DVC metrics (`dvc exp show`)
 RUN_RECORDS = {  # outputs that say what one run did, so a forced rerun changes their hash
     "emojishift_receipt": "`reused`: whether this run rendered the images or found them",
     "clip_pretrain_report": "`reused`, `seconds`: whether this run trained the checkpoint",
@@ -148,15 +148,15 @@ def build_stages(project_root: Path) -> dict[str, Any]:
         config = {catalog_files[d] for d in inputs | outputs if d in catalog_files}
         config |= {"conf/base/globals.yml", KEDRO}
         deps = sorted({paths[d] for d in inputs if d in paths} | set(code) | config)
-        written = sorted(paths[d] for d in outputs if d in paths)
+        written = sorted(paths[d] for d in outputs if d in paths and d not in METRICS)
         stage: dict[str, Any] = {"cmd": f"sh {KEDRO} run --pipelines={name}", "deps": deps}
         if params:
             stage["params"] = [{f: _outermost(keys)} for f, keys in sorted(params.items())]
-        outs = [p for p in written if p not in METRICS_FILES] + extra.get(name, [])
+        outs = written + extra.get(name, [])
         if outs:
             stage["outs"] = outs
         # cached like every output (git ignores data/): `dvc push` and `dvc exp show` see it
-        metrics = [p for p in written if p in METRICS_FILES]
+        metrics = sorted(paths[d] for d in outputs & METRICS)
         if metrics:
             stage["metrics"] = metrics
         stages[name] = stage

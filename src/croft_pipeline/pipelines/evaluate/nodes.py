@@ -15,6 +15,7 @@ from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import atomic_write_json
 from croft_pipeline.datasets import partition_reader, partition_value
 from croft_pipeline.methods.train_summary import TrainSummary
+from croft_pipeline.ood.comparisons import ComparisonConfig
 from croft_pipeline.ood.evaluation import (
     EvaluationConfig,
     metrics_document,
@@ -24,6 +25,7 @@ from croft_pipeline.ood.evaluation import (
 from croft_pipeline.publishing.gates import GateResult, check_gates, gate_lines, gates_outcome
 from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.publishing.publish import publish_model
+from croft_pipeline.reporting.headline import headline_metrics
 from croft_pipeline.reporting.report import build_plots, build_report, gates_section
 from croft_pipeline.reporting.tables import headline_rows
 from croft_pipeline.tracking.provenance import Provenance
@@ -51,6 +53,17 @@ def summarise_metrics(
         domain_results.rename(columns={"accuracy": "value"}), ("method", "shift", "domain")
     )
     return summary, domain_summary, metrics_document(summary, domain_summary)
+
+
+def summarise_headline(
+    summary: pd.DataFrame, comparisons: pd.DataFrame, params: dict
+) -> dict[str, Any]:
+    """The served method's and its gate baselines' headline metrics and the gates' figures
+    (headline.json: the metrics DVC compares across experiments)."""
+    score = ComparisonConfig.from_params(params.get("comparisons")).score
+    return headline_metrics(
+        summary, comparisons, params["gates"], params["register"]["method"], score
+    )
 
 
 def render_plots(

@@ -1,5 +1,5 @@
-"""evaluate: the calibrated threshold applied to score's metrics -> summary -> plots -> report ->
-MLflow -> register the model (last: a run that fails earlier registers nothing)."""
+"""evaluate: the calibrated threshold applied to score's metrics -> summary -> headline -> plots ->
+report -> MLflow -> register the model (last: a run that fails earlier registers nothing)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -20,6 +20,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["evaluation_results", "evaluation_domain_results"],
                 ["evaluation_summary", "evaluation_domain_summary", "evaluation_metrics"],
                 name="summarise_metrics",
+            ),
+            Node(
+                nodes.summarise_headline,
+                ["evaluation_summary", "evaluation_comparisons", "params:evaluate"],
+                "evaluation_headline",
+                name="summarise_headline",
             ),
             Node(
                 nodes.render_plots,
