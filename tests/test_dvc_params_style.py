@@ -23,8 +23,8 @@ CHANGES = {
         "+train.method_params.croft_clean.ratio=0.3",
         "train.methods=[zero_shot,linear_probe,clip_adapter,tip_adapter_f,croft_faithful,croft_clean]",
         "train.wise.alphas=[0.0,1.0]",
-        "train.calibration.tpr=0.9",
     ],
+    "parameters_calibrate.yml": ["calibrate.tpr=0.9", "calibrate.score=msp"],
     "parameters_embed.yml": [
         "embed.batch_size=64",
         "embed.augment.flip=false",
