@@ -12,6 +12,7 @@ from croft_pipeline.config.loader import (
 from croft_pipeline.hooks import (
     NodeTimingHook,
     ParameterCheckHook,
+    PipelineRunTagsHook,
     ProvenanceHook,
     RunSummaryHook,
 )
@@ -28,6 +29,7 @@ HOOKS = (
     TrackingServerHook(),
     RunLockHook(),
     ProvenanceHook(),
+    PipelineRunTagsHook(),
     RunSummaryHook(),
 )
 # kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write

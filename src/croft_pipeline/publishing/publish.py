@@ -21,6 +21,7 @@ from croft_pipeline.publishing.gates import check_gates, gated_metrics, gates_ou
 from croft_pipeline.publishing.registry import alias_version, registration
 from croft_pipeline.publishing.served_check import check_served, served_sample
 from croft_pipeline.serving.bundle import write_bundle
+from croft_pipeline.tracking import run_name
 from croft_pipeline.tracking.provenance import Provenance
 
 
@@ -191,6 +192,7 @@ def publish_model(
                 gates_outcome(results, register["champion_alias"]),
             ),
             check=lambda model_uri: check_served(model_uri, model_input, expected),
+            run_name=run_name("register", method, seed),
         ) as registered:
             document = {
                 **registered,

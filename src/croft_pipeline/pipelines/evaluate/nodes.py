@@ -225,9 +225,8 @@ def log_to_mlflow(
     log(0, {f"{r.method}/{r.shift}/{r.metric}": r.mean for r in summary.itertuples()})
     log(0, {f"{r.method}/{r.shift}/{r.metric}_std": r.std for r in summary.itertuples()})
     for (method, seed), group in results.groupby(["method", "seed"], sort=True):
-        with tracking.child_run(
-            f"evaluate/{method}/seed_{seed}", {"method": method, "seed": str(seed)}
-        ):
+        tags = {"method": method, "seed": str(seed), tracking.ROLE: "evaluation"}
+        with tracking.child_run(tracking.run_name("evaluate", method, seed), tags):
             log(0, {f"{r.shift}/{r.metric}": r.value for r in group.itertuples()})
     return {"logged": True, "metrics": len(summary), "runs": len(evaluated)}
 
