@@ -22,7 +22,8 @@ from tests.kedro_harness import REPO_ROOT, run_pipeline
 
 MODEL = "croft-clip"  # the test env's registered model (EmojiShift: registered_model_name)
 REGISTRATION = "data/08_reporting/model_registration.json"
-GATES_PASS = {"evaluate": {"gates": {"comparisons": []}}}  # champion moves with every version
+# champion moves with every version; a run with --params registers only when asked
+GATES_PASS = {"evaluate": {"gates": {"comparisons": []}, "register": {"experiments": True}}}
 # A run that dies by SIGKILL inside a child MLflow run of the evaluate pipeline.
 KILLED_RUN = """
 import os, signal, sys

@@ -114,6 +114,7 @@ class ProvenanceHook:
             pipeline_label(run_params),
             self._catalog,
             tracking.active_run_ref(self._ui),
+            run_params.get("runtime_params"),
         )
         catalog["provenance"] = ProvenanceDataset(self._recorder)
         facts = self._recorder.current()
@@ -206,7 +207,11 @@ def _produced_line(name: str, catalog: Any, root: Path) -> str:
     if name == "model_registration":
         registration = catalog.load(name)
         if not registration.get("registered"):
-            return f"no registered model ({registration.get('reason', 'registration off')})"
+            from croft_pipeline.publishing.experiments import aliases_stay
+
+            line = f"no registered version ({registration.get('reason', 'registration off')})"
+            held = "alias_versions" in registration  # an experiment's (publishing.experiments)
+            return f"{line}; {aliases_stay(registration)}" if held else line
         aliases = ", ".join(f"@{alias}" for alias in registration["aliases"])
         champion = registration.get("champion_version")
         return (
