@@ -18,6 +18,7 @@ from croft_pipeline.hooks import (
 )
 from croft_pipeline.hooks.run_lock import RunLockHook
 from croft_pipeline.hooks.tracking_server import TrackingServerHook
+from croft_pipeline.hooks.tracking_store import TrackingStoreHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
@@ -27,6 +28,7 @@ HOOKS = (
     NodeTimingHook(),
     ParameterCheckHook(),
     TrackingServerHook(),
+    TrackingStoreHook(),
     RunLockHook(),
     ProvenanceHook(),
     PipelineRunTagsHook(),

@@ -7,7 +7,6 @@ import html
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -16,7 +15,7 @@ import pytest
 from croft_pipeline.publishing.experiments import aliases_stay, held_reason
 from croft_pipeline.publishing.gates import GateResult, gates_outcome
 from croft_pipeline.tracking.provenance import Provenance, override_keys
-from tests.kedro_harness import run_pipeline
+from tests.kedro_harness import copy_with_store, run_pipeline
 
 MODEL = "croft-clip"  # the test env's registered model
 REGISTRATION = "data/08_reporting/model_registration.json"
@@ -61,7 +60,7 @@ def test_the_gate_sentence_says_that_nothing_moves_when_the_run_registers_nothin
 
 @pytest.fixture
 def project(tiny_project, tmp_path) -> Path:
-    return shutil.copytree(tiny_project, tmp_path / "project")
+    return copy_with_store(tiny_project, tmp_path / "project")
 
 
 def _client(project: Path) -> mlflow.MlflowClient:
