@@ -56,9 +56,8 @@ class Provenance:
     clip_checkpoint_sha256: str = UNKNOWN
     dvc_experiment: str | None = None
     mlflow: MlflowRun | None = None
-    overrides: tuple[
-        str, ...
-    ] = ()  # the dotted keys the run's --params set (Kedro's runtime params)
+    # the dotted keys the run's --params set (Kedro's runtime parameters)
+    overrides: tuple[str, ...] = ()
 
     def experiment(self) -> str | None:
         """What makes this run an experiment, not a run of the committed configuration:
