@@ -49,14 +49,24 @@ def make_project_copy(target: Path) -> Path:
 
 
 def copy_project(source: Path, target: Path) -> Path:
-    """A copy of a project copy (conf and every data layer) with an MLflow store of its own: the
-    source's store names absolute artifact paths, so runs in a copy of it would log there."""
+    """A copy of a project copy (conf and every data layer) with an MLflow store of its own, an
+    empty one (:func:`copy_with_store` keeps the source's runs and registry)."""
     store = set(MLFLOW_STORE)
     return Path(
         shutil.copytree(
             source, target, ignore=lambda d, names: store & set(names) if Path(d) == source else ()
         )
     )
+
+
+def copy_with_store(source: Path, target: Path) -> Path:
+    """A copy of a project copy with its MLflow store, relocated as its user would after copying
+    (``croft-pipeline relocate-store``): its runs write into the copy's ``mlruns/``."""
+    from croft_pipeline.tracking.store import relocate
+
+    copy = Path(shutil.copytree(source, target))
+    relocate(copy / "mlflow.db")
+    return copy
 
 
 def run_pipeline(

@@ -123,6 +123,7 @@ BAD = [  # (dotted path, bad value, start of the message: the full key and the r
     ("pretrain.lr", 0.0, "pretrain.lr must be > 0"),
     ("pretrain.num_threads", "auto", "pretrain.num_threads must be an integer >= 1"),
     ("pretrain.zero_shot.enabled", "yes", "pretrain.zero_shot.enabled must be true or false"),
+    ("evaluate.register.experiments", "yes", "evaluate.register.experiments must be true or false"),
     ("ingest.source", "web", "ingest.source must be one of ['emojishift', 'folder']"),
     ("ingest.splits.val_fraction", 1.5, "ingest.splits.val_fraction must be in [0, 1]"),
     ("ingest.sources[0].layout", "flat", "ingest.sources[0].layout must be one of"),

@@ -165,6 +165,9 @@ def test_plots_show_renders_the_three_curves(repo, tmp_path):
 
 def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
     project = repo["path"]
+    registry = mlflow.MlflowClient(registry_uri=f"sqlite:///{project / 'mlflow.db'}")
+    before = registry.get_registered_model("croft-clip")
+    versions = len(registry.search_model_versions("name = 'croft-clip'"))
     dvc(project, "exp", "run", "--temp", "-n", "ratio-0.3", "-S", EXPERIMENT_PARAM)
     table = json.loads(dvc(project, "exp", "show", "--json"))
     (main,) = [rev for rev in table if rev.get("name") == "main"]
@@ -183,6 +186,22 @@ def test_experiment_is_tracked_in_mlflow_and_diffed_by_plots(repo, tmp_path):
     assert runs, "the experiment's Kedro runs are not in the repository's MLflow store"
     head = git(project, "rev-parse", "HEAD").strip()
     assert {run.data.tags.get("croft.git_commit") for run in runs} == {head}
+    # an experiment registers nothing and moves no alias (publishing.experiments)
+    assert registry.get_registered_model("croft-clip").aliases == before.aliases
+    assert len(registry.search_model_versions("name = 'croft-clip'")) == versions
+    (evaluated,) = [  # the evaluate stage's pipeline run
+        run
+        for run in runs
+        if run.data.tags.get("croft.role") == "pipeline"
+        and run.data.tags.get("croft.pipeline") == "evaluate"
+    ]
+    recorded = mlflow.artifacts.download_artifacts(
+        run_id=evaluated.info.run_id,
+        artifact_path="evaluation/model_registration.json",
+        tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
+    )
+    reason = json.loads(Path(recorded).read_text())["reason"]
+    assert reason.startswith("DVC experiment ratio-0.3 registers no version")
     dvc(project, "plots", "diff", "main", "ratio-0.3", "-o", str(tmp_path / "diff"))
     specs = _plot_specs(tmp_path / "diff" / "index.html")
     revisions = {row["rev"] for spec in specs for row in spec["data"]["values"]}

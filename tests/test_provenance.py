@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 from croft_pipeline.config.loader import config_loader
+from croft_pipeline.hooks import runner_class
 from croft_pipeline.methods import METHODS
 from croft_pipeline.methods.params import method_config
-from croft_pipeline.methods.selection import point_text, varied_keys
+from croft_pipeline.methods.selection import varied_keys
+from croft_pipeline.tracking import run_name
 from croft_pipeline.tracking.provenance import (
     TRACKED_DATA,
     ProvenanceRecorder,
@@ -103,7 +105,9 @@ def test_every_run_of_the_tiny_run_says_what_made_it(tiny_project, store):
     )
     registered = store.get_run(registration["run_id"])  # the model's run, in the pipeline's
     parent = store.get_run(registered.data.tags["mlflow.parentRunId"])  # the __default__ run
-    assert registered.info.run_name == "register" and registered.info.status == "FINISHED"
+    assert registered.info.status == "FINISHED"
+    method, seed = registration["method"], registration["seed"]
+    assert registered.info.run_name == f"register/{method}/seed_{seed}"
     expected = _expected_tags(tiny_project)
     assert _croft_tags(parent.data.tags) == expected
     note = parent.data.tags["mlflow.note.content"]
@@ -136,6 +140,56 @@ def test_every_run_of_the_tiny_run_says_what_made_it(tiny_project, store):
     assert expected["croft.data.manifest.sha256"] in page
 
 
+def test_run_names_follow_one_scheme():
+    assert run_name("fit", "croft_clean", 2, {"lambda2": 10.0, "lr": 0.05}) == (
+        "fit/croft_clean/seed_2/lambda2=10,lr=0.05"
+    )
+    assert (
+        run_name("fit", "croft_clean+wise", 1, {"alpha": 0.5})
+        == "fit/croft_clean+wise/seed_1/alpha=0.5"
+    )
+    assert run_name("grid", "clip_adapter", 1, {"mode": "clean", "on": True}) == (
+        "grid/clip_adapter/seed_1/mode=clean,on=True"
+    )
+    assert run_name("evaluate", "zero_shot", 1, {}) == "evaluate/zero_shot/seed_1"
+
+
+def test_the_runner_tag_is_its_class_name():
+    recorded = "<kedro.runner.parallel_runner.ParallelRunner object at 0x7f3a2c1d9e50>"
+    assert runner_class(recorded) == "ParallelRunner"
+    assert runner_class("ThreadRunner") == "ThreadRunner"  # given as a class: its __name__
+    assert runner_class(None) == runner_class("None") == "SequentialRunner"  # Kedro's default
+
+
+def test_every_run_of_the_tiny_run_is_named_and_tagged_by_what_it_is(tiny_project, store):
+    registration = json.loads(
+        (tiny_project / "data/08_reporting/model_registration.json").read_text()
+    )
+    parent = store.get_run(store.get_run(registration["run_id"]).data.tags["mlflow.parentRunId"])
+    tags = parent.data.tags
+    assert "run_id" not in tags and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT[\d.]+Z", tags["kedro.session_id"]
+    )
+    assert tags["runner"] == "SequentialRunner" and tags["croft.role"] == "pipeline"
+    runs = store.search_runs([parent.info.experiment_id])
+    nested = [run for run in runs if run.info.run_id != parent.info.run_id]
+    scheme = (
+        r"(fit|grid|evaluate|register)/[a-z_]+(\+wise)?/seed_\d+(/[\w.]+=[^,/]+(,[\w.]+=[^,/]+)*)?"
+    )
+    roles = {
+        "fit": "method",
+        "grid": "grid point",
+        "evaluate": "evaluation",
+        "register": "registration",
+    }
+    for run in nested:
+        assert re.fullmatch(scheme, run.info.run_name), run.info.run_name
+        assert run.data.tags["croft.role"] == roles[run.info.run_name.split("/")[0]], (
+            run.info.run_name
+        )
+    assert {run.info.run_name.split("/")[0] for run in nested} == set(roles)
+
+
 def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
     """Each method and seed is a training run named by its kept grid point, with its per-epoch
     curves (step = epoch) and the results table's metrics that evaluation logged on it."""
@@ -154,8 +208,10 @@ def test_mlflow_compare_runs_gives_the_method_table(tiny_project, store):
                 shown = f"alpha={recorded['alpha']:g}"
             else:
                 grid = params["grids"].get(method) or {}
-                shown = point_text({k: recorded["config"][k] for k in varied_keys(grid)})
-            assert run.info.run_name == " / ".join(filter(None, [method, f"seed {seed}", shown]))
+                shown = ",".join(f"{k}={recorded['config'][k]:g}" for k in varied_keys(grid))
+            assert run.info.run_name == "/".join(
+                filter(None, ["fit", method, f"seed_{seed}", shown])
+            )
             assert run.data.tags["croft.role"] == "method"
             if METHODS.get(method) is not None and METHODS[method].trains:
                 history = store.get_metric_history(run.info.run_id, "val_accuracy")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.kedro_harness import REPO_ROOT, pin_tracking_store, run_pipeline
+from tests.kedro_harness import REPO_ROOT, copy_with_store, pin_tracking_store, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +52,7 @@ def after_run(request, tiny_project, tmp_path_factory) -> tuple[str, Path]:
     """A copy of the tiny run whose last evaluate run was made with the gates forced to
     ``request.param``, as a plain run of its configuration (the gates in its files)."""
     outcome = request.param
-    project = shutil.copytree(tiny_project, tmp_path_factory.mktemp(outcome) / "project")
+    project = copy_with_store(tiny_project, tmp_path_factory.mktemp(outcome) / "project")
     path = project / "conf" / "test" / "parameters_evaluate.yml"
     params = yaml.safe_load(path.read_text()) or {}
     params.setdefault("evaluate", {})["gates"] = {"comparisons": GATES[outcome]}

@@ -12,11 +12,13 @@ from croft_pipeline.config.loader import (
 from croft_pipeline.hooks import (
     NodeTimingHook,
     ParameterCheckHook,
+    PipelineRunTagsHook,
     ProvenanceHook,
     RunSummaryHook,
 )
 from croft_pipeline.hooks.run_lock import RunLockHook
 from croft_pipeline.hooks.tracking_server import TrackingServerHook
+from croft_pipeline.hooks.tracking_store import TrackingStoreHook
 
 # kedro-mlflow logs "The run ... was closed because of an error" at INFO, once per open run, on
 # every failure; at WARNING (the root level of conf/logging.yml) a failure ends with its error.
@@ -26,8 +28,10 @@ HOOKS = (
     NodeTimingHook(),
     ParameterCheckHook(),
     TrackingServerHook(),
+    TrackingStoreHook(),
     RunLockHook(),
     ProvenanceHook(),
+    PipelineRunTagsHook(),
     RunSummaryHook(),
 )
 # kedro-viz is here for `kedro viz run` (it reads code and catalog); its run hooks would write

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from croft_pipeline.methods import NonFiniteLossError, fit_selected, grid_points
-from croft_pipeline.methods.selection import point_text, varied_keys
+from croft_pipeline.methods.selection import varied_keys
 from tests.methods.synthetic import CONFIGS, make_synthetic
 
 
@@ -13,9 +13,6 @@ def test_grid_points_and_labels():
     assert grid_points({}) == [{}]
     points = grid_points({"lambda2": [1.0, 10.0], "gen_step": [0, 1]})
     assert points[0] == {"gen_step": 0, "lambda2": 1.0} and len(points) == 4
-    assert point_text({"lambda2": 100.0, "lr": 0.01, "mode": "clean"}) == (
-        "lambda2=100, lr=0.01, mode=clean"
-    )
     assert varied_keys({"lr": [0.01, 0.05], "lambda2": [10.0], "ratio": [0.2, 0.5]}) == [
         "lr",
         "ratio",

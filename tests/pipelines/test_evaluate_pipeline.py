@@ -213,8 +213,14 @@ def test_evaluate_pipeline_writes_report_metrics_and_moves_champion_only_on_pass
     )
     assert Path(report_artifact).read_text() == report
     nested = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run['run_id']}'")
-    names = sorted(nested["tags.mlflow.runName"])
-    assert len(names) == 5 and names.count("register") == 1  # 2 methods x 2 seeds, the model's
+    assert sorted(nested["tags.mlflow.runName"]) == [  # 2 methods x 2 seeds, the model's
+        "evaluate/clip_adapter/seed_1",
+        "evaluate/clip_adapter/seed_2",
+        "evaluate/zero_shot/seed_1",
+        "evaluate/zero_shot/seed_2",
+        "register/clip_adapter/seed_1",
+    ]
+    assert sorted(nested["tags.croft.role"]) == ["evaluation"] * 4 + ["registration"]
 
     # A run whose adapter loses to zero-shot: a new candidate, the champion stays.
     second = _run(project, tiny_model, {"zero_shot": 0.9, "clip_adapter": 0.3}, monkeypatch)

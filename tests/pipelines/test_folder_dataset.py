@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from croft_pipeline.pipeline_registry import pipelines_from
 from tests.data.image_factory import SCENE_DOMAINS, build_scene_tree
-from tests.kedro_harness import REPO_ROOT, make_project_copy, run_pipeline
+from tests.kedro_harness import REPO_ROOT, copy_with_store, make_project_copy, run_pipeline
 
 ENV = "photos"
 ID_CLASSES = ["ball", "box", "stick", "tent"]  # sorted: inferred as the classes in every domain
@@ -80,7 +80,7 @@ def test_folder_env_runs_end_to_end_with_the_embedded_clip(tmp_path):
 
 @pytest.mark.slow
 def test_folder_env_reuses_the_checkpoint_a_default_run_trained(tiny_project, tmp_path):
-    project = shutil.copytree(tiny_project, tmp_path / "project")
+    project = copy_with_store(tiny_project, tmp_path / "project")
     add_folder_env(project, tmp_path / PHOTOS)
     written = (project / CHECKPOINT).stat().st_mtime_ns
     run_pipeline(project, "ingest", env=ENV)

@@ -13,7 +13,7 @@ import pytest
 
 from croft_pipeline.clip.configs import register_project_configs
 from croft_pipeline.common.files import sha256_file
-from tests.kedro_harness import load_params, run_pipeline
+from tests.kedro_harness import copy_with_store, load_params, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_spec_reports_zero_shot_accuracy_per_style_on_downstream_images(tiny_pro
 
 
 def test_rerun_reuses_the_checkpoint(tiny_project, tmp_path):
-    project = shutil.copytree(tiny_project, tmp_path / "project")
+    project = copy_with_store(tiny_project, tmp_path / "project")
     checkpoint = project / "data/06_models/clip/clip_pretrained.safetensors"
     written = checkpoint.stat().st_mtime_ns
     run_pipeline(project, "pretrain", env="test")
@@ -64,7 +64,7 @@ def test_rerun_reuses_the_checkpoint(tiny_project, tmp_path):
 
 
 def test_external_checkpoint_trains_nothing_and_passes_the_spec_on(tiny_project, tmp_path):
-    project = shutil.copytree(tiny_project, tmp_path / "project")
+    project = copy_with_store(tiny_project, tmp_path / "project")
     external = shutil.copy(
         project / "data/06_models/clip/clip_pretrained.safetensors",
         tmp_path / "external.safetensors",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,11 +17,12 @@ import pytest
 from croft_pipeline.hooks.run_lock import LOCK_FILE, RunLock, RunLockHeld
 from croft_pipeline.publishing.params import with_model_name
 from croft_pipeline.tracking import PARENT, ownership
-from tests.kedro_harness import REPO_ROOT, run_pipeline
+from tests.kedro_harness import REPO_ROOT, copy_with_store, run_pipeline
 
 MODEL = "croft-clip"  # the test env's registered model (EmojiShift: registered_model_name)
 REGISTRATION = "data/08_reporting/model_registration.json"
-GATES_PASS = {"evaluate": {"gates": {"comparisons": []}}}  # champion moves with every version
+# champion moves with every version; a run with --params registers only when asked
+GATES_PASS = {"evaluate": {"gates": {"comparisons": []}, "register": {"experiments": True}}}
 # A run that dies by SIGKILL inside a child MLflow run of the evaluate pipeline.
 KILLED_RUN = """
 import os, signal, sys
@@ -43,7 +43,7 @@ run_pipeline(Path(sys.argv[1]), "evaluate", from_nodes=["render_report"])
 @pytest.fixture
 def project(tiny_project, tmp_path) -> Path:
     """A copy of the tiny project whose one registered version is `candidate` and `champion`."""
-    copy = shutil.copytree(tiny_project, tmp_path / "project")
+    copy = copy_with_store(tiny_project, tmp_path / "project")
     client = _client(copy)
     version = client.get_model_version_by_alias(MODEL, "candidate").version
     client.set_registered_model_alias(MODEL, "champion", version)

@@ -130,7 +130,7 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
     assert len(children) == (len(METHODS) + len(trained)) * len(SEEDS)  # + the WiSE-FT points
     wise = children[children["tags.method"].str.endswith("+wise")]
     assert sorted(wise["tags.mlflow.runName"]) == sorted(
-        f"{name}+wise / seed {seed} / alpha={alpha:g}"
+        f"fit/{name}+wise/seed_{seed}/alpha={alpha:g}"
         for name, seed, alpha in zip(
             wise["params.base"],
             wise["params.seed"],
@@ -149,10 +149,11 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
         name, run_id = child["tags.method"], child["run_id"]
         settings = method_config(params, name)
         grid = method_grids(params, [name])[name]
-        kept = ", ".join(f"{k}={float(child[f'params.{k}']):g}" for k in varied_keys(grid))
-        assert child["tags.mlflow.runName"] == " / ".join(
-            filter(None, [name, f"seed {child['tags.seed']}", kept])
+        kept = ",".join(f"{k}={float(child[f'params.{k}']):g}" for k in varied_keys(grid))
+        assert child["tags.mlflow.runName"] == "/".join(
+            filter(None, ["fit", name, f"seed_{child['tags.seed']}", kept])
         )
+        assert child["tags.croft.role"] == "method"
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         assert {"config.json", "grid.json"} <= artifacts
         weights = f"{name}/seed_{child['tags.seed']}.safetensors"  # partition file name
@@ -183,8 +184,9 @@ def test_train_pipeline_logs_nested_runs_per_method_and_seed(trained_project):
         # every grid point tried is a run nested under the method's run, with its curve
         points = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
         assert len(points) == len(grid_points(method_grids(params, [name])[name]))
-        prefix = f"{name} / seed {child['tags.seed']} / grid "
+        prefix = f"grid/{name}/seed_{child['tags.seed']}/"
         assert all(title.startswith(prefix) for title in points["tags.mlflow.runName"])
+        assert set(points["tags.croft.role"]) == {"grid point"}
         for point_id in points["run_id"]:
             assert len(client.get_metric_history(point_id, "val_accuracy")) == settings["epochs"]
             assert client.get_metric_history(point_id, "oracle_test_covariate")

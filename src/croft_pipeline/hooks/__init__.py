@@ -1,10 +1,11 @@
 """Project hooks: one log line per node with its wall time; parameters checked at the start;
-every MLflow run of a pipeline run tagged with its provenance; a run's last lines say what it
-produced."""
+every MLflow run of a pipeline run tagged with its provenance, the pipeline's run with readable
+Kedro tags; a run's last lines say what it produced."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +114,7 @@ class ProvenanceHook:
             pipeline_label(run_params),
             self._catalog,
             tracking.active_run_ref(self._ui),
+            run_params.get("runtime_params"),
         )
         catalog["provenance"] = ProvenanceDataset(self._recorder)
         facts = self._recorder.current()
@@ -144,6 +146,46 @@ class ProvenanceHook:
             logger.warning("MLflow runs not tagged with their provenance: %s", error)
 
 
+SESSION_TAG = "kedro.session_id"  # kedro-mlflow's `run_id` tag, renamed: it is no MLflow run id
+KEDRO_DEFAULT_RUNNER = "SequentialRunner"  # what KedroSession.run uses when given none
+
+
+class PipelineRunTagsHook:
+    """Rewrites two tags kedro-mlflow copies from Kedro's run parameters onto the pipeline's
+    run: ``run_id`` (Kedro's session id) becomes ``kedro.session_id``, and ``runner`` (the runner
+    object's repr) its class name; and tags the run ``croft.role: pipeline``. A wrapper: after
+    ``yield``, kedro-mlflow has opened and tagged its run."""
+
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]):
+        from croft_pipeline import tracking  # MLflow only when a pipeline runs
+
+        result = yield
+        tracking.tag_active_run(pipeline_run_tags(run_params), remove=("run_id",))
+        return result
+
+
+def pipeline_run_tags(run_params: dict[str, Any]) -> dict[str, str]:
+    """The pipeline run's tags that replace kedro-mlflow's ``run_id`` and ``runner``."""
+    from croft_pipeline.tracking import ROLE
+
+    return {
+        SESSION_TAG: str(run_params["run_id"]),
+        "runner": runner_class(run_params.get("runner")),
+        ROLE: "pipeline",
+    }
+
+
+def runner_class(recorded: str | None) -> str:
+    """The runner's class name from what Kedro records: a class name, an object's repr
+    (``<kedro.runner.sequential_runner.SequentialRunner object at 0x7f...>``), or ``None``
+    (Kedro's default runner)."""
+    if recorded in (None, "", "None"):
+        return KEDRO_DEFAULT_RUNNER
+    found = re.fullmatch(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", recorded)
+    return found.group(1).rsplit(".", 1)[-1] if found else recorded
+
+
 # What a run produced for its user (its last log lines), in this order, when the run made it.
 HEADLINE_OUTPUTS = ("evaluation_report", "evaluation_metrics", "model_registration")
 
@@ -165,7 +207,11 @@ def _produced_line(name: str, catalog: Any, root: Path) -> str:
     if name == "model_registration":
         registration = catalog.load(name)
         if not registration.get("registered"):
-            return f"no registered model ({registration.get('reason', 'registration off')})"
+            from croft_pipeline.publishing.experiments import aliases_stay
+
+            line = f"no registered version ({registration.get('reason', 'registration off')})"
+            held = "alias_versions" in registration  # an experiment's (publishing.experiments)
+            return f"{line}; {aliases_stay(registration)}" if held else line
         aliases = ", ".join(f"@{alias}" for alias in registration["aliases"])
         champion = registration.get("champion_version")
         return (

@@ -61,14 +61,6 @@ def varied_keys(grid: Mapping[str, Sequence[Any]]) -> list[str]:
     return [key for key in sorted(grid) if len(grid[key]) > 1]
 
 
-def point_text(point: Mapping[str, Any]) -> str:
-    """``lambda2=100, lr=0.01``: a grid point as a reader writes it (run names)."""
-    return ", ".join(
-        f"{key}={value:g}" if isinstance(value, float | int) else f"{key}={value}"
-        for key, value in point.items()
-    )
-
-
 def fit_or_error(method: Method, train: TrainSet, val: EvalSet) -> Fit:
     """``method.fit``, or the error of a diverged fit."""
     try:

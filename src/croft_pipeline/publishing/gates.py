@@ -85,15 +85,19 @@ def gate_lines(results: list[GateResult]) -> list[str]:
     return [f"{'PASS' if r.passed else 'FAIL'} {r.name}: {r.detail}" for r in results]
 
 
-def gates_outcome(results: list[GateResult], champion_alias: str) -> str:
-    """What the gates did to ``champion_alias``, in one sentence."""
+def gates_outcome(results: list[GateResult], champion_alias: str, held: str = "") -> str:
+    """What the gates did to ``champion_alias``, in one sentence; ``held``: why this run
+    registers nothing (``publishing.experiments.held_reason``), so that nothing moves."""
     failed = [r.name for r in results if not r.passed]
     if not failed:
-        return f"all {len(results)} gates passed: {champion_alias} moves to this run's version"
-    return (
-        f"{len(failed)} of {len(results)} gates failed ({'; '.join(failed)}): "
-        f"{champion_alias} stays where it was"
-    )
+        verdict = f"all {len(results)} gates passed"
+        if not held:
+            return f"{verdict}: {champion_alias} moves to this run's version"
+    else:
+        verdict = f"{len(failed)} of {len(results)} gates failed ({'; '.join(failed)})"
+    if held:
+        verdict += f", {'and' if failed else 'but'} {held}"
+    return f"{verdict}: {champion_alias} stays where it was"
 
 
 def gated_metrics(summary: pd.DataFrame, gates: Mapping[str, Any], method: str) -> dict[str, float]:

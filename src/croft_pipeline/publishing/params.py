@@ -20,7 +20,9 @@ class RegisterParams(Params):
     model_name: Annotated[str | None, optional(TEXT)] = None
     method: Annotated[str, TEXT]  # served and registered: one of the evaluated methods
     seed: Annotated[int | None, optional(at_least(0))] = None  # null: best ID validation accuracy
-    candidate_alias: Annotated[str, TEXT] = "candidate"  # every run's registered version
+    # an experiment (dvc exp run) or a run with --params registers too (publishing.experiments)
+    experiments: Annotated[bool, BOOLEAN] = False
+    candidate_alias: Annotated[str, TEXT] = "candidate"  # every registering run's version
     champion_alias: Annotated[str, TEXT] = "champion"  # moved only when every gate passes
     device: Annotated[str, TEXT] = "auto"  # where the served model computes
     # the MLflow model config (serving.inputs checks it); "model_config" is pydantic's own name

@@ -21,6 +21,7 @@ from croft_pipeline.publishing.gates import check_gates, gated_metrics, gates_ou
 from croft_pipeline.publishing.registry import alias_version, registration
 from croft_pipeline.publishing.served_check import check_served, served_sample
 from croft_pipeline.serving.bundle import write_bundle
+from croft_pipeline.tracking import run_name
 from croft_pipeline.tracking.provenance import Provenance
 
 
@@ -191,6 +192,7 @@ def publish_model(
                 gates_outcome(results, register["champion_alias"]),
             ),
             check=lambda model_uri: check_served(model_uri, model_input, expected),
+            run_name=run_name("register", method, seed),
         ) as registered:
             document = {
                 **registered,
@@ -208,6 +210,34 @@ def publish_model(
             }
             record(document)
     return document
+
+
+def held_registration(
+    train_summary: TrainSummary,
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    register: Mapping[str, Any],
+    gates: Mapping[str, Any],
+    held: str,
+) -> dict[str, Any]:
+    """The record of a run that registers nothing (``held``: why; ``publishing.experiments``):
+    its gates, what they would have done, and the versions the aliases stay at."""
+    method, name = register["method"], register["model_name"]
+    results = check_gates(summary, comparisons, gates, method)
+    return {
+        "registered": False,
+        "reason": held,
+        "model_name": name,
+        "method": method,
+        "seed": choose_seed(trained_runs(train_summary, method), register.get("seed")),
+        "aliases": [],
+        "gates_passed": all(result.passed for result in results),
+        "gates": [result.as_dict() for result in results],
+        "alias_versions": {  # as they stay
+            alias: alias_version(name, alias)
+            for alias in (register["candidate_alias"], register["champion_alias"])
+        },
+    }
 
 
 def version_tags(
@@ -237,4 +267,5 @@ def version_description(
         text += f"; {outcome}"
     if provenance is not None:
         text += f"; git commit {provenance.commit_text()}, Kedro env {provenance.kedro_env}"
+        text += f", {provenance.experiment()}" if provenance.experiment() else ""
     return text

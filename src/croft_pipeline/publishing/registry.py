@@ -32,6 +32,7 @@ from croft_pipeline.publishing.interrupted import (
 from croft_pipeline.serving.inputs import InputPolicy
 from croft_pipeline.serving.pyfunc import input_example, model_signature
 from croft_pipeline.tools.code_deps import PACKAGE, import_closure, module_code
+from croft_pipeline.tracking import ROLE
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +101,13 @@ def registration(
     version_tags: Mapping[str, str] | None = None,
     description: str = "",
     check: Callable[[str], None] | None = None,
+    run_name: str = "register",
 ) -> Iterator[dict[str, Any]]:
     """A new registered version with ``aliases`` pointing at it, for the ``with`` block to record.
 
     ``check(model_uri)`` runs on the logged model before the version is created (a model that
     fails it is never registered). ``tags`` (the logged model's) and ``version_tags`` tag the
-    version, ``description`` describes it. If
+    version, ``description`` describes it; the model is logged in a run named ``run_name``. If
     anything fails once the version exists (an alias, the block), every alias points where it
     pointed before (or is removed again) and the version is deleted: the registry is unchanged.
     """
@@ -115,7 +117,11 @@ def registration(
     # of the run a model is logged in onto the model, one request per metric, which on a tracking
     # server took minutes. Open until the unit ends: settle_interrupted leaves a RUNNING run's
     # versions (a killed process's run ends KILLED with its parent: tracking.ownership).
-    mlflow.start_run(run_name="register", nested=mlflow.active_run() is not None)
+    mlflow.start_run(
+        run_name=run_name,
+        nested=mlflow.active_run() is not None,
+        tags={**(tags or {}), ROLE: "registration"},
+    )
     status = "FAILED"
     try:
         with tempfile.TemporaryDirectory() as staging:

@@ -73,8 +73,11 @@ GATES_NOTE = (
 )
 
 
-def gates_section(method: str, results: Sequence[GateResult], champion_alias: str) -> Table:
-    """The report's gate box: each gate, its figure, pass or fail, and what moved."""
+def gates_section(
+    method: str, results: Sequence[GateResult], champion_alias: str, held: str = ""
+) -> Table:
+    """The report's gate box: each gate, its figure, pass or fail, and what moved (``held``: why
+    this run registers nothing)."""
     table = pd.DataFrame(
         {
             "result": ["pass" if r.passed else "FAIL" for r in results],
@@ -82,7 +85,7 @@ def gates_section(method: str, results: Sequence[GateResult], champion_alias: st
         },
         index=[r.name for r in results],
     )
-    heading = f"Quality gates of {method}: {gates_outcome(list(results), champion_alias)}"
+    heading = f"Quality gates of {method}: {gates_outcome(list(results), champion_alias, held)}"
     return Table("gates-table", heading, table, GATES_NOTE)
 
 

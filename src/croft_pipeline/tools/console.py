@@ -1,7 +1,9 @@
-"""``croft-pipeline``: predict a folder of images with a served model, or say what a model is.
+"""``croft-pipeline``: predict a folder of images with a served model, or say what a model is;
+and, after copying or moving the project, point its MLflow store at its own ``mlruns/``.
 
     croft-pipeline predict --model models:/croft-clip@champion --images DIR --out predictions.csv
     croft-pipeline info --model models:/croft-clip@champion
+    croft-pipeline relocate-store        # in the project root: mlflow.db's artifact paths
 
 ``--model`` is an MLflow model URI (``models:/name@alias``, ``models:/name/version``) or a local
 model folder. A file the model refuses gets a CSV row with its ``error`` (exit status 0, the
@@ -55,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
         "a row with its error, the other files predicted)",
     )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    store = commands.add_parser(
+        "relocate-store",
+        help="after copying or moving the project: point mlflow.db's artifact paths at the "
+        "mlruns/ beside it",
+    )
+    store.add_argument("--db", default="mlflow.db", help="the SQLite store (default: mlflow.db)")
     return root
 
 
@@ -62,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; an error it expects (a bad folder, model or URI) is one line on stderr
     and exit status 1."""
     args = parser().parse_args(argv)
+    if args.command == "relocate-store":
+        return relocate_store(args.db)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -163,6 +173,25 @@ def info(args: argparse.Namespace) -> str:
 
     facts = model_info(args.model)
     return json.dumps(facts, indent=2) if args.json else format_info(facts)
+
+
+def relocate_store(database: str) -> int:
+    """``tracking.store.relocate``, one line per old artifact root (or the error, exit 1)."""
+    import sqlite3
+
+    from croft_pipeline.tracking.store import StoreError, relocate
+
+    try:
+        moved = relocate(database)
+    except (StoreError, sqlite3.Error) as error:
+        print(f"croft-pipeline relocate-store: {error}", file=sys.stderr)
+        return 1
+    for entry in moved:
+        counts = ", ".join(f"{rows} {table}" for table, rows in entry.rows.items() if rows)
+        print(f"{database}: artifact paths under {entry.old} now under {entry.new} ({counts})")
+    if not moved:
+        print(f"{database}: every artifact path already lies beside it; nothing to do")
+    return 0
 
 
 COMMANDS = {"predict": predict, "info": info}

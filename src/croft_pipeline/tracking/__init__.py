@@ -13,7 +13,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from croft_pipeline.tracking.provenance import MlflowRun
 logger = logging.getLogger(__name__)
 
 PARENT = "mlflow.parentRunId"
+ROLE = "croft.role"  # what a run is: pipeline, method, grid point, evaluation, registration
 
 
 def tracking_active() -> bool:
@@ -42,9 +43,24 @@ def child_run(name: str, tags: dict[str, str] | None = None) -> Iterator[str | N
         yield run.info.run_id
 
 
-def run_name(*parts: str) -> str:
-    """``croft_clean / seed 1 / lambda2=100``: what a run is, as the MLflow UI lists it."""
-    return " / ".join(part for part in parts if part)
+def run_name(
+    stage: str, method: str, seed: int | str, point: Mapping[str, Any] | None = None
+) -> str:
+    """``fit/croft_clean/seed_2/lambda2=10,lr=0.05``: the name of every nested run, its stage
+    (``fit``, ``grid``, ``evaluate``, ``register``), method, seed and, for a fit or a grid point,
+    the grid keys that vary (a WiSE-FT point: its ``alpha``)."""
+    parts = [stage, method, f"seed_{seed}"]
+    if point:
+        parts.append(",".join(f"{key}={_shown(value)}" for key, value in point.items()))
+    return "/".join(parts)
+
+
+def _shown(value: Any) -> str:
+    return (
+        f"{value:g}"
+        if isinstance(value, float | int) and not isinstance(value, bool)
+        else str(value)
+    )
 
 
 def active_run_id() -> str | None:
@@ -178,9 +194,15 @@ def _flatten(params: dict[str, Any], parent: str = "") -> dict[str, Any]:
     return flat
 
 
-def tag_active_run(tags: dict[str, str]) -> None:
-    if tracking_active():
-        mlflow.set_tags(tags)
+def tag_active_run(tags: dict[str, str], remove: tuple[str, ...] = ()) -> None:
+    """Set ``tags`` on the active run and delete the tags named in ``remove`` it has."""
+    if not tracking_active():
+        return
+    mlflow.set_tags(tags)
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    present = client.get_run(run_id).data.tags if remove else {}
+    for key in (key for key in remove if key in present):
+        client.delete_tag(run_id, key)
 
 
 def search_runs(client: mlflow.MlflowClient, experiments: list[str], query: str) -> list:

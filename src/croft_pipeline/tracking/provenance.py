@@ -1,6 +1,6 @@
 """What made a run, Kedro-free: the git commit (and whether the checkout was dirty), the Kedro
-environment, the sha256 of the DVC-tracked data, the CLIP checkpoint, the DVC experiment and the
-MLflow run.
+environment, the sha256 of the DVC-tracked data, the CLIP checkpoint, the DVC experiment, the
+keys its ``--params`` overrode and the MLflow run.
 
 One :class:`ProvenanceRecorder` per pipeline run (made by ``hooks.ProvenanceHook``) computes the
 facts: git once, each file's digest again only when the file changed (a run that writes the
@@ -56,6 +56,17 @@ class Provenance:
     clip_checkpoint_sha256: str = UNKNOWN
     dvc_experiment: str | None = None
     mlflow: MlflowRun | None = None
+    # the dotted keys the run's --params set (Kedro's runtime parameters)
+    overrides: tuple[str, ...] = ()
+
+    def experiment(self) -> str | None:
+        """What makes this run an experiment, not a run of the committed configuration:
+        ``DVC experiment <name>`` or ``a run with --params <keys>``; ``None`` for neither."""
+        if self.dvc_experiment:
+            return f"DVC experiment {self.dvc_experiment}"
+        if self.overrides:
+            return f"a run with --params {', '.join(self.overrides)}"
+        return None
 
     def tags(self) -> dict[str, str]:
         """The ``croft.*`` tags of every MLflow run and registered version."""
@@ -69,6 +80,8 @@ class Provenance:
         }
         if self.dvc_experiment:
             tags["croft.dvc_experiment"] = self.dvc_experiment
+        if self.overrides:
+            tags["croft.params_overrides"] = ", ".join(self.overrides)
         return tags
 
     def commit_text(self) -> str:
@@ -79,7 +92,7 @@ class Provenance:
         """One line for the pipeline's MLflow run (its description in the UI)."""
         text = f"croft-pipeline: Kedro pipeline {self.pipeline}, env {self.kedro_env}, "
         text += f"git commit {self.commit_text()}"
-        return text + (f", DVC experiment {self.dvc_experiment}" if self.dvc_experiment else "")
+        return text + (f", {self.experiment()}" if self.experiment() else "")
 
     def rows(self) -> list[tuple[str, str]]:
         """(fact, value) in reading order, for the report's provenance box."""
@@ -92,6 +105,8 @@ class Provenance:
         ]
         if self.dvc_experiment:
             rows.append(("DVC experiment", self.dvc_experiment))
+        if self.overrides:
+            rows.append(("--params overrides", ", ".join(self.overrides)))
         return rows
 
 
@@ -134,8 +149,10 @@ class ProvenanceRecorder:
         files: Mapping[str, str | os.PathLike],
         clip_spec: str | os.PathLike | None = None,
         mlflow_run: MlflowRun | None = None,
+        runtime_params: Mapping[str, Any] | None = None,
     ) -> None:
         self.env, self.pipeline, self.mlflow_run = env, pipeline, mlflow_run
+        self.overrides = override_keys(runtime_params or {})
         self.files = {name: Path(path) for name, path in files.items()}
         self.clip_spec = Path(clip_spec) if clip_spec is not None else None
         self.git = git_state(project_dir)
@@ -152,6 +169,7 @@ class ProvenanceRecorder:
             clip_checkpoint_sha256=checkpoint_sha256(self.clip_spec),
             dvc_experiment=self.dvc_experiment,
             mlflow=self.mlflow_run,
+            overrides=self.overrides,
         )
 
     def _digest(self, path: Path) -> str:
@@ -173,6 +191,7 @@ def recorder_for(
     pipeline: str,
     catalog: Mapping[str, Mapping[str, Any]],
     mlflow_run: MlflowRun | None = None,
+    runtime_params: Mapping[str, Any] | None = None,
 ) -> ProvenanceRecorder:
     """A recorder whose files are the catalog entries' (``filepath``, relative to the project)."""
     root = Path(project_dir)
@@ -182,7 +201,18 @@ def recorder_for(
         return root / entry["filepath"] if "filepath" in entry else None
 
     files = {name: path for name in TRACKED_DATA if (path := path_of(name)) is not None}
-    return ProvenanceRecorder(root, env, pipeline, files, path_of(CLIP_SPEC), mlflow_run)
+    return ProvenanceRecorder(
+        root, env, pipeline, files, path_of(CLIP_SPEC), mlflow_run, runtime_params
+    )
+
+
+def override_keys(runtime_params: Mapping[str, Any], parent: str = "") -> tuple[str, ...]:
+    """The dotted keys of Kedro's runtime parameters (``--params a.b=1,c=2``: ``a.b``, ``c``)."""
+    keys: list[str] = []
+    for key, value in runtime_params.items():
+        name = f"{parent}.{key}" if parent else str(key)
+        keys += override_keys(value, name) if isinstance(value, Mapping) and value else [name]
+    return tuple(sorted(keys))
 
 
 def ui_address(ui: Mapping[str, Any] | None) -> str:

@@ -22,9 +22,10 @@ from croft_pipeline.ood.evaluation import (
     summarise,
     with_deploy_metrics,
 )
+from croft_pipeline.publishing.experiments import aliases_stay, held_reason
 from croft_pipeline.publishing.gates import GateResult, check_gates, gate_lines, gates_outcome
 from croft_pipeline.publishing.params import with_model_name
-from croft_pipeline.publishing.publish import publish_model
+from croft_pipeline.publishing.publish import held_registration, publish_model
 from croft_pipeline.reporting.headline import headline_metrics
 from croft_pipeline.reporting.report import build_plots, build_report, gates_section
 from croft_pipeline.reporting.tables import headline_rows
@@ -106,6 +107,7 @@ def render_report(
             register["method"],
             check_gates(summary, comparisons, params["gates"], register["method"]),
             register["champion_alias"],
+            held_reason(register, provenance),
         )
         if register.get("enabled", True)
         else None
@@ -144,9 +146,8 @@ def log_to_mlflow(
     log(0, {f"{r.method}/{r.shift}/{r.metric}": r.mean for r in summary.itertuples()})
     log(0, {f"{r.method}/{r.shift}/{r.metric}_std": r.std for r in summary.itertuples()})
     for (method, seed), group in results.groupby(["method", "seed"], sort=True):
-        with tracking.child_run(
-            f"evaluate/{method}/seed_{seed}", {"method": method, "seed": str(seed)}
-        ):
+        tags = {"method": method, "seed": str(seed), tracking.ROLE: "evaluation"}
+        with tracking.child_run(tracking.run_name("evaluate", method, seed), tags):
             log(0, {f"{r.shift}/{r.metric}": r.value for r in group.itertuples()})
     return {"logged": True, "metrics": len(summary), "runs": len(evaluated)}
 
@@ -193,7 +194,9 @@ def register_model(
     registration artifact fails, the aliases move back and the version is deleted. The served
     CLIP encodes at ``clip.precision``, as embed did; when ``evaluate.scores`` has ``knn``, the
     model serves it with the bank evaluation used (from ``predictions``). The registered model is
-    named after the dataset (``ingest``) unless ``register.model_name`` names it.
+    named after the dataset (``ingest``) unless ``register.model_name`` names it. An experiment
+    (``provenance``) registers nothing unless asked: it records its gates and why
+    (``publishing.experiments``).
     """
     del logged  # an input only so that Kedro runs this node last
     register = with_model_name(params["register"], ingest)
@@ -204,10 +207,17 @@ def register_model(
         atomic_write_json(path, document)
         return document
 
-    def record(registration: dict[str, Any]) -> None:
-        document = {"registered": True, **registration}
+    def record(document: dict[str, Any]) -> None:
         tracking.log_json_artifact(document, "model_registration.json", "evaluation")
         atomic_write_json(path, document)
+
+    if held := held_reason(register, provenance):
+        document = held_registration(
+            train_summary, summary, comparisons, register, params["gates"], held
+        )
+        record(document)
+        log_registration(document, register["champion_alias"])
+        return document
 
     registration = publish_model(
         train_summary,
@@ -223,23 +233,29 @@ def register_model(
         partition_reader(adapter_weights),
         register,
         params["gates"],
-        record,
+        lambda registration: record({"registered": True, **registration}),
         predictions,
         evaluation.scores.get("knn"),
         evaluation.knn_bank_split,
         provenance,
     )
-    log_registration(registration, register["champion_alias"])
-    return {"registered": True, **registration}
+    document = {"registered": True, **registration}
+    log_registration(document, register["champion_alias"])
+    return document
 
 
 def log_registration(registration: dict[str, Any], champion_alias: str) -> None:
-    """The gates' lines, what they did, and the registered version with its aliases: the last
-    lines of ``evaluate``'s log."""
+    """The gates' lines, what they did, and the registered version with its aliases (or, for a
+    run that registers nothing, why and where the aliases stay): the last lines of
+    ``evaluate``'s log."""
     results = [GateResult(**gate) for gate in registration["gates"]]
     for line in gate_lines(results):
         logger.info("gate %s", line)
-    logger.info("gates: %s", gates_outcome(results, champion_alias))
+    held = "" if registration["registered"] else registration["reason"]
+    logger.info("gates: %s", gates_outcome(results, champion_alias, held))
+    if held:
+        logger.info("registered nothing: %s", aliases_stay(registration))
+        return
     logger.info(
         "registered %s as %s",
         registration["model_uri"],

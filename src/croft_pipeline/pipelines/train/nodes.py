@@ -23,7 +23,7 @@ from croft_pipeline.methods.feature_sets import (
 )
 from croft_pipeline.methods.fitted import fitted_model
 from croft_pipeline.methods.params import method_config, method_grids
-from croft_pipeline.methods.selection import point_text, varied_keys
+from croft_pipeline.methods.selection import varied_keys
 from croft_pipeline.methods.train_summary import MethodSummary, SeedFit, SeedWise, TrainSummary
 from croft_pipeline.methods.tuning import FitJob, FitOutcome, fit_all
 from croft_pipeline.methods.wise import wise_name
@@ -31,7 +31,6 @@ from croft_pipeline.ood.scores import check_knn_k, score_parameters
 
 ROW_COLUMNS = ["split", "sha256", "domain", "class_name", "group", "label"]
 PROBED_SPLITS = ("test_id", "test_covariate")  # recorded per grid point, never selected on
-ROLE = "croft.role"  # a nested run is a method (one per method and seed) or a grid point
 
 
 def fit_methods(
@@ -153,8 +152,8 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, s
     name, seed = outcome.name, outcome.seed
     tags = {"method": name, "seed": str(seed), "mode": str(getattr(METHODS[name], "mode", None))}
     kept = {key: outcome.config[key] for key in varied_keys(grid) if key in outcome.config}
-    title = tracking.run_name(name, f"seed {seed}", point_text(kept))
-    with tracking.child_run(title, tags={**tags, ROLE: "method"}) as run_id:
+    title = tracking.run_name("fit", name, seed, kept)
+    with tracking.child_run(title, tags={**tags, tracking.ROLE: "method"}) as run_id:
         tracking.log_params({"method": name, "seed": seed, **outcome.config, "grid": grid})
         tracking.log_history(outcome.report.history)
         values = {
@@ -168,8 +167,8 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, s
         tracking.metric_logger()(0, values)
         for row in outcome.grid if len(outcome.grid) > 1 else []:
             shown = {k: v for k, v in row["point"].items() if k in varied_keys(grid)}
-            point = tracking.run_name(name, f"seed {seed}", f"grid {point_text(shown)}")
-            with tracking.child_run(point, tags={**tags, ROLE: "grid point"}):
+            point = tracking.run_name("grid", name, seed, shown)
+            with tracking.child_run(point, tags={**tags, tracking.ROLE: "grid point"}):
                 tracking.log_params(row["point"])
                 tracking.log_history(row.get("history", []))
                 final = {
@@ -190,8 +189,10 @@ def _log_outcome(outcome: FitOutcome, grid: dict[str, list[Any]]) -> dict[str, s
 def _log_wise(outcome: FitOutcome, tags: dict[str, str]) -> str | None:
     """The WiSE-FT point as a run of its own, beside its base method's (a method of the report)."""
     wise, name = outcome.wise, wise_name(outcome.name)
-    title = tracking.run_name(name, f"seed {outcome.seed}", f"alpha={wise['alpha']:g}")
-    with tracking.child_run(title, tags={**tags, "method": name, ROLE: "method"}) as run_id:
+    title = tracking.run_name("fit", name, outcome.seed, {"alpha": wise["alpha"]})
+    with tracking.child_run(
+        title, tags={**tags, "method": name, tracking.ROLE: "method"}
+    ) as run_id:
         tracking.log_params(
             {
                 "method": name,
