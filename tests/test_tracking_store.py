@@ -41,6 +41,10 @@ def _uri(project: Path) -> str:
     return f"sqlite:///{project / 'mlflow.db'}"
 
 
+def _client(project: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=_uri(project), registry_uri=_uri(project))
+
+
 def _paths(database: Path) -> list[str]:
     """Every value of the store's path columns."""
     with sqlite3.connect(database) as db:
@@ -58,7 +62,7 @@ def test_a_moved_project_stops_until_its_store_is_relocated_then_serves_and_runs
     old = copy_with_store(tiny_project, tmp_path / "old")  # a project with a registered model
     moved = Path(shutil.copytree(old, tmp_path / "moved"))
     shutil.rmtree(old)  # moved: the old folder is gone
-    experiment = mlflow.MlflowClient(_uri(moved)).get_experiment_by_name("croft-pipeline")
+    experiment = _client(moved).get_experiment_by_name("croft-pipeline")
     expected = (
         f"the MLflow store {moved / 'mlflow.db'} keeps the artifacts of experiment "
         f"'croft-pipeline' in {old / 'mlruns' / experiment.experiment_id}, outside {moved}: the "
@@ -67,7 +71,7 @@ def test_a_moved_project_stops_until_its_store_is_relocated_then_serves_and_runs
         f"{moved / 'mlruns'})"
     )
     assert misplaced_artifacts(_uri(moved)) == expected
-    versions = len(mlflow.MlflowClient(_uri(moved)).search_model_versions(f"name = '{MODEL}'"))
+    versions = len(_client(moved).search_model_versions(f"name = '{MODEL}'"))
     with pytest.raises(RunRefused) as refused:
         run_pipeline(moved, "evaluate", from_nodes=["log_to_mlflow"])
     assert str(refused.value) == expected and not old.exists()  # nothing written there
@@ -97,7 +101,7 @@ def test_a_moved_project_stops_until_its_store_is_relocated_then_serves_and_runs
     assert list(predicted.columns[:2]) == ["label", "class_name"] and len(predicted) == 1
 
     run_pipeline(moved, "evaluate", from_nodes=["log_to_mlflow"])  # a run of the moved project
-    client = mlflow.MlflowClient(_uri(moved))
+    client = _client(moved)
     registered = client.search_model_versions(f"name = '{MODEL}'")
     assert len(registered) == versions + 1 and not old.exists()
     newest = max(registered, key=lambda v: int(v.version))
