@@ -260,6 +260,7 @@ def test_default_run_reports_registers_and_serves(tiny_run, tiny_project, tmp_pa
     champion = registration["champion_version"]
     assert tiny_run.summary == (
         "produced data/08_reporting/report.html",
+        "produced data/08_reporting/headline.json",
         "produced data/08_reporting/metrics.json",
         f"produced {registration['model_uri']} ({', '.join('@' + a for a in registration['aliases'])}; "
         f"champion: {'version ' + champion if champion else 'none yet'}); next: "

@@ -187,7 +187,12 @@ def runner_class(recorded: str | None) -> str:
 
 
 # What a run produced for its user (its last log lines), in this order, when the run made it.
-HEADLINE_OUTPUTS = ("evaluation_report", "evaluation_metrics", "model_registration")
+HEADLINE_OUTPUTS = (
+    "evaluation_report",
+    "evaluation_headline",
+    "evaluation_metrics",
+    "model_registration",
+)
 
 
 class RunSummaryHook:
