@@ -18,6 +18,8 @@ METRICS = (
     ("openset", "msp_auroc"),
     ("openset", "msp_fpr95_id_positive"),
     ("openset_far", "energy_auroc"),
+    ("id", "deploy_tpr"),
+    ("openset", "deploy_fpr"),
 )
 SUMMARY = pd.DataFrame(
     [
@@ -72,6 +74,8 @@ def test_the_served_method_and_its_gate_baselines_with_the_compared_score():
         "covariate/accuracy",
         "openset/energy_auroc",
         "openset/energy_fpr95_id_positive",
+        "id/deploy_tpr",  # at the calibrated threshold
+        "openset/deploy_fpr",
         "openset_far/energy_auroc",  # gated
         "covariate_novel/accuracy",  # gated
     ]

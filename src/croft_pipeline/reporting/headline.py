@@ -12,12 +12,15 @@ import pandas as pd
 from croft_pipeline.ood.evaluation import put_finite
 from croft_pipeline.publishing.gates import check_gates, gate_result, interval_row
 
-# (shift, metric) of every compared method; {score}: the detection score the comparisons use
+# (shift, metric) of every compared method; {score}: the detection score the comparisons use;
+# deploy_*: what its calibrated threshold accepts (a new calibrate.tpr moves only these)
 HEADLINE = (
     ("id", "accuracy"),
     ("covariate", "accuracy"),
     ("openset", "{score}_auroc"),
     ("openset", "{score}_fpr95_id_positive"),
+    ("id", "deploy_tpr"),
+    ("openset", "deploy_fpr"),
 )
 
 
