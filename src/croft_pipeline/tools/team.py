@@ -355,11 +355,13 @@ def up(state: State, port: int, pg_port: int, credentials_file: Path) -> dict[st
     return started
 
 
-def stop_postgres(state: State) -> None:
-    subprocess.run(
-        as_db_owner([pg_bin("pg_ctl"), "-D", str(state.pgdata), "-m", "fast", "-w", "stop"]),
-        capture_output=True,
-    )
+def stop_postgres(state: State, timeout: int = 120) -> None:
+    """``pg_ctl stop``, waiting until the server is gone: ``fast`` (a clean shutdown), then, if
+    that did not end it within ``timeout`` seconds (a loaded machine), ``immediate``."""
+    for mode in ("fast", "immediate"):
+        stop = [pg_bin("pg_ctl"), "-D", str(state.pgdata), "-m", mode, "-w", "-t", str(timeout)]
+        if subprocess.run(as_db_owner(stop), capture_output=True).returncode == 0:
+            return
 
 
 def down(state: State) -> dict[str, Any] | None:
