@@ -359,7 +359,17 @@ def stop_postgres(state: State, timeout: int = 120) -> None:
     """``pg_ctl stop``, waiting until the server is gone: ``fast`` (a clean shutdown), then, if
     that did not end it within ``timeout`` seconds (a loaded machine), ``immediate``."""
     for mode in ("fast", "immediate"):
-        stop = [pg_bin("pg_ctl"), "-D", str(state.pgdata), "-m", mode, "-w", "-t", str(timeout)]
+        stop = [
+            pg_bin("pg_ctl"),
+            "-D",
+            str(state.pgdata),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            str(timeout),
+            "stop",
+        ]
         if subprocess.run(as_db_owner(stop), capture_output=True).returncode == 0:
             return
 
