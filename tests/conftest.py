@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import croft_pipeline  # noqa: F401  (offline defaults before anything else loads)
-from tests.kedro_harness import make_project_copy, run_pipeline
+from tests.kedro_harness import EMBED_CACHE, chunk_digests, make_project_copy, run_pipeline
 from tests.network_guard import loopback_only
 
 pytest_plugins = ["tests.fixtures.served_model"]  # the tiny served model and MLflow store
@@ -30,6 +30,8 @@ class TinyRun:
     project: Path
     network_attempts: tuple[str, ...]
     summary: tuple[str, ...]  # the run's last lines (croft_pipeline.hooks.RunSummaryHook)
+    # the cache chunks this run wrote: later tests (the benchmark's folds) add to the shared cache
+    cache_chunks: dict[str, str]
 
 
 class _Lines(logging.Handler):
@@ -53,7 +55,8 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     finally:
         hooks.removeHandler(summary)
     produced = tuple(line for line in summary.lines if line.startswith("produced "))
-    return TinyRun(project=project, network_attempts=tuple(attempts), summary=produced)
+    chunks = chunk_digests(project / EMBED_CACHE)
+    return TinyRun(project, tuple(attempts), produced, chunks)
 
 
 @pytest.fixture(scope="session")

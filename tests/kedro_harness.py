@@ -19,11 +19,13 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from croft_pipeline.common.files import sha256_file
 from croft_pipeline.config.loader import config_loader, parameters
 from croft_pipeline.tools.dvc_stages import entry_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", ".telemetry")
+EMBED_CACHE = "data/04_feature/cache"  # conf/base/catalog: the embed pipeline's chunk files
 MLFLOW_STORE = ("mlflow.db", "mlruns")  # conf/base/mlflow.yml: the store in the project root
 DATA_LAYERS = (
     "01_raw",
@@ -46,6 +48,11 @@ def make_project_copy(target: Path) -> Path:
     for layer in DATA_LAYERS:
         (target / "data" / layer).mkdir(parents=True, exist_ok=True)
     return target
+
+
+def chunk_digests(cache: Path) -> dict[str, str]:
+    """Every embed cache chunk's SHA-256, by its path in the cache."""
+    return {str(p.relative_to(cache)): sha256_file(p) for p in cache.rglob("chunk-*.safetensors")}
 
 
 def copy_project(source: Path, target: Path) -> Path:

@@ -1,6 +1,7 @@
 """The accuracy benchmark on the tiny project: (backbones ×) folds × seeds as units, one MLflow
 parent run with a nested run per fold, and result files with the tables; backbones pretrained
-beside the default run's outputs, which stay as they are."""
+beside the default run's outputs, which stay as they are (its embed cache gains the folds'
+chunks: ``TinyRun.cache_chunks`` keeps the run's own)."""
 
 from __future__ import annotations
 

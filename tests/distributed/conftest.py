@@ -107,11 +107,6 @@ def alive_nodes(ray) -> set[str]:
     return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
 
 
-def chunk_bytes(cache: Path) -> dict[str, bytes]:
-    """Every cache chunk file's bytes, by its path in the cache."""
-    return {str(p.relative_to(cache)): p.read_bytes() for p in cache.rglob("chunk-*.safetensors")}
-
-
 @pytest.fixture(scope="module")
 def tables():
     return synthetic_tables()

@@ -22,14 +22,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.distributed.conftest import (
-    NO_TRACKING,
-    chunk_bytes,
-    free_port,
-    own_ray_tmp,
-    ray_or_skip,
-)
+from tests.distributed.conftest import NO_TRACKING, free_port, own_ray_tmp, ray_or_skip
 from tests.kedro_harness import (
+    EMBED_CACHE,
+    chunk_digests,
     clear_outputs,
     copy_project,
     finish_run,
@@ -41,7 +37,6 @@ pytestmark = pytest.mark.slow  # a Ray cluster and a kedro subprocess: the integ
 
 ray_or_skip()
 
-CACHE = "data/04_feature/cache"
 TRAINED = ("data/06_models/train_summary.json", "data/06_models/adapters")
 PORT_OPTIONS = (  # every port `ray start --head` opens, so that none collides with another Ray
     "--port",
@@ -120,7 +115,8 @@ def _members(session: int) -> list[int]:
     return found
 
 
-def test_a_ray_client_run_writes_on_the_drivers_disk(head, tiny_project, tmp_path):
+def test_a_ray_client_run_writes_on_the_drivers_disk(head, tiny_run, tmp_path):
+    tiny_project = tiny_run.project
     project = copy_project(tiny_project, tmp_path / "project")
     for pipeline in ("embed", "train"):
         clear_outputs(project, pipeline)
@@ -133,8 +129,8 @@ def test_a_ray_client_run_writes_on_the_drivers_disk(head, tiny_project, tmp_pat
     text = log.read_text()
     for runner in ("embed.runner: ", "train.runner: "):  # the runners' placement lines
         assert f"{runner}" in text and "on 1 Ray node(s)" in text, runner
-    expected = chunk_bytes(tiny_project / CACHE)
-    assert chunk_bytes(project / CACHE) == expected and expected
+    expected = tiny_run.cache_chunks  # the local run's chunks: same names and bytes
+    assert chunk_digests(project / EMBED_CACHE) == expected and expected
     for path in TRAINED:
         assert _files(project / path) == _files(tiny_project / path), path
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

@@ -33,13 +33,12 @@ from tests.distributed.conftest import (
     SWEEP,
     alive_nodes,
     assert_same_fits,
-    chunk_bytes,
     placements,
     ray_cluster,
     ray_or_skip,
 )
 from tests.distributed.dying import stalls_once
-from tests.kedro_harness import load_params
+from tests.kedro_harness import chunk_digests, load_params
 from tests.methods.synthetic import CLASSES
 
 pytestmark = pytest.mark.slow  # a Ray cluster: the integration tier
@@ -92,11 +91,11 @@ def images(tmp_path_factory) -> list[ImageRef]:
 
 
 @pytest.fixture(scope="module")
-def local_chunks(model, images, tmp_path_factory) -> dict[str, bytes]:
+def local_chunks(model, images, tmp_path_factory) -> dict[str, str]:
     """The local runner's cache chunks (one torch thread, as each actor)."""
     cache = tmp_path_factory.mktemp("local_cache")
     _embed(model, images, cache)
-    return chunk_bytes(cache)
+    return chunk_digests(cache)
 
 
 def _embed(model, images, cache: Path, runner=None) -> torch.Tensor:
@@ -114,7 +113,7 @@ def test_embed_spreads_over_nodes_to_the_local_chunks(
 ):
     caplog.set_level("INFO", logger="croft_pipeline.distributed")
     _embed(model, images, tmp_path, ON_NODES)
-    assert chunk_bytes(tmp_path) == local_chunks and len(local_chunks) == 6
+    assert chunk_digests(tmp_path) == local_chunks and len(local_chunks) == 6
     (nodes_used,) = placements(caplog)
     assert len(nodes_used) == 2 and set(nodes_used) <= alive_nodes(ray)
     assert sum(nodes_used.values()) == 12  # every batch, each from the node its actor was on
@@ -200,7 +199,7 @@ def test_a_node_lost_mid_embed_is_recomputed_on_the_others(
     cache = tmp_path / "cache"
     _embed(model, images, cache, ON_NODES)
     assert lost and lost[0] not in alive_nodes(ray)
-    assert chunk_bytes(cache) == local_chunks
+    assert chunk_digests(cache) == local_chunks
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == sorted(
         [Path(name).name for name in local_chunks] + ["info.json"]
     )  # nothing half-written

@@ -15,13 +15,19 @@ from croft_pipeline.common.compute import torch_threads
 from croft_pipeline.common.features import FeatureTable
 from croft_pipeline.common.files import sha256_file
 from croft_pipeline.distributed.embed import RayEmbed
-from tests.distributed.conftest import chunk_bytes, local_ray, ray_or_skip
-from tests.kedro_harness import clear_outputs, copy_project, load_params, run_pipeline
+from tests.distributed.conftest import local_ray, ray_or_skip
+from tests.kedro_harness import (
+    EMBED_CACHE,
+    chunk_digests,
+    clear_outputs,
+    copy_project,
+    load_params,
+    run_pipeline,
+)
 
 ray = ray_or_skip()
 
 TABLES = ("image_features_center", "image_features_train_views")
-CACHE = "data/04_feature/cache"
 ON_RAY = {"runner": "ray", "ray": {"actors": 2, "cpus_per_actor": 0.5, "decode_cpus": 0.5}}
 
 
@@ -41,15 +47,13 @@ def _table(project: Path, name: str) -> FeatureTable:
     return FeatureTable.load(project / f"data/04_feature/{name}.safetensors")
 
 
-def test_ray_runner_writes_the_local_runners_chunks(cluster, local_run, tmp_path):
+def test_ray_runner_writes_the_local_runners_chunks(cluster, local_run, tiny_run, tmp_path):
     project = copy_project(local_run, tmp_path / "project")
     clear_outputs(project, "embed")
     run_pipeline(project, "embed", env="test", extra_params={"embed": ON_RAY})
-    expected = chunk_bytes(local_run / CACHE)
+    expected = tiny_run.cache_chunks  # the local runner's chunks
     assert len(expected) > 4  # several chunks in each of the two cache folders
-    assert (
-        chunk_bytes(project / CACHE) == expected
-    )  # same names (keys, chunk plan) and bytes (features)
+    assert chunk_digests(project / EMBED_CACHE) == expected  # same names (chunk plan) and bytes
     for name in TABLES:
         local, on_ray = _table(local_run, name), _table(project, name)
         assert on_ray.keys == local.keys and torch.equal(on_ray.features, local.features)
