@@ -61,8 +61,9 @@ def cluster():
 @pytest.fixture(autouse=True)
 def whole_pool(monkeypatch):
     """Ray Data dispatches once every actor is up: else the first actor on a busy machine can
-    take every batch before the second one has imported torch."""
-    monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 120)
+    take every batch before the second one has imported torch. The wait ends as soon as the
+    pool is up; 120 s timed out twice with a `make run` beside the suite on 2 cores."""
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 600)
 
 
 @pytest.fixture
